@@ -1,0 +1,317 @@
+//! The emulated cloud and cluster used by `sim`, `demo` and the tests.
+//!
+//! Each emulator (Keystone, Nova, Cinder, Kubernetes, LINSTOR) is its own axum router over one
+//! shared [`World`], listening on its own loopback port. They speak the real wire protocols, so
+//! the production clients (the `kube` client, the `openstack` crate, the `openstack` CLI and
+//! `kubectl`) run against them unchanged. None of them reuses a client crate's types.
+
+pub mod cinder;
+pub mod cloud;
+pub mod fault;
+pub mod keystone;
+pub mod kubernetes;
+pub mod linstor;
+pub mod nova;
+pub mod scenario;
+pub mod world;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State as AxumState};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use scenario::Scenario;
+pub use world::{Endpoints, RequestRecord, World};
+
+use scenario::Service;
+
+/// How often the ticker brings the world up to the present when nobody asks.
+const TICK: Duration = Duration::from_millis(50);
+
+/// Why the emulators could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No loopback port could be bound.
+    #[error("cannot listen on {addr} for the emulated {service}")]
+    Bind {
+        /// The service.
+        service: &'static str,
+        /// The address tried.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A state file could not be written.
+    #[error("cannot write {path}; pass a --state-dir that exists and is writable")]
+    StateDir {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Emulators serving a scenario, until [`Running::shutdown`] or drop of the token.
+pub struct Running {
+    /// The shared state, for tests to inspect and to inject faults.
+    pub world: World,
+    /// Where each emulator listens.
+    pub endpoints: Endpoints,
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// The request log so far.
+    #[must_use]
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.world.lock().requests().to_vec()
+    }
+
+    /// Stops every emulator and waits for them.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Writes `kubeconfig`, `clouds.yaml`, `endpoints.json` and, last, `ready` into `dir`.
+    ///
+    /// # Errors
+    /// When a file cannot be written.
+    pub fn write_state_dir(&self, dir: &Path) -> Result<(), Error> {
+        let credentials = self.world.lock().credentials.clone();
+        let region = self.world.lock().cloud.region().to_owned();
+        let write = |name: &str, text: String| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(|source| Error::StateDir { path, source })
+        };
+        write("kubeconfig", kubeconfig(&self.endpoints.kubernetes))?;
+        write(
+            "clouds.yaml",
+            clouds_yaml(&self.endpoints.keystone, &region, &credentials),
+        )?;
+        let endpoints =
+            serde_json::to_string_pretty(&self.endpoints).unwrap_or_else(|_| "{}".to_owned());
+        write("endpoints.json", endpoints + "\n")?;
+        write("ready", String::new())
+    }
+}
+
+/// Binds every emulator on `127.0.0.1` (ports chosen by the system) and starts serving.
+///
+/// # Errors
+/// When a port cannot be bound.
+pub async fn serve(scenario: &Scenario) -> Result<Running, Error> {
+    let world = World::new(scenario);
+    let stop = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let mut endpoints = Endpoints::default();
+
+    let services: [(Service, Router); 4] = [
+        (Service::Keystone, keystone::router(world.clone())),
+        (Service::Nova, nova::router(world.clone())),
+        (Service::Cinder, cinder::router(world.clone())),
+        (Service::Kubernetes, kubernetes::router(world.clone())),
+    ];
+    for (service, router) in services {
+        let url = listen(service, router, &world, &stop, &mut tasks).await?;
+        match service {
+            Service::Keystone => endpoints.keystone = url,
+            Service::Nova => endpoints.nova = url,
+            Service::Cinder => endpoints.cinder = url,
+            Service::Kubernetes => endpoints.kubernetes = url,
+            Service::Linstor => {}
+        }
+    }
+    if scenario.linstor.is_some() {
+        let router = linstor::router(world.clone());
+        endpoints.linstor =
+            Some(listen(Service::Linstor, router, &world, &stop, &mut tasks).await?);
+    }
+    let log = Router::new()
+        .route("/", get(request_log))
+        .with_state(world.clone());
+    let addr = loopback();
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind {
+            service: "request log",
+            addr,
+            source,
+        })?;
+    endpoints.requests = format!("http://{}/", local(&listener));
+    spawn_server(listener, log, &stop, &mut tasks);
+
+    world.lock().endpoints = endpoints.clone();
+
+    let ticker_world = world.clone();
+    let ticker_stop = stop.clone();
+    tasks.spawn(async move {
+        let mut interval = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                () = ticker_stop.cancelled() => break,
+                _ = interval.tick() => drop(ticker_world.lock()),
+            }
+        }
+    });
+
+    Ok(Running {
+        world,
+        endpoints,
+        stop,
+        tasks,
+    })
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn local(listener: &TcpListener) -> SocketAddr {
+    listener.local_addr().unwrap_or_else(|_| loopback())
+}
+
+async fn listen(
+    service: Service,
+    router: Router,
+    world: &World,
+    stop: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Result<String, Error> {
+    let addr = loopback();
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind {
+            service: service.as_str(),
+            addr,
+            source,
+        })?;
+    let url = format!("http://{}", local(&listener));
+    let router = router.layer(middleware::from_fn_with_state(
+        (world.clone(), service),
+        record_and_interfere,
+    ));
+    spawn_server(listener, router, stop, tasks);
+    Ok(url)
+}
+
+fn spawn_server(
+    listener: TcpListener,
+    router: Router,
+    stop: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) {
+    let stop = stop.clone();
+    tasks.spawn(async move {
+        let shutdown = async move { stop.cancelled().await };
+        // A serving error ends this emulator only; its clients then see a dead endpoint.
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+    });
+}
+
+/// Logs every request, and applies injected latency and faults before the handler runs.
+async fn record_and_interfere(
+    AxumState((world, service)): AxumState<(World, Service)>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    let method = request.method().as_str().to_owned();
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().map(str::to_owned);
+    let interference = world.lock().interference(service, &method, &path);
+    if !interference.delay.is_zero() {
+        tokio::time::sleep(interference.delay).await;
+    }
+    let response = match interference
+        .status
+        .and_then(|s| StatusCode::from_u16(s).ok())
+    {
+        Some(status) => fault::error(service, status, "injected fault"),
+        None => next.run(request).await,
+    };
+    world.record(RequestRecord {
+        service,
+        method,
+        path,
+        query,
+        status: response.status().as_u16(),
+        at_ms: 0,
+    });
+    response
+}
+
+async fn request_log(AxumState(world): AxumState<World>) -> Response {
+    axum::Json(world.lock().requests().to_vec()).into_response()
+}
+
+fn kubeconfig(server: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: sim
+  cluster:
+    server: {server}
+contexts:
+- name: sim
+  context:
+    cluster: sim
+    user: sim
+    namespace: default
+current-context: sim
+users:
+- name: sim
+  user:
+    token: sim-kubernetes-token
+"
+    )
+}
+
+fn clouds_yaml(keystone: &str, region: &str, credentials: &world::Credentials) -> String {
+    format!(
+        "clouds:
+  sim:
+    auth_type: password
+    auth:
+      auth_url: {keystone}/v3
+      username: {username}
+      password: {password}
+      project_name: {project}
+      user_domain_name: {domain}
+      project_domain_name: {domain}
+    region_name: {region}
+    interface: public
+    identity_api_version: 3
+  sim-appcred:
+    auth_type: v3applicationcredential
+    auth:
+      auth_url: {keystone}/v3
+      application_credential_id: {ac_id}
+      application_credential_secret: {ac_secret}
+    region_name: {region}
+    interface: public
+    identity_api_version: 3
+",
+        username = credentials.username,
+        password = credentials.password,
+        project = credentials.project,
+        domain = credentials.domain,
+        ac_id = credentials.application_credential_id,
+        ac_secret = credentials.application_credential_secret,
+    )
+}

@@ -1,0 +1,1214 @@
+//! Scenario files: the YAML description of an emulated cloud and cluster.
+//!
+//! The keys are a stable, documented interface (`docs/scenarios.md`): keys may be added, never
+//! renamed. Unknown keys are an error naming the key and its line; so is a reference to a server,
+//! host, persistent volume, claim or node that the scenario does not define.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+use serde_saphyr::Spanned;
+
+/// The seed story (seeds 000/001), built in as the default scenario of `demo`.
+pub const SEED_SCENARIO: &str = include_str!("../../scenarios/seed-node-shutdown.yaml");
+
+/// A scenario that could not be loaded: names the file, the line and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read scenario {path}")]
+    Read {
+        /// The scenario file.
+        path: PathBuf,
+        /// Why it could not be read.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML, or a key or value is not one the format knows.
+    #[error("scenario {path}{location}: {message}")]
+    Syntax {
+        /// The scenario file.
+        path: PathBuf,
+        /// `:LINE:COLUMN` when known.
+        location: LineSuffix,
+        /// What is wrong, as the YAML reader says it.
+        message: String,
+    },
+    /// The file parses but does not make sense: a dangling reference, a duplicate, a bad value.
+    #[error("scenario {path}{location}: {key}: {message}")]
+    Invalid {
+        /// The scenario file.
+        path: PathBuf,
+        /// `:LINE:COLUMN` of the offending value, when known.
+        location: LineSuffix,
+        /// The key path, e.g. `kubernetes.pods[0].node`.
+        key: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+/// `:LINE:COLUMN`, or nothing when the position is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineSuffix(Option<(u64, u64)>);
+
+impl fmt::Display for LineSuffix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some((line, column)) => write!(f, ":{line}:{column}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A string value with the line it stands on, for references checked after parsing.
+pub type Ref = Spanned<String>;
+
+/// A whole scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name, shown by `demo`.
+    pub name: String,
+    /// What real situation the scenario reproduces.
+    #[serde(default)]
+    pub description: String,
+    /// The emulated OpenStack cloud.
+    #[serde(default)]
+    pub openstack: OpenStack,
+    /// The emulated Kubernetes cluster.
+    #[serde(default)]
+    pub kubernetes: Kubernetes,
+    /// The emulated LINSTOR cluster, for LINSTOR scenarios.
+    #[serde(default)]
+    pub linstor: Option<Linstor>,
+    /// Changes applied at given times after the start.
+    #[serde(default)]
+    pub timeline: Vec<Step>,
+    /// What a correct remediator achieves; checked by `demo --check`.
+    #[serde(default)]
+    pub expect: Option<Expect>,
+}
+
+/// The OpenStack side: compute hosts, servers, volumes and how the cloud behaves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenStack {
+    /// Region of every endpoint in the catalog.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Project (tenant) name the credentials are scoped to.
+    #[serde(default = "default_project")]
+    pub project: String,
+    /// nova-compute services.
+    #[serde(default)]
+    pub compute_hosts: Vec<ComputeHost>,
+    /// Nova servers.
+    #[serde(default)]
+    pub servers: Vec<Server>,
+    /// Cinder volumes.
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+    /// Timing and injected faults.
+    #[serde(default)]
+    pub behaviour: Behaviour,
+}
+
+impl Default for OpenStack {
+    fn default() -> Self {
+        Self {
+            region: default_region(),
+            project: default_project(),
+            compute_hosts: Vec::new(),
+            servers: Vec::new(),
+            volumes: Vec::new(),
+            behaviour: Behaviour::default(),
+        }
+    }
+}
+
+fn default_region() -> String {
+    "RegionOne".to_owned()
+}
+
+fn default_project() -> String {
+    "kube".to_owned()
+}
+
+fn default_zone() -> String {
+    "nova".to_owned()
+}
+
+/// A nova-compute service on a compute host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComputeHost {
+    /// Host name, referred to by `servers[].host`.
+    pub name: String,
+    /// Whether the service reports in.
+    #[serde(default)]
+    pub state: HostState,
+    /// Whether an operator (or a fencing agent) marked the service forced down.
+    #[serde(default)]
+    pub forced_down: bool,
+    /// Availability zone of the host.
+    #[serde(default = "default_zone")]
+    pub zone: String,
+}
+
+/// The state of a nova-compute service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostState {
+    /// Reporting in.
+    #[default]
+    Up,
+    /// Not reporting in.
+    Down,
+}
+
+/// A Nova server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Server UUID.
+    pub id: String,
+    /// Server name.
+    pub name: String,
+    /// Nova status.
+    pub status: ServerStatus,
+    /// `OS-EXT-STS:power_state`; derived from `status` when left out.
+    #[serde(default)]
+    pub power_state: Option<u8>,
+    /// `OS-EXT-STS:task_state` (e.g. `powering-off`, `deleting`); none when left out.
+    #[serde(default)]
+    pub task_state: Option<String>,
+    /// Compute host (a `compute_hosts` name).
+    #[serde(default)]
+    pub host: Option<Ref>,
+    /// Availability zone.
+    #[serde(default = "default_zone")]
+    pub availability_zone: String,
+    /// Fixed IPv4 addresses.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// The server was deleted: Nova answers 404 for it, Cinder may still hold attachments to it.
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// A Nova server status, as the API spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(missing_docs)]
+pub enum ServerStatus {
+    Active,
+    Build,
+    Error,
+    HardReboot,
+    Migrating,
+    Paused,
+    Reboot,
+    Rescue,
+    Resize,
+    Shelved,
+    ShelvedOffloaded,
+    Shutoff,
+    Suspended,
+    Unknown,
+    VerifyResize,
+}
+
+impl ServerStatus {
+    /// The status as Nova spells it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Build => "BUILD",
+            Self::Error => "ERROR",
+            Self::HardReboot => "HARD_REBOOT",
+            Self::Migrating => "MIGRATING",
+            Self::Paused => "PAUSED",
+            Self::Reboot => "REBOOT",
+            Self::Rescue => "RESCUE",
+            Self::Resize => "RESIZE",
+            Self::Shelved => "SHELVED",
+            Self::ShelvedOffloaded => "SHELVED_OFFLOADED",
+            Self::Shutoff => "SHUTOFF",
+            Self::Suspended => "SUSPENDED",
+            Self::Unknown => "UNKNOWN",
+            Self::VerifyResize => "VERIFY_RESIZE",
+        }
+    }
+
+    /// The power state Nova reports with this status (0 NOSTATE, 1 RUNNING, 3 PAUSED,
+    /// 4 SHUTDOWN, 6 CRASHED, 7 SUSPENDED).
+    #[must_use]
+    pub fn default_power_state(self) -> u8 {
+        match self {
+            Self::Active
+            | Self::HardReboot
+            | Self::Migrating
+            | Self::Reboot
+            | Self::Rescue
+            | Self::Resize
+            | Self::VerifyResize => 1,
+            Self::Paused => 3,
+            Self::Shutoff | Self::Shelved => 4,
+            Self::Suspended => 7,
+            Self::Build | Self::Error | Self::ShelvedOffloaded | Self::Unknown => 0,
+        }
+    }
+
+    /// The `OS-EXT-STS:vm_state` Nova reports with this status.
+    #[must_use]
+    pub fn vm_state(self) -> &'static str {
+        match self {
+            Self::Active | Self::HardReboot | Self::Reboot | Self::Migrating => "active",
+            Self::Build => "building",
+            Self::Error | Self::Unknown => "error",
+            Self::Paused => "paused",
+            Self::Rescue => "rescued",
+            Self::Resize | Self::VerifyResize => "resized",
+            Self::Shelved => "shelved",
+            Self::ShelvedOffloaded => "shelved_offloaded",
+            Self::Shutoff => "stopped",
+            Self::Suspended => "suspended",
+        }
+    }
+}
+
+/// A Cinder volume.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Volume {
+    /// Volume UUID.
+    pub id: String,
+    /// Volume name (Cinder allows none).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Size in GiB.
+    #[serde(default = "default_size")]
+    pub size: u64,
+    /// Availability zone.
+    #[serde(default = "default_zone")]
+    pub availability_zone: String,
+    /// Whether the volume may be attached to several servers at once.
+    #[serde(default)]
+    pub multiattach: bool,
+    /// Whether the volume is a boot volume.
+    #[serde(default)]
+    pub bootable: bool,
+    /// Current attachments; the status is `in-use` with attachments, else `available`.
+    #[serde(default)]
+    pub attachments: Vec<VolumeAttachment>,
+    /// A detach of this volume never completes (stays `detaching`), like one on a dead host.
+    #[serde(default)]
+    pub detach_stuck: bool,
+}
+
+fn default_size() -> u64 {
+    1
+}
+
+/// One attachment of a volume to a server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeAttachment {
+    /// The server (a `servers` id).
+    pub server: Ref,
+    /// The device name in the guest.
+    #[serde(default = "default_device")]
+    pub device: String,
+}
+
+fn default_device() -> String {
+    "/dev/vdb".to_owned()
+}
+
+/// How the emulated cloud behaves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Behaviour {
+    /// Seconds a detach spends in `detaching` before the volume is `available`.
+    #[serde(default = "default_detach_seconds")]
+    pub detach_seconds: f64,
+    /// Milliseconds added to every OpenStack API response.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Injected failures.
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            detach_seconds: default_detach_seconds(),
+            latency_ms: 0,
+            faults: Vec::new(),
+        }
+    }
+}
+
+fn default_detach_seconds() -> f64 {
+    2.0
+}
+
+/// An injected failure, matched on service, method and path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// Which emulator it applies to; every one when left out.
+    #[serde(default)]
+    pub service: Option<Service>,
+    /// HTTP method, or `*`.
+    #[serde(default = "any_method")]
+    pub method: String,
+    /// Path pattern; `*` matches one path segment, a trailing `**` any rest.
+    pub path: String,
+    /// The status code to answer with, in the service's error shape.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Milliseconds to wait before answering (a slow or hung endpoint).
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// How many requests it applies to; every one when left out.
+    #[serde(default)]
+    pub times: Option<u32>,
+}
+
+fn any_method() -> String {
+    "*".to_owned()
+}
+
+/// The emulated services.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum Service {
+    Keystone,
+    Nova,
+    Cinder,
+    Kubernetes,
+    Linstor,
+}
+
+impl Service {
+    /// The name used in the request log and in `endpoints.json`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Keystone => "keystone",
+            Self::Nova => "nova",
+            Self::Cinder => "cinder",
+            Self::Kubernetes => "kubernetes",
+            Self::Linstor => "linstor",
+        }
+    }
+}
+
+/// The Kubernetes side.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kubernetes {
+    /// Nodes.
+    #[serde(default)]
+    pub nodes: Vec<Node>,
+    /// PersistentVolumes (each with its bound claim).
+    #[serde(default)]
+    pub persistent_volumes: Vec<PersistentVolume>,
+    /// Pods.
+    #[serde(default)]
+    pub pods: Vec<Pod>,
+    /// VolumeAttachments.
+    #[serde(default)]
+    pub volume_attachments: Vec<KubeVolumeAttachment>,
+    /// Pre-existing Events.
+    #[serde(default)]
+    pub events: Vec<Event>,
+}
+
+/// A Kubernetes node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// Node name.
+    pub name: String,
+    /// `spec.providerID`.
+    #[serde(default)]
+    pub provider_id: Option<String>,
+    /// The Ready condition's status.
+    #[serde(default)]
+    pub ready: Readiness,
+    /// How long ago the Ready condition last changed.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub ready_since: Duration,
+    /// InternalIP addresses.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Taints.
+    #[serde(default)]
+    pub taints: Vec<Taint>,
+}
+
+/// The status of a Ready condition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Readiness {
+    /// `"True"`.
+    #[default]
+    True,
+    /// `"False"`.
+    False,
+    /// `Unknown`: the node stopped reporting.
+    Unknown,
+}
+
+impl Readiness {
+    /// The condition status as Kubernetes spells it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::True => "True",
+            Self::False => "False",
+            Self::Unknown => "Unknown",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Readiness {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Bool(true) => Ok(Self::True),
+            Raw::Bool(false) => Ok(Self::False),
+            Raw::Text(text) => match text.as_str() {
+                "True" | "true" => Ok(Self::True),
+                "False" | "false" => Ok(Self::False),
+                "Unknown" | "unknown" => Ok(Self::Unknown),
+                other => Err(de::Error::custom(format!(
+                    "ready: expected \"True\", \"False\" or Unknown, found {other:?}"
+                ))),
+            },
+        }
+    }
+}
+
+/// A node taint.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Taint {
+    /// Taint key.
+    pub key: String,
+    /// Taint value.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+    pub effect: String,
+}
+
+/// A PersistentVolume and the claim bound to it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersistentVolume {
+    /// PV name.
+    pub name: String,
+    /// CSI source.
+    #[serde(default)]
+    pub csi: Option<CsiSource>,
+    /// In-tree Cinder source.
+    #[serde(default)]
+    pub cinder: Option<InTreeCinderSource>,
+    /// `namespace/name` of the bound claim; the PVC is created Bound.
+    #[serde(default)]
+    pub claim: Option<Ref>,
+    /// Access modes.
+    #[serde(default = "default_access_modes")]
+    pub access_modes: Vec<String>,
+    /// Capacity in GiB; the volume's size when it names a scenario volume.
+    #[serde(default)]
+    pub size: Option<u64>,
+}
+
+fn default_access_modes() -> Vec<String> {
+    vec!["ReadWriteOnce".to_owned()]
+}
+
+/// A CSI volume source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsiSource {
+    /// CSI driver name.
+    pub driver: String,
+    /// The driver's volume id (a Cinder volume id for `cinder.csi.openstack.org`).
+    pub volume_handle: String,
+}
+
+/// An in-tree Cinder volume source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InTreeCinderSource {
+    /// The Cinder volume id.
+    pub volume_id: String,
+}
+
+/// A pod.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pod {
+    /// Pod name.
+    pub name: String,
+    /// Namespace.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// The node it is scheduled on; none while unscheduled.
+    #[serde(default)]
+    pub node: Option<Ref>,
+    /// `status.phase`.
+    #[serde(default = "default_phase")]
+    pub phase: String,
+    /// Waiting reason of its container, e.g. `ContainerCreating`.
+    #[serde(default)]
+    pub waiting_reason: Option<String>,
+    /// Whether it is being deleted (`deletionTimestamp` set).
+    #[serde(default)]
+    pub terminating: bool,
+    /// PVC names in the pod's namespace.
+    #[serde(default)]
+    pub claims: Vec<Ref>,
+    /// The controller that owns it; none for a bare pod.
+    #[serde(default)]
+    pub owner: Option<Owner>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn default_namespace() -> String {
+    "default".to_owned()
+}
+
+fn default_phase() -> String {
+    "Running".to_owned()
+}
+
+/// A pod's controlling owner.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Owner {
+    /// Kind, e.g. `ReplicaSet` or `StatefulSet`.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+}
+
+/// A VolumeAttachment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeVolumeAttachment {
+    /// The PV it attaches.
+    pub pv: Ref,
+    /// The node it attaches to.
+    pub node: Ref,
+    /// `status.attached`.
+    #[serde(default = "yes")]
+    pub attached: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A pre-existing Event.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    /// `pod/NAMESPACE/NAME` or `node/NAME`.
+    pub object: Ref,
+    /// `Normal` or `Warning`.
+    #[serde(rename = "type", default = "default_event_type")]
+    pub kind: String,
+    /// Reason, e.g. `FailedAttachVolume`.
+    pub reason: String,
+    /// Message.
+    pub message: String,
+}
+
+fn default_event_type() -> String {
+    "Warning".to_owned()
+}
+
+/// The LINSTOR side.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Linstor {
+    /// Satellites.
+    #[serde(default)]
+    pub nodes: Vec<LinstorNode>,
+    /// Replicas, one per (resource, node).
+    #[serde(default)]
+    pub resources: Vec<LinstorResource>,
+}
+
+/// A LINSTOR satellite.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinstorNode {
+    /// Node name.
+    pub name: String,
+    /// `ONLINE`, `OFFLINE`, ...
+    #[serde(default = "online")]
+    pub connection_status: String,
+}
+
+fn online() -> String {
+    "ONLINE".to_owned()
+}
+
+/// One replica of a LINSTOR resource.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinstorResource {
+    /// Resource name.
+    pub name: String,
+    /// Node holding the replica.
+    pub node: Ref,
+    /// Whether DRBD is Primary (the device is open) here.
+    #[serde(default)]
+    pub in_use: bool,
+    /// Whether this replica may become Primary.
+    #[serde(default)]
+    pub may_promote: bool,
+    /// DRBD disk state, e.g. `UpToDate`.
+    #[serde(default = "up_to_date")]
+    pub disk_state: String,
+    /// Peer node name -> whether the DRBD connection to it is up.
+    #[serde(default)]
+    pub connections: BTreeMap<String, bool>,
+}
+
+fn up_to_date() -> String {
+    "UpToDate".to_owned()
+}
+
+/// One timeline entry: at `at`, exactly one change.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// When, after the start.
+    #[serde(deserialize_with = "de_duration")]
+    pub at: Duration,
+    /// A server changes status.
+    #[serde(default)]
+    pub server_status: Option<ServerStatusChange>,
+    /// A node's Ready condition changes.
+    #[serde(default)]
+    pub node_ready: Option<NodeReadyChange>,
+    /// A compute host's service state changes.
+    #[serde(default)]
+    pub host_state: Option<HostStateChange>,
+    /// A LINSTOR satellite's connection status changes.
+    #[serde(default)]
+    pub linstor_node: Option<LinstorNodeChange>,
+}
+
+/// A server status change.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerStatusChange {
+    /// The server id.
+    pub server: Ref,
+    /// The new status.
+    pub status: ServerStatus,
+    /// The new power state; derived from the status when left out.
+    #[serde(default)]
+    pub power_state: Option<u8>,
+    /// The new task state.
+    #[serde(default)]
+    pub task_state: Option<String>,
+}
+
+/// A node Ready condition change.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeReadyChange {
+    /// The node name.
+    pub node: Ref,
+    /// The new status.
+    pub status: Readiness,
+}
+
+/// A compute host state change.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostStateChange {
+    /// The host name.
+    pub host: Ref,
+    /// The new state.
+    pub state: HostState,
+}
+
+/// A LINSTOR satellite connection change.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinstorNodeChange {
+    /// The node name.
+    pub node: Ref,
+    /// The new connection status.
+    pub connection_status: String,
+}
+
+/// What a correct remediator achieves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Volumes that end `available`.
+    #[serde(default)]
+    pub volumes_available: Vec<Ref>,
+    /// (volume, server) attachments that must still stand.
+    #[serde(default)]
+    pub volumes_attached: Vec<AttachedPair>,
+    /// `namespace/name` of pods that end deleted.
+    #[serde(default)]
+    pub pods_deleted: Vec<Ref>,
+    /// `namespace/name` of pods that must still exist.
+    #[serde(default)]
+    pub pods_kept: Vec<Ref>,
+    /// `PV@NODE` VolumeAttachments that end deleted.
+    #[serde(default)]
+    pub volume_attachments_deleted: Vec<Ref>,
+    /// Nodes that end with the out-of-service taint.
+    #[serde(default)]
+    pub nodes_tainted_out_of_service: Vec<Ref>,
+    /// The most mutating (non-GET) requests to Nova and Cinder allowed.
+    #[serde(default)]
+    pub max_mutating_openstack_requests: Option<u32>,
+    /// Everything above holds within this time.
+    #[serde(default = "default_within", deserialize_with = "de_duration")]
+    pub within: Duration,
+}
+
+fn default_within() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// A (volume, server) pair.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachedPair {
+    /// The volume id.
+    pub volume: Ref,
+    /// The server id.
+    pub server: Ref,
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(&text).map_err(|err| {
+        de::Error::custom(format!(
+            "{text:?} is not a duration ({err}); write e.g. 30s, 2m or 1h"
+        ))
+    })
+}
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    ///
+    /// # Errors
+    /// When the file cannot be read, is not valid YAML, has unknown keys or bad values, or refers
+    /// to something it does not define.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// The built-in seed scenario.
+    ///
+    /// # Panics
+    /// Never: the embedded file is checked by the test suite.
+    #[must_use]
+    pub fn seed() -> Self {
+        Self::parse(
+            SEED_SCENARIO,
+            Path::new("<built-in seed-node-shutdown.yaml>"),
+        )
+        .expect("the built-in seed scenario is valid")
+    }
+
+    /// Parses and validates scenario text; `path` names it in errors.
+    ///
+    /// # Errors
+    /// As [`Scenario::load`].
+    pub fn parse(text: &str, path: &Path) -> Result<Self, Error> {
+        let scenario: Self = serde_saphyr::from_str(text).map_err(|err| {
+            let plain = err.without_snippet();
+            Error::Syntax {
+                path: path.to_owned(),
+                location: LineSuffix(
+                    plain
+                        .location()
+                        .filter(|loc| loc.line() > 0)
+                        .map(|loc| (loc.line(), loc.column())),
+                ),
+                message: strip_location(&plain.to_string()),
+            }
+        })?;
+        scenario.validate().map_err(|problem| Error::Invalid {
+            path: path.to_owned(),
+            location: LineSuffix(problem.at.map(|at| (at.line(), at.column()))),
+            key: problem.key,
+            message: problem.message,
+        })?;
+        Ok(scenario)
+    }
+
+    fn validate(&self) -> Result<(), Problem> {
+        let os = &self.openstack;
+        let hosts = unique(
+            os.compute_hosts.iter().map(|h| h.name.as_str()),
+            "compute host",
+        )?;
+        let servers = unique(os.servers.iter().map(|s| s.id.as_str()), "server id")?;
+        unique(os.volumes.iter().map(|v| v.id.as_str()), "volume id")?;
+        for (i, server) in os.servers.iter().enumerate() {
+            if let Some(host) = &server.host {
+                known(
+                    &hosts,
+                    host,
+                    &format!("openstack.servers[{i}].host"),
+                    "compute_hosts",
+                )?;
+            }
+        }
+        for (i, volume) in os.volumes.iter().enumerate() {
+            for (j, attachment) in volume.attachments.iter().enumerate() {
+                let key = format!("openstack.volumes[{i}].attachments[{j}].server");
+                known(&servers, &attachment.server, &key, "openstack.servers")?;
+            }
+            if volume.attachments.len() > 1 && !volume.multiattach {
+                return Err(Problem {
+                    at: Some(volume.attachments[1].server.referenced),
+                    key: format!("openstack.volumes[{i}].attachments"),
+                    message: "a volume without multiattach: true can have one attachment only"
+                        .into(),
+                });
+            }
+        }
+        for (i, fault) in os.behaviour.faults.iter().enumerate() {
+            if fault.status.is_none() && fault.delay_ms == 0 {
+                return Err(Problem {
+                    at: None,
+                    key: format!("openstack.behaviour.faults[{i}]"),
+                    message: "a fault needs a status, a delay_ms, or both".into(),
+                });
+            }
+        }
+        if !(os.behaviour.detach_seconds.is_finite() && os.behaviour.detach_seconds >= 0.0) {
+            return Err(Problem {
+                at: None,
+                key: "openstack.behaviour.detach_seconds".into(),
+                message: "must be a number of seconds, 0 or more".into(),
+            });
+        }
+
+        let k8s = &self.kubernetes;
+        let nodes = unique(k8s.nodes.iter().map(|n| n.name.as_str()), "node name")?;
+        let pvs = unique(
+            k8s.persistent_volumes.iter().map(|p| p.name.as_str()),
+            "PV name",
+        )?;
+        let mut claims = BTreeSet::new();
+        for (i, pv) in k8s.persistent_volumes.iter().enumerate() {
+            let key = format!("kubernetes.persistent_volumes[{i}]");
+            if pv.csi.is_some() == pv.cinder.is_some() {
+                return Err(Problem {
+                    at: None,
+                    key,
+                    message: format!("PV {} needs exactly one of csi or cinder", pv.name),
+                });
+            }
+            if let Some(claim) = &pv.claim {
+                if split_ref(&claim.value).is_none() {
+                    return Err(bad_ref(claim, &format!("{key}.claim"), "namespace/name"));
+                }
+                if !claims.insert(claim.value.clone()) {
+                    return Err(Problem {
+                        at: Some(claim.referenced),
+                        key: format!("{key}.claim"),
+                        message: format!("claim {} is bound to two PVs", claim.value),
+                    });
+                }
+            }
+        }
+        unique(
+            k8s.pods
+                .iter()
+                .map(|p| format!("{}/{}", p.namespace, p.name)),
+            "pod namespace/name",
+        )?;
+        let pods: BTreeSet<String> = k8s
+            .pods
+            .iter()
+            .map(|p| format!("{}/{}", p.namespace, p.name))
+            .collect();
+        for (i, pod) in k8s.pods.iter().enumerate() {
+            if let Some(node) = &pod.node {
+                known(
+                    &nodes,
+                    node,
+                    &format!("kubernetes.pods[{i}].node"),
+                    "kubernetes.nodes",
+                )?;
+            }
+            for (j, claim) in pod.claims.iter().enumerate() {
+                let full = format!("{}/{}", pod.namespace, claim.value);
+                if !claims.contains(&full) {
+                    return Err(Problem {
+                        at: Some(claim.referenced),
+                        key: format!("kubernetes.pods[{i}].claims[{j}]"),
+                        message: format!(
+                            "no persistent volume has claim {full}; add it as the claim of a \
+                             kubernetes.persistent_volumes entry"
+                        ),
+                    });
+                }
+            }
+        }
+        for (i, va) in k8s.volume_attachments.iter().enumerate() {
+            let key = format!("kubernetes.volume_attachments[{i}]");
+            known(
+                &pvs,
+                &va.pv,
+                &format!("{key}.pv"),
+                "kubernetes.persistent_volumes",
+            )?;
+            known(&nodes, &va.node, &format!("{key}.node"), "kubernetes.nodes")?;
+        }
+        for (i, event) in k8s.events.iter().enumerate() {
+            let key = format!("kubernetes.events[{i}].object");
+            let value = &event.object.value;
+            let found = match value.split_once('/') {
+                Some(("pod", rest)) => pods.contains(rest),
+                Some(("node", rest)) => nodes.contains(rest),
+                _ => false,
+            };
+            if !found {
+                return Err(bad_ref(
+                    &event.object,
+                    &key,
+                    "pod/NAMESPACE/NAME or node/NAME of a pod or node the scenario defines",
+                ));
+            }
+        }
+
+        let linstor_nodes: BTreeSet<&str> = match &self.linstor {
+            Some(linstor) => {
+                let names = unique(
+                    linstor.nodes.iter().map(|n| n.name.as_str()),
+                    "LINSTOR node name",
+                )?;
+                for (i, resource) in linstor.resources.iter().enumerate() {
+                    let key = format!("linstor.resources[{i}].node");
+                    known(&names, &resource.node, &key, "linstor.nodes")?;
+                }
+                names
+            }
+            None => BTreeSet::new(),
+        };
+
+        for (i, step) in self.timeline.iter().enumerate() {
+            let key = format!("timeline[{i}]");
+            let count = usize::from(step.server_status.is_some())
+                + usize::from(step.node_ready.is_some())
+                + usize::from(step.host_state.is_some())
+                + usize::from(step.linstor_node.is_some());
+            if count != 1 {
+                return Err(Problem {
+                    at: None,
+                    key,
+                    message: "each step needs exactly one of server_status, node_ready, \
+                              host_state, linstor_node"
+                        .into(),
+                });
+            }
+            if let Some(change) = &step.server_status {
+                known(
+                    &servers,
+                    &change.server,
+                    &format!("{key}.server_status.server"),
+                    "openstack.servers",
+                )?;
+            }
+            if let Some(change) = &step.node_ready {
+                known(
+                    &nodes,
+                    &change.node,
+                    &format!("{key}.node_ready.node"),
+                    "kubernetes.nodes",
+                )?;
+            }
+            if let Some(change) = &step.host_state {
+                known(
+                    &hosts,
+                    &change.host,
+                    &format!("{key}.host_state.host"),
+                    "openstack.compute_hosts",
+                )?;
+            }
+            if let Some(change) = &step.linstor_node {
+                known(
+                    &linstor_nodes,
+                    &change.node,
+                    &format!("{key}.linstor_node.node"),
+                    "linstor.nodes",
+                )?;
+            }
+        }
+
+        if let Some(expect) = &self.expect {
+            let volumes: BTreeSet<&str> = os.volumes.iter().map(|v| v.id.as_str()).collect();
+            for (i, volume) in expect.volumes_available.iter().enumerate() {
+                known(
+                    &volumes,
+                    volume,
+                    &format!("expect.volumes_available[{i}]"),
+                    "openstack.volumes",
+                )?;
+            }
+            for (i, pair) in expect.volumes_attached.iter().enumerate() {
+                let key = format!("expect.volumes_attached[{i}]");
+                known(
+                    &volumes,
+                    &pair.volume,
+                    &format!("{key}.volume"),
+                    "openstack.volumes",
+                )?;
+                known(
+                    &servers,
+                    &pair.server,
+                    &format!("{key}.server"),
+                    "openstack.servers",
+                )?;
+            }
+            let pod_refs: BTreeSet<&str> = pods.iter().map(String::as_str).collect();
+            for (i, pod) in expect.pods_deleted.iter().enumerate() {
+                known(
+                    &pod_refs,
+                    pod,
+                    &format!("expect.pods_deleted[{i}]"),
+                    "kubernetes.pods (as namespace/name)",
+                )?;
+            }
+            for (i, pod) in expect.pods_kept.iter().enumerate() {
+                known(
+                    &pod_refs,
+                    pod,
+                    &format!("expect.pods_kept[{i}]"),
+                    "kubernetes.pods (as namespace/name)",
+                )?;
+            }
+            for (i, va) in expect.volume_attachments_deleted.iter().enumerate() {
+                let key = format!("expect.volume_attachments_deleted[{i}]");
+                let defined = k8s
+                    .volume_attachments
+                    .iter()
+                    .any(|a| format!("{}@{}", a.pv.value, a.node.value) == va.value);
+                if !defined {
+                    return Err(bad_ref(
+                        va,
+                        &key,
+                        "PV@NODE of a kubernetes.volume_attachments entry",
+                    ));
+                }
+            }
+            for (i, node) in expect.nodes_tainted_out_of_service.iter().enumerate() {
+                known(
+                    &nodes,
+                    node,
+                    &format!("expect.nodes_tainted_out_of_service[{i}]"),
+                    "kubernetes.nodes",
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Splits `namespace/name`.
+#[must_use]
+pub fn split_ref(text: &str) -> Option<(&str, &str)> {
+    let (namespace, name) = text.split_once('/')?;
+    (!namespace.is_empty() && !name.is_empty() && !name.contains('/')).then_some((namespace, name))
+}
+
+struct Problem {
+    at: Option<serde_saphyr::Location>,
+    key: String,
+    message: String,
+}
+
+fn unique<'a, T>(items: impl Iterator<Item = T>, what: &str) -> Result<BTreeSet<T>, Problem>
+where
+    T: Ord + fmt::Display + 'a,
+{
+    let mut seen = BTreeSet::new();
+    for item in items {
+        if seen.contains(&item) {
+            return Err(Problem {
+                at: None,
+                key: what.to_owned(),
+                message: format!("{item} is defined twice"),
+            });
+        }
+        seen.insert(item);
+    }
+    Ok(seen)
+}
+
+fn known<T: std::borrow::Borrow<str> + Ord>(
+    set: &BTreeSet<T>,
+    reference: &Ref,
+    key: &str,
+    list: &str,
+) -> Result<(), Problem> {
+    if set.iter().any(|item| item.borrow() == reference.value) {
+        Ok(())
+    } else {
+        Err(bad_ref(reference, key, &format!("an entry of {list}")))
+    }
+}
+
+fn bad_ref(reference: &Ref, key: &str, wanted: &str) -> Problem {
+    Problem {
+        at: Some(reference.referenced),
+        key: key.to_owned(),
+        message: format!("{:?} is not {wanted}", reference.value),
+    }
+}
+
+/// serde-saphyr appends ` at line L column C` to plain messages; the location is printed apart.
+fn strip_location(message: &str) -> String {
+    let first = message.lines().next().unwrap_or_default();
+    match first.rfind(" at line ") {
+        Some(at) => first[..at].to_owned(),
+        None => first.to_owned(),
+    }
+}
