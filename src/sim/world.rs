@@ -234,7 +234,7 @@ impl World {
         let credentials = Credentials::generate(&scenario.openstack.project);
         let state = State {
             cloud: Cloud::new(&scenario.openstack),
-            kube: Store::new(&scenario.kubernetes, jiff::Timestamp::now()),
+            kube: Store::new(scenario, jiff::Timestamp::now()),
             linstor: scenario.linstor.as_ref().map(Linstor::new),
             credentials,
             endpoints: Endpoints::default(),

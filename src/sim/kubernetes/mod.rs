@@ -4,7 +4,7 @@ pub mod attacher;
 
 use axum::Router;
 
-use super::scenario::{self, Readiness};
+use super::scenario::{Readiness, Scenario};
 use super::world::World;
 
 /// Every Kubernetes object the emulator holds.
@@ -12,9 +12,10 @@ use super::world::World;
 pub struct Store {}
 
 impl Store {
-    /// The objects a scenario describes, with times relative to `now`.
+    /// The objects a scenario describes (its `kubernetes` part; the `openstack` part gives
+    /// volume sizes), with times relative to `now`.
     #[must_use]
-    pub fn new(scenario: &scenario::Kubernetes, now: jiff::Timestamp) -> Self {
+    pub fn new(scenario: &Scenario, now: jiff::Timestamp) -> Self {
         let _ = (scenario, now);
         Self {}
     }
