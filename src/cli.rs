@@ -45,6 +45,11 @@ pub struct SimArgs {
     /// Directory to write kubeconfig, clouds.yaml, endpoints.json and ready into.
     #[arg(long, env = "CINDER_REMEDIATOR_STATE_DIR")]
     pub state_dir: PathBuf,
+
+    /// Listen on fixed consecutive loopback ports from this one (Keystone, Nova, Cinder,
+    /// Kubernetes, the request log, LINSTOR) instead of ports the system picks.
+    #[arg(long, env = "CINDER_REMEDIATOR_PORT_BASE")]
+    pub port_base: Option<u16>,
 }
 
 /// How a command ended.
@@ -135,11 +140,11 @@ async fn run_sim(args: &SimArgs) -> Outcome {
         );
         return Outcome::Usage;
     }
-    let running = match sim::serve(&scenario).await {
+    let running = match sim::serve_on(&scenario, args.port_base).await {
         Ok(running) => running,
         Err(err) => {
             report(&err);
-            return Outcome::Failed;
+            return Outcome::Usage;
         }
     };
     if let Err(err) = running.write_state_dir(&args.state_dir) {

@@ -114,7 +114,17 @@ impl Running {
 /// # Errors
 /// When a port cannot be bound.
 pub async fn serve(scenario: &Scenario) -> Result<Running, Error> {
+    serve_on(scenario, None).await
+}
+
+/// Like [`serve`], but with `port_base` the emulators listen on fixed, consecutive ports:
+/// Keystone on `port_base`, then Nova, Cinder, Kubernetes, the request log and LINSTOR.
+///
+/// # Errors
+/// When a port cannot be bound (for instance, it is in use).
+pub async fn serve_on(scenario: &Scenario, port_base: Option<u16>) -> Result<Running, Error> {
     let world = World::new(scenario);
+    let mut ports = Ports(port_base);
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let mut endpoints = Endpoints::default();
@@ -126,7 +136,7 @@ pub async fn serve(scenario: &Scenario) -> Result<Running, Error> {
         (Service::Kubernetes, kubernetes::router(world.clone())),
     ];
     for (service, router) in services {
-        let url = listen(service, router, &world, &stop, &mut tasks).await?;
+        let url = listen(service, ports.next(), router, &world, &stop, &mut tasks).await?;
         match service {
             Service::Keystone => endpoints.keystone = url,
             Service::Nova => endpoints.nova = url,
@@ -135,15 +145,10 @@ pub async fn serve(scenario: &Scenario) -> Result<Running, Error> {
             Service::Linstor => {}
         }
     }
-    if scenario.linstor.is_some() {
-        let router = linstor::router(world.clone());
-        endpoints.linstor =
-            Some(listen(Service::Linstor, router, &world, &stop, &mut tasks).await?);
-    }
     let log = Router::new()
         .route("/", get(request_log))
         .with_state(world.clone());
-    let addr = loopback();
+    let addr = ports.next();
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| Error::Bind {
@@ -153,6 +158,19 @@ pub async fn serve(scenario: &Scenario) -> Result<Running, Error> {
         })?;
     endpoints.requests = format!("http://{}/", local(&listener));
     spawn_server(listener, log, &stop, &mut tasks);
+    if scenario.linstor.is_some() {
+        let router = linstor::router(world.clone());
+        let url = listen(
+            Service::Linstor,
+            ports.next(),
+            router,
+            &world,
+            &stop,
+            &mut tasks,
+        )
+        .await?;
+        endpoints.linstor = Some(url);
+    }
 
     world.lock().endpoints = endpoints.clone();
 
@@ -180,18 +198,33 @@ fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
+/// Hands out loopback addresses: consecutive fixed ports from a base, or port 0 (any free port).
+struct Ports(Option<u16>);
+
+impl Ports {
+    fn next(&mut self) -> SocketAddr {
+        match self.0 {
+            Some(port) => {
+                self.0 = Some(port.saturating_add(1));
+                SocketAddr::from(([127, 0, 0, 1], port))
+            }
+            None => loopback(),
+        }
+    }
+}
+
 fn local(listener: &TcpListener) -> SocketAddr {
     listener.local_addr().unwrap_or_else(|_| loopback())
 }
 
 async fn listen(
     service: Service,
+    addr: SocketAddr,
     router: Router,
     world: &World,
     stop: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> Result<String, Error> {
-    let addr = loopback();
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| Error::Bind {

@@ -783,6 +783,10 @@ pub struct Expect {
     /// (volume, server) attachments that must still stand.
     #[serde(default)]
     pub volumes_attached: Vec<AttachedPair>,
+    /// (volume, server) attachments that must end released, for a multi-attach volume whose
+    /// other attachments stay.
+    #[serde(default)]
+    pub volumes_detached: Vec<AttachedPair>,
     /// `namespace/name` of pods that end deleted.
     #[serde(default)]
     pub pods_deleted: Vec<Ref>,
@@ -1095,6 +1099,21 @@ impl Scenario {
             }
             for (i, pair) in expect.volumes_attached.iter().enumerate() {
                 let key = format!("expect.volumes_attached[{i}]");
+                known(
+                    &volumes,
+                    &pair.volume,
+                    &format!("{key}.volume"),
+                    "openstack.volumes",
+                )?;
+                known(
+                    &servers,
+                    &pair.server,
+                    &format!("{key}.server"),
+                    "openstack.servers",
+                )?;
+            }
+            for (i, pair) in expect.volumes_detached.iter().enumerate() {
+                let key = format!("expect.volumes_detached[{i}]");
                 known(
                     &volumes,
                     &pair.volume,
