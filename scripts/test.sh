@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The project's whole test suite, from a fresh clone: formatting, lints, the Rust tests, and the
+# fidelity checks that run the real `openstack` CLI and `kubectl` against `cinder-remediator sim`.
+# It installs what it needs by itself (rustfmt/clippy components, a Python virtualenv with
+# python-openstackclient in .venv, kubectl from Debian when none is on PATH).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain components"
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    rustup component add "$component"
+  fi
+done
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --locked
+
+step "fidelity: the real openstack CLI against sim"
+scripts/openstack-cli-check.sh
+
+step "fidelity: the real kubectl against sim"
+scripts/kubectl-check.sh
+
+step "all checks passed"
