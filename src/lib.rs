@@ -3,7 +3,9 @@
 //!
 //! Modules:
 //! - [`cli`]: the command line (`sim`, `demo`, `diagnose`, `remediate`, `run`).
+//! - [`openstack`]: OpenStack connection settings, session, Nova and Cinder calls.
 //! - [`sim`]: the emulated OpenStack, Kubernetes and LINSTOR used by `demo`, `sim` and the tests.
 
 pub mod cli;
+pub mod openstack;
 pub mod sim;

@@ -1,0 +1,1 @@
+//! OpenStack connection settings.
