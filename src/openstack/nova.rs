@@ -1,0 +1,398 @@
+//! Nova calls the remediator makes: read a server (by id, exact name or IP), read its compute
+//! service, detach a volume from it (`openstack server remove volume`), stop it.
+//!
+//! Raw calls over the `osauth` session with tolerant types of our own: the `openstack` crate's
+//! server type lacks `OS-EXT-SRV-ATTR:host`, `task_state` and `vm_state`, and rejects status
+//! values it does not know.
+
+use std::collections::BTreeMap;
+
+use osauth::services::{ServiceType, VersionedService};
+use osauth::{ApiVersion, Session};
+use reqwest::Method;
+use reqwest::header::{HeaderName, HeaderValue};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::error::{ApiError, ErrorKind};
+
+/// The compute microversion every call asks for: 2.16 adds `host_status`, and older clouds
+/// than that (Mitaka) are not supported.
+pub const MICROVERSION: ApiVersion = ApiVersion(2, 16);
+
+/// Nova as a catalog service. Version discovery is off: the catalog URL is used as published,
+/// which saves a request per session.
+#[derive(Debug, Clone, Copy)]
+pub struct Compute;
+
+impl ServiceType for Compute {
+    fn catalog_type(&self) -> &'static str {
+        "compute"
+    }
+
+    fn major_version_supported(&self, version: ApiVersion) -> bool {
+        version.0 == 2
+    }
+
+    fn version_discovery_supported(&self) -> bool {
+        false
+    }
+}
+
+impl VersionedService for Compute {
+    fn get_version_header(&self, version: ApiVersion) -> (HeaderName, HeaderValue) {
+        let value = HeaderValue::from_str(&format!("{}.{}", version.0, version.1))
+            .unwrap_or_else(|_| HeaderValue::from_static("2.16"));
+        (
+            HeaderName::from_static("x-openstack-nova-api-version"),
+            value,
+        )
+    }
+}
+
+/// A Nova server, as far as fencing needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// UUID.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// `status`, e.g. `ACTIVE`, `SHUTOFF`, kept as Nova spells it.
+    pub status: String,
+    /// `OS-EXT-STS:power_state` (1 running, 4 shutdown, 6 crashed, ...).
+    pub power_state: Option<u8>,
+    /// `OS-EXT-STS:task_state`; none when no task is in progress.
+    pub task_state: Option<String>,
+    /// `OS-EXT-STS:vm_state`.
+    pub vm_state: Option<String>,
+    /// `OS-EXT-SRV-ATTR:host` (visible to admins by default).
+    pub host: Option<String>,
+    /// `host_status` (2.16+): `UP`, `DOWN`, `MAINTENANCE`, `UNKNOWN`; none when not shown.
+    pub host_status: Option<String>,
+    /// `OS-EXT-AZ:availability_zone`.
+    pub availability_zone: Option<String>,
+    /// Every address of every network.
+    pub addresses: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct ServerRoot {
+    server: RawServer,
+}
+
+#[derive(Deserialize)]
+struct ServersRoot {
+    servers: Vec<RawServer>,
+}
+
+#[derive(Deserialize)]
+struct RawServer {
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    status: String,
+    #[serde(rename = "OS-EXT-STS:power_state", default)]
+    power_state: Option<u8>,
+    #[serde(rename = "OS-EXT-STS:task_state", default)]
+    task_state: Option<String>,
+    #[serde(rename = "OS-EXT-STS:vm_state", default)]
+    vm_state: Option<String>,
+    #[serde(rename = "OS-EXT-SRV-ATTR:host", default)]
+    host: Option<String>,
+    #[serde(default)]
+    host_status: Option<String>,
+    #[serde(rename = "OS-EXT-AZ:availability_zone", default)]
+    availability_zone: Option<String>,
+    #[serde(default)]
+    addresses: BTreeMap<String, Vec<RawAddress>>,
+}
+
+#[derive(Deserialize)]
+struct RawAddress {
+    addr: String,
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|text| !text.is_empty())
+}
+
+impl From<RawServer> for Server {
+    fn from(raw: RawServer) -> Self {
+        Self {
+            id: raw.id,
+            name: raw.name,
+            status: raw.status,
+            power_state: raw.power_state,
+            task_state: non_empty(raw.task_state),
+            vm_state: non_empty(raw.vm_state),
+            host: non_empty(raw.host),
+            host_status: non_empty(raw.host_status),
+            availability_zone: non_empty(raw.availability_zone),
+            addresses: raw
+                .addresses
+                .into_values()
+                .flatten()
+                .map(|address| address.addr)
+                .collect(),
+        }
+    }
+}
+
+/// A nova-compute service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComputeService {
+    /// Host name.
+    pub host: String,
+    /// `up` or `down`: whether the service reports in.
+    pub state: String,
+    /// `enabled` or `disabled`.
+    pub status: String,
+    /// Whether an operator or a fencing agent marked it forced down.
+    pub forced_down: bool,
+}
+
+#[derive(Deserialize)]
+struct ServicesRoot {
+    services: Vec<RawService>,
+}
+
+#[derive(Deserialize)]
+struct RawService {
+    host: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    forced_down: bool,
+}
+
+/// Nova over an authenticated session.
+#[derive(Debug, Clone)]
+pub struct Nova {
+    session: Session,
+}
+
+impl Nova {
+    /// Nova through `session`.
+    #[must_use]
+    pub fn new(session: Session) -> Self {
+        Self { session }
+    }
+
+    /// Reads a server; `None` when Nova says it does not exist (404).
+    ///
+    /// # Errors
+    /// Any other failure.
+    pub async fn server(&self, id: &str) -> Result<Option<Server>, ApiError> {
+        let operation = format!("GET server {id}");
+        match self
+            .call::<ServerRoot>(Method::GET, &["servers", id], &[], None, &operation)
+            .await
+        {
+            Ok(root) => Ok(Some(root.server.into())),
+            Err(err) if err.kind == ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The servers whose name is exactly `name` (Nova's `name` filter is a regular expression:
+    /// it is anchored and escaped, and the answer filtered again here).
+    ///
+    /// # Errors
+    /// When Nova fails.
+    pub async fn servers_named(&self, name: &str) -> Result<Vec<Server>, ApiError> {
+        let pattern = format!("^{}$", regex_escape(name));
+        let operation = format!("GET servers named {name}");
+        let root: ServersRoot = self
+            .call(
+                Method::GET,
+                &["servers", "detail"],
+                &[("name", pattern.as_str())],
+                None,
+                &operation,
+            )
+            .await?;
+        Ok(root
+            .servers
+            .into_iter()
+            .map(Server::from)
+            .filter(|server| server.name == name)
+            .collect())
+    }
+
+    /// The servers that own the fixed address `ip` (Nova's `ip` filter, anchored and escaped,
+    /// and the answer filtered again here).
+    ///
+    /// # Errors
+    /// When Nova fails.
+    pub async fn servers_with_ip(&self, ip: &str) -> Result<Vec<Server>, ApiError> {
+        let pattern = format!("^{}$", regex_escape(ip));
+        let operation = format!("GET servers with address {ip}");
+        let root: ServersRoot = self
+            .call(
+                Method::GET,
+                &["servers", "detail"],
+                &[("ip", pattern.as_str())],
+                None,
+                &operation,
+            )
+            .await?;
+        Ok(root
+            .servers
+            .into_iter()
+            .map(Server::from)
+            .filter(|server| server.addresses.iter().any(|address| address == ip))
+            .collect())
+    }
+
+    /// The nova-compute service of a host; `None` when Nova lists none.
+    ///
+    /// # Errors
+    /// When Nova fails.
+    pub async fn compute_service(&self, host: &str) -> Result<Option<ComputeService>, ApiError> {
+        let operation = format!("GET compute service of {host}");
+        let root: ServicesRoot = self
+            .call(
+                Method::GET,
+                &["os-services"],
+                &[("host", host), ("binary", "nova-compute")],
+                None,
+                &operation,
+            )
+            .await?;
+        Ok(root
+            .services
+            .into_iter()
+            .find(|service| service.host == host)
+            .map(|raw| ComputeService {
+                host: raw.host,
+                state: raw.state,
+                status: raw.status,
+                forced_down: raw.forced_down,
+            }))
+    }
+
+    /// Detaches a volume from a server (`openstack server remove volume SERVER VOLUME`). Nova
+    /// answers 202 and detaches asynchronously: read Cinder to see it done.
+    ///
+    /// # Errors
+    /// Nova's refusal (400, 404, 409) or failure.
+    pub async fn detach_volume(&self, server: &str, volume: &str) -> Result<(), ApiError> {
+        let operation = format!("DELETE volume attachment {volume} of server {server}");
+        self.call_empty(
+            Method::DELETE,
+            &["servers", server, "os-volume_attachments", volume],
+            None,
+            &operation,
+        )
+        .await
+    }
+
+    /// Powers a server off (`os-stop`). Nova answers 202; read the server to see it SHUTOFF.
+    ///
+    /// # Errors
+    /// Nova's refusal (409 when the server is not ACTIVE) or failure.
+    pub async fn stop_server(&self, server: &str) -> Result<(), ApiError> {
+        let operation = format!("POST os-stop to server {server}");
+        let body = serde_json::json!({ "os-stop": null });
+        self.call_empty(
+            Method::POST,
+            &["servers", server, "action"],
+            Some(&body),
+            &operation,
+        )
+        .await
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &[&str],
+        query: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+        operation: &str,
+    ) -> Result<T, ApiError> {
+        let text = self.send(method, path, query, body, operation).await?;
+        serde_json::from_str(&text).map_err(|err| ApiError {
+            service: "nova",
+            operation: operation.to_owned(),
+            kind: ErrorKind::Invalid(err.to_string()),
+        })
+    }
+
+    async fn call_empty(
+        &self,
+        method: Method,
+        path: &[&str],
+        body: Option<&serde_json::Value>,
+        operation: &str,
+    ) -> Result<(), ApiError> {
+        self.send(method, path, &[], body, operation)
+            .await
+            .map(drop)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &[&str],
+        query: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+        operation: &str,
+    ) -> Result<String, ApiError> {
+        let mut request = self
+            .session
+            .request(Compute, method, path)
+            .api_version(MICROVERSION);
+        if !query.is_empty() {
+            request = request.query(query);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        super::send(request, "nova", operation).await
+    }
+}
+
+/// Escapes the characters that mean something in a (Python) regular expression.
+fn regex_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.^$|?*+()[]{}".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RawServer, Server, regex_escape};
+
+    #[test]
+    fn names_and_addresses_are_escaped_for_novas_regex_filters() {
+        assert_eq!(regex_escape("10.0.0.14"), "10\\.0\\.0\\.14");
+        assert_eq!(regex_escape("node-4(a)+"), "node-4\\(a\\)\\+");
+    }
+
+    #[test]
+    fn empty_strings_from_nova_mean_absent() {
+        let raw: RawServer = serde_json::from_str(
+            r#"{"id": "s", "name": "n", "status": "SHUTDOWN_NEW_VALUE", "host_status": "",
+                "OS-EXT-STS:task_state": null, "OS-EXT-SRV-ATTR:host": "",
+                "addresses": {"private": [{"addr": "10.0.0.14", "version": 4}]}}"#,
+        )
+        .unwrap();
+        let server = Server::from(raw);
+        assert_eq!(
+            server.status, "SHUTDOWN_NEW_VALUE",
+            "unknown statuses are kept"
+        );
+        assert_eq!(server.host, None);
+        assert_eq!(server.host_status, None);
+        assert_eq!(server.addresses, ["10.0.0.14"]);
+    }
+}
