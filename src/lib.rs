@@ -6,4 +6,6 @@
 //! - [`sim`]: the emulated OpenStack, Kubernetes and LINSTOR used by `demo`, `sim` and the tests.
 
 pub mod cli;
+pub mod model;
+pub mod plan;
 pub mod sim;
