@@ -1,0 +1,448 @@
+//! What a plan says: [`Action`]s (imperative verb + target) in [`Step`]s with their [`Reason`],
+//! and why a node ([`Skip`]) or a volume ([`Hold`]) is left alone.
+
+use std::fmt;
+
+use jiff::SignedDuration;
+use serde::Serialize;
+
+use crate::model::{
+    AttachmentId, Namespace, NodeName, PodName, PodUid, PvName, ServerId, VaName, VolumeId,
+};
+
+/// One action, in the order the executor runs it, with why it is safe and what it waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// The node whose sequence this step belongs to (the executor stops a node's sequence at
+    /// the first failure); `None` for stale attachments of servers that are no node.
+    pub node: Option<NodeName>,
+    /// What to do.
+    pub action: Action,
+    /// Why, as a bounded category (Event reason, metric label).
+    pub reason: Reason,
+    /// Why, for a human: the fence verdict or the observed fact.
+    pub detail: String,
+    /// Volumes released earlier in this plan that must be verified released first.
+    pub after: Vec<VolumeId>,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}  [{}: {}]", self.action, self.reason, self.detail)
+    }
+}
+
+/// How a volume is released from a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseVia {
+    /// `DELETE /servers/{server}/os-volume_attachments/{volume}` (the server exists).
+    Nova,
+    /// Delete the attachment on the Cinder side: only for servers that no longer exist.
+    CinderStaleAttachment,
+}
+
+/// A mutating action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// Stop a server (`os-stop`), to fence it (opt-in `fence: stop`).
+    StopServer {
+        /// The node the server runs.
+        node: NodeName,
+        /// The server.
+        server: ServerId,
+    },
+    /// Release a volume from a fenced (or gone) server.
+    ReleaseVolume {
+        /// The node the server ran (for a stale attachment of a gone server: none).
+        node: Option<NodeName>,
+        /// The server holding the attachment.
+        server: ServerId,
+        /// The volume.
+        volume: VolumeId,
+        /// The PV it backs.
+        pv: PvName,
+        /// The attachment to remove, when Cinder gave its id.
+        attachment_id: Option<AttachmentId>,
+        /// Through which API.
+        via: ReleaseVia,
+    },
+    /// Delete a VolumeAttachment of the fenced node (its external-attacher finalizer is
+    /// removed once the volume shows released).
+    DeleteVolumeAttachment {
+        /// The VolumeAttachment.
+        name: VaName,
+        /// Its node.
+        node: NodeName,
+        /// Its PV.
+        pv: PvName,
+    },
+    /// Force-delete a pod of the fenced node (grace period 0, UID precondition).
+    ForceDeletePod {
+        /// Namespace.
+        namespace: Namespace,
+        /// Name.
+        name: PodName,
+        /// UID precondition.
+        uid: PodUid,
+        /// The fenced node it ran on.
+        node: NodeName,
+    },
+    /// Add `node.kubernetes.io/out-of-service=nodeshutdown:NoExecute`.
+    TaintNode {
+        /// The fenced node.
+        node: NodeName,
+    },
+    /// Delete a replacement pod waiting on a freed volume so that its controller recreates it
+    /// at once (UID precondition, normal grace period).
+    KickPod {
+        /// Namespace.
+        namespace: Namespace,
+        /// Name.
+        name: PodName,
+        /// UID precondition.
+        uid: PodUid,
+        /// The (Ready) node it waits on.
+        node: NodeName,
+        /// The freed volume it waits for.
+        volume: VolumeId,
+    },
+    /// Remove the out-of-service taint the remediator added, from a node Ready again.
+    RemoveTaint {
+        /// The recovered node.
+        node: NodeName,
+    },
+    /// Remove the remediator's progress record from a node Ready again.
+    ClearProgress {
+        /// The recovered node.
+        node: NodeName,
+    },
+}
+
+/// The out-of-service taint as `kubectl taint` spells it (`KEY=VALUE:EFFECT`); a test checks it
+/// against the parts in [`crate::model`].
+pub const OUT_OF_SERVICE_TAINT: &str = "node.kubernetes.io/out-of-service=nodeshutdown:NoExecute";
+
+impl Action {
+    /// The command an operator would type to do the same by hand.
+    #[must_use]
+    pub fn manual_command(&self) -> String {
+        match self {
+            Self::StopServer { server, .. } => format!("openstack server stop {server}"),
+            Self::ReleaseVolume {
+                server,
+                volume,
+                via: ReleaseVia::Nova,
+                ..
+            } => format!("openstack server remove volume {server} {volume}"),
+            Self::ReleaseVolume {
+                attachment_id: Some(attachment),
+                via: ReleaseVia::CinderStaleAttachment,
+                ..
+            } => format!("cinder --os-volume-api-version 3.27 attachment-delete {attachment}"),
+            Self::ReleaseVolume {
+                volume,
+                attachment_id: None,
+                via: ReleaseVia::CinderStaleAttachment,
+                ..
+            } => format!("openstack volume set --detached --state available {volume}"),
+            Self::DeleteVolumeAttachment { name, .. } => {
+                format!("kubectl delete volumeattachment {name}")
+            }
+            Self::ForceDeletePod {
+                namespace, name, ..
+            } => format!("kubectl delete pod -n {namespace} {name} --grace-period=0 --force"),
+            Self::TaintNode { node } => {
+                format!("kubectl taint nodes {node} {OUT_OF_SERVICE_TAINT}")
+            }
+            Self::KickPod {
+                namespace, name, ..
+            } => format!("kubectl delete pod -n {namespace} {name}"),
+            Self::RemoveTaint { node } => {
+                format!("kubectl taint nodes {node} {OUT_OF_SERVICE_TAINT}-")
+            }
+            Self::ClearProgress { node } => format!(
+                "kubectl annotate node {node} {}-",
+                crate::model::PROGRESS_ANNOTATION
+            ),
+        }
+    }
+
+    /// Bounded label for metrics (`action="release_volume"`).
+    #[must_use]
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::StopServer { .. } => "stop_server",
+            Self::ReleaseVolume { .. } => "release_volume",
+            Self::DeleteVolumeAttachment { .. } => "delete_volume_attachment",
+            Self::ForceDeletePod { .. } => "force_delete_pod",
+            Self::TaintNode { .. } => "taint_node",
+            Self::KickPod { .. } => "kick_pod",
+            Self::RemoveTaint { .. } => "remove_taint",
+            Self::ClearProgress { .. } => "clear_progress",
+        }
+    }
+
+    /// Whether the action mutates the cloud (Nova/Cinder) rather than Kubernetes.
+    #[must_use]
+    pub fn is_cloud_action(&self) -> bool {
+        matches!(self, Self::StopServer { .. } | Self::ReleaseVolume { .. })
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::StopServer { node, server } => write!(f, "stop server {server} of node {node}"),
+            Self::ReleaseVolume {
+                server,
+                volume,
+                pv,
+                via,
+                ..
+            } => {
+                let via = match via {
+                    ReleaseVia::Nova => "Nova",
+                    ReleaseVia::CinderStaleAttachment => "Cinder (stale attachment)",
+                };
+                write!(
+                    f,
+                    "release volume {volume} ({pv}) from server {server} via {via}"
+                )
+            }
+            Self::DeleteVolumeAttachment { name, node, pv } => {
+                write!(f, "delete VolumeAttachment {name} ({pv} on {node})")
+            }
+            Self::ForceDeletePod {
+                namespace,
+                name,
+                node,
+                ..
+            } => write!(f, "force-delete pod {namespace}/{name} on {node}"),
+            Self::TaintNode { node } => write!(f, "taint node {node} {OUT_OF_SERVICE_TAINT}"),
+            Self::KickPod {
+                namespace,
+                name,
+                node,
+                volume,
+                ..
+            } => write!(
+                f,
+                "delete waiting pod {namespace}/{name} on {node} so it retries volume {volume}"
+            ),
+            Self::RemoveTaint { node } => write!(f, "remove out-of-service taint from {node}"),
+            Self::ClearProgress { node } => write!(f, "clear progress record of {node}"),
+        }
+    }
+}
+
+/// Why an action is taken: a bounded category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Reason {
+    /// Nova answered 404 for the server: nothing can write through its attachments.
+    ServerGone,
+    /// The server is `SHUTOFF` / `SHELVED_OFFLOADED` or powered off, with no task in progress.
+    ServerStopped,
+    /// The server's power state is `CRASHED`, with no task in progress.
+    ServerCrashed,
+    /// The server's compute host is forced down (trusted by policy).
+    HostForcedDown,
+    /// The LINSTOR satellite is lost and the surviving replicas may take over.
+    ReplicasFenced,
+    /// The server is stopped to fence it (opt-in stop fencing).
+    StopToFence,
+    /// A replacement pod waits on a volume this plan frees.
+    ReplacementWaiting,
+    /// The node is Ready again.
+    NodeRecovered,
+}
+
+impl Reason {
+    /// PascalCase, for a Kubernetes Event's `reason`.
+    #[must_use]
+    pub fn as_event_reason(self) -> &'static str {
+        match self {
+            Self::ServerGone => "ServerGone",
+            Self::ServerStopped => "ServerStopped",
+            Self::ServerCrashed => "ServerCrashed",
+            Self::HostForcedDown => "HostForcedDown",
+            Self::ReplicasFenced => "ReplicasFenced",
+            Self::StopToFence => "StopToFence",
+            Self::ReplacementWaiting => "ReplacementWaiting",
+            Self::NodeRecovered => "NodeRecovered",
+        }
+    }
+
+    /// snake_case, for a metric label.
+    #[must_use]
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            Self::ServerGone => "server_gone",
+            Self::ServerStopped => "server_stopped",
+            Self::ServerCrashed => "server_crashed",
+            Self::HostForcedDown => "host_forced_down",
+            Self::ReplicasFenced => "replicas_fenced",
+            Self::StopToFence => "stop_to_fence",
+            Self::ReplacementWaiting => "replacement_waiting",
+            Self::NodeRecovered => "node_recovered",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_event_reason())
+    }
+}
+
+/// Why a node that is not Ready gets no action this round.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Skip {
+    /// Not Ready for less than (or exactly) the grace period (S3).
+    WithinGrace {
+        /// Time left.
+        remaining: SignedDuration,
+    },
+    /// The backend does not prove the node dead (S1).
+    NotFenced {
+        /// The verdict.
+        detail: String,
+    },
+    /// The backend state is not known well enough to decide (S2).
+    Unknown {
+        /// What is unknown.
+        detail: String,
+    },
+    /// The backend could not be read (S2).
+    StorageError {
+        /// The error.
+        detail: String,
+    },
+    /// Several servers match the node (S2).
+    Ambiguous {
+        /// The matching servers.
+        candidates: Vec<ServerId>,
+    },
+    /// No server matches the node: not a proof of death (S2).
+    NoMatch,
+    /// A volume the node may hold was not read (S2).
+    VolumeUnread {
+        /// Its PV.
+        pv: PvName,
+    },
+    /// Too many nodes are unhealthy at once: no action on any node (S4).
+    StormGuard {
+        /// Nodes not Ready.
+        unhealthy: usize,
+        /// All nodes.
+        total: usize,
+        /// The most that may be unhealthy for the remediator to act.
+        limit: usize,
+    },
+    /// Two nodes of the observation have this name.
+    DuplicateNode,
+    /// Fenced, but every stuck volume is held (see the plan's `held` list).
+    AllHeld,
+    /// Fenced, but nothing of a managed driver is stuck on it (or all is done).
+    NothingStuck,
+}
+
+impl Skip {
+    /// Bounded label for metrics.
+    #[must_use]
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::WithinGrace { .. } => "within_grace",
+            Self::NotFenced { .. } => "not_fenced",
+            Self::Unknown { .. } => "unknown",
+            Self::StorageError { .. } => "storage_error",
+            Self::Ambiguous { .. } => "ambiguous",
+            Self::NoMatch => "no_match",
+            Self::VolumeUnread { .. } => "volume_unread",
+            Self::StormGuard { .. } => "storm_guard",
+            Self::DuplicateNode => "duplicate_node",
+            Self::AllHeld => "all_held",
+            Self::NothingStuck => "nothing_stuck",
+        }
+    }
+}
+
+impl fmt::Display for Skip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::WithinGrace { remaining } => {
+                write!(f, "within the grace period ({remaining:#} left)")
+            }
+            Self::NotFenced { detail } => write!(f, "not fenced: {detail}"),
+            Self::Unknown { detail } => write!(f, "unknown: {detail}"),
+            Self::StorageError { detail } => write!(f, "backend error: {detail}"),
+            Self::Ambiguous { candidates } => {
+                let list: Vec<&str> = candidates.iter().map(ServerId::as_str).collect();
+                write!(f, "ambiguous match: servers {}", list.join(", "))
+            }
+            Self::NoMatch => write!(
+                f,
+                "no server matches the node (by providerID, name or address): not a proof of death"
+            ),
+            Self::VolumeUnread { pv } => write!(f, "the volume of {pv} could not be read"),
+            Self::StormGuard {
+                unhealthy,
+                total,
+                limit,
+            } => write!(
+                f,
+                "storm guard: {unhealthy} of {total} nodes are not Ready (limit {limit}): no action on any node"
+            ),
+            Self::DuplicateNode => write!(f, "two nodes of this name were observed"),
+            Self::AllHeld => write!(f, "fenced, but every stuck volume is held"),
+            Self::NothingStuck => write!(f, "fenced, nothing left to release or clean"),
+        }
+    }
+}
+
+/// Why a stuck volume of a fenced node is left alone.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Hold {
+    /// The volume is bootable: it may be a root disk, never released (S5).
+    Bootable,
+    /// A detach is already in progress; the executor waits (on a dead compute host it never
+    /// finishes: the operator resets the volume's state).
+    Detaching,
+    /// The volume's status is not `in-use` (e.g. `error_detaching`, `maintenance`).
+    VolumeStatus {
+        /// The status.
+        status: String,
+    },
+    /// LINSTOR: the replicas do not prove the failed node cut off.
+    ReplicaNotFenced {
+        /// The verdict.
+        detail: String,
+    },
+    /// The PV's driver belongs to another backend than the one the node was matched in.
+    BackendMismatch {
+        /// The PV's driver.
+        driver: String,
+    },
+}
+
+impl fmt::Display for Hold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Bootable => write!(f, "bootable volume: never released"),
+            Self::Detaching => write!(
+                f,
+                "a detach is already in progress: waiting (if it never ends, reset the volume state)"
+            ),
+            Self::VolumeStatus { status } => {
+                write!(f, "volume status is {status}, not in-use: check it by hand")
+            }
+            Self::ReplicaNotFenced { detail } => write!(f, "not fenced: {detail}"),
+            Self::BackendMismatch { driver } => {
+                write!(f, "driver {driver} does not belong to the node's backend")
+            }
+        }
+    }
+}

@@ -1,0 +1,1108 @@
+//! The fencing core: [`plan`] turns an [`Observation`] of one cluster and a [`Policy`] into a
+//! [`Plan`]: ordered [`Step`]s, each with its [`Reason`], and the nodes and volumes it leaves
+//! alone, with why.
+//!
+//! Pure and synchronous: no I/O, no clock (`now` is in the observation), no randomness. Total:
+//! doubtful input gives a [`Skip`] or a [`Hold`], never a panic or an error. Deterministic: every
+//! list is sorted, so the same observation in any order gives the same plan.
+//!
+//! Per node, in name order:
+//! 1. Ready: recovery only ([`Action::RemoveTaint`] of our own taint, [`Action::ClearProgress`]).
+//! 2. Not Ready for at most the grace period: [`Skip::WithinGrace`] (S3).
+//! 3. Backend view: error, ambiguous, no match, unobserved: skip (S2). Otherwise a fence
+//!    [`Verdict`] ([`fence`]); anything but fenced: skip (S1), or [`Action::StopServer`] alone
+//!    with opt-in stop fencing.
+//! 4. Stuck volumes (S5): managed PVs used by the node's pods or VolumeAttachments, or whose
+//!    Cinder volume is attached to the node's server. An unread one blocks the node (S2).
+//!    Each is released (its attachment to this server only), already free, or held ([`Hold`]).
+//!    A release recorded as verified in the node's progress record is never planned again (S7).
+//! 5. Kubernetes side for the freed volumes, by [`Strategy`], then [`Action::KickPod`] for
+//!    controller-owned replacement pods on Ready nodes that wait on a freed volume.
+//!
+//! Over all of it, the storm guard (S4): more unhealthy nodes than [`Threshold::limit`] means no
+//! step at all.
+
+pub mod action;
+pub mod fence;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+use crate::model::{
+    AttachmentId, Backend, BackendVolume, CinderVolumeView, ClaimName, Driver, LinstorNodeView,
+    LinstorResourceView, Namespace, NodeName, NodeView, Observation, PodUid, PodView, Progress,
+    PvName, PvView, ServerId, StorageView, VaView, VolumeId,
+};
+
+pub use action::{Action, Hold, Reason, ReleaseVia, Skip, Step};
+pub use fence::Verdict;
+
+/// How the remediator is allowed to act.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    /// How long a node must have been not Ready before it is considered (default 30 s, on top of
+    /// the node lifecycle controller's own delay before it marks a node not Ready).
+    pub grace: Duration,
+    /// How the Kubernetes side is cleaned.
+    pub strategy: Strategy,
+    /// The storm guard.
+    pub max_unhealthy: Threshold,
+    /// Delete controller-owned replacement pods waiting on a freed volume (default on).
+    pub kick: bool,
+    /// Whether the remediator may stop servers itself to fence them.
+    pub fence: FenceMode,
+    /// Accept a compute host that is forced down as proof (default off).
+    pub trust_forced_down: bool,
+    /// The drivers whose volumes may be touched (default: Cinder CSI, in-tree Cinder, LINSTOR).
+    pub managed_drivers: BTreeSet<Driver>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(30),
+            strategy: Strategy::Delete,
+            max_unhealthy: Threshold::default(),
+            kick: true,
+            fence: FenceMode::Observe,
+            trust_forced_down: false,
+            managed_drivers: [Driver::CinderCsi, Driver::InTreeCinder, Driver::Linstor]
+                .into_iter()
+                .collect(),
+        }
+    }
+}
+
+/// How the Kubernetes side of a fenced node is cleaned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Delete the node's VolumeAttachments of freed volumes and force-delete its pods that use
+    /// them (works on every Kubernetes version).
+    #[default]
+    Delete,
+    /// Add the out-of-service taint; Kubernetes 1.28+ does the rest.
+    OutOfServiceTaint,
+}
+
+/// Whether the remediator only reads fence state or may also stop servers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FenceMode {
+    /// Act only on servers the cloud already shows fenced.
+    #[default]
+    Observe,
+    /// Stop (`os-stop`) an `ACTIVE` server on an up host; release in a later round.
+    Stop,
+}
+
+/// The storm guard threshold (S4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Threshold {
+    /// Share of all nodes, in percent (default 40).
+    pub percent: u8,
+    /// An absolute count, when set; the smaller limit wins.
+    pub count: Option<usize>,
+}
+
+impl Default for Threshold {
+    fn default() -> Self {
+        Self {
+            percent: 40,
+            count: None,
+        }
+    }
+}
+
+impl Threshold {
+    /// The most nodes that may be unhealthy at once for the remediator to act, out of `total`:
+    /// `percent` of `total` rounded down, capped by `count`, and never less than one (one failed
+    /// node is always handled, even in a two-node cluster).
+    #[must_use]
+    pub fn limit(&self, total: usize) -> usize {
+        let by_share = total.saturating_mul(usize::from(self.percent.min(100))) / 100;
+        let limit = match self.count {
+            Some(count) => by_share.min(count),
+            None => by_share,
+        };
+        limit.max(1)
+    }
+}
+
+/// The outcome of planning: what to do, in order, and what is left alone and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// The observation's `now`.
+    pub now: Timestamp,
+    /// Set when the storm guard held every action (S4): say so loudly.
+    pub storm: Option<StormGuard>,
+    /// The actions, in order.
+    pub steps: Vec<Step>,
+    /// Nodes not Ready that get no action, with why (sorted by node).
+    pub skipped: Vec<SkippedNode>,
+    /// Stuck volumes of fenced nodes that are left alone, with why.
+    pub held: Vec<HeldVolume>,
+    /// Attachments of managed volumes to servers that are no node.
+    pub orphans: Vec<Orphan>,
+    /// Things an operator should know.
+    pub warnings: Vec<Warning>,
+}
+
+impl Plan {
+    /// Whether the plan has no action.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// The storm guard tripped: too many nodes unhealthy at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StormGuard {
+    /// Nodes not Ready.
+    pub unhealthy: usize,
+    /// All nodes.
+    pub total: usize,
+    /// The most that may be unhealthy for the remediator to act.
+    pub limit: usize,
+}
+
+/// A node not acted on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedNode {
+    /// The node.
+    pub node: NodeName,
+    /// Why.
+    pub skip: Skip,
+}
+
+/// A stuck volume of a fenced node left alone.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct HeldVolume {
+    /// The node.
+    pub node: NodeName,
+    /// The PV.
+    pub pv: PvName,
+    /// Its volume.
+    pub volume: VolumeId,
+    /// Why.
+    pub hold: Hold,
+}
+
+/// An attachment of a managed volume to a server that is no Kubernetes node.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Orphan {
+    /// The volume.
+    pub volume: VolumeId,
+    /// The PV it backs.
+    pub pv: PvName,
+    /// The server holding it.
+    pub server: ServerId,
+    /// The attachment id, when known.
+    pub attachment_id: Option<AttachmentId>,
+    /// Nova answered 404 for the server: the attachment is stale and is released.
+    pub server_gone: bool,
+}
+
+/// Something an operator should know; no action follows from it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Warning {
+    /// A volume freed by this plan lives in an availability zone with no Ready node: no pod
+    /// can use it until one comes back (seed 000's caveat).
+    NoReadyNodeInZone {
+        /// The volume.
+        volume: VolumeId,
+        /// Its zone.
+        zone: String,
+    },
+    /// The progress record says this release was verified, yet the observation still shows the
+    /// attachment (a stale read): it is not released again.
+    StillAttachedAfterRelease {
+        /// The node.
+        node: NodeName,
+        /// The volume.
+        volume: VolumeId,
+        /// The server.
+        server: ServerId,
+    },
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoReadyNodeInZone { volume, zone } => write!(
+                f,
+                "volume {volume} is in availability zone {zone}, which has no Ready node"
+            ),
+            Self::StillAttachedAfterRelease {
+                node,
+                volume,
+                server,
+            } => write!(
+                f,
+                "{node}: volume {volume} still shows attached to {server} after a verified release; not released again"
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(storm) = &self.storm {
+            writeln!(
+                f,
+                "STORM GUARD: {} of {} nodes are not Ready (limit {}): no action on any node",
+                storm.unhealthy, storm.total, storm.limit
+            )?;
+        }
+        writeln!(f, "plan at {}: {} action(s)", self.now, self.steps.len())?;
+        for (number, step) in self.steps.iter().enumerate() {
+            writeln!(f, "  {}. {step}", number + 1)?;
+            writeln!(f, "     $ {}", step.action.manual_command())?;
+        }
+        for skipped in &self.skipped {
+            writeln!(f, "skip {}: {}", skipped.node, skipped.skip)?;
+        }
+        for held in &self.held {
+            writeln!(
+                f,
+                "hold {} ({}) on {}: {}",
+                held.volume, held.pv, held.node, held.hold
+            )?;
+        }
+        for orphan in &self.orphans {
+            let state = if orphan.server_gone {
+                "gone: stale attachment"
+            } else {
+                "no node's server"
+            };
+            writeln!(
+                f,
+                "orphan: volume {} ({}) attached to server {} ({state})",
+                orphan.volume, orphan.pv, orphan.server
+            )?;
+        }
+        for warning in &self.warnings {
+            writeln!(f, "warning: {warning}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Plans the remediation of one cluster. Pure, total and deterministic.
+#[must_use]
+pub fn plan(observation: &Observation, policy: &Policy) -> Plan {
+    let index = Index::new(observation, policy);
+    let mut plan = Plan {
+        now: observation.now,
+        storm: None,
+        steps: Vec::new(),
+        skipped: Vec::new(),
+        held: Vec::new(),
+        orphans: index.orphans(),
+        warnings: Vec::new(),
+    };
+
+    let total = observation.nodes.len();
+    let unhealthy = observation
+        .nodes
+        .iter()
+        .filter(|n| !n.ready.is_ready())
+        .count();
+    let limit = policy.max_unhealthy.limit(total);
+    if unhealthy > limit {
+        let storm = StormGuard {
+            unhealthy,
+            total,
+            limit,
+        };
+        plan.skipped = index
+            .nodes
+            .iter()
+            .filter(|(_, views)| views.iter().any(|n| !n.ready.is_ready()))
+            .map(|(name, _)| SkippedNode {
+                node: (*name).clone(),
+                skip: Skip::StormGuard {
+                    unhealthy,
+                    total,
+                    limit,
+                },
+            })
+            .collect();
+        plan.storm = Some(storm);
+        return plan;
+    }
+
+    let mut kicked = BTreeSet::new();
+    for (name, views) in &index.nodes {
+        let [node] = views.as_slice() else {
+            plan.skipped.push(SkippedNode {
+                node: (*name).clone(),
+                skip: Skip::DuplicateNode,
+            });
+            continue;
+        };
+        if node.ready.is_ready() {
+            plan.steps.extend(recover(node));
+            continue;
+        }
+        let outcome = index.plan_failed_node(node, &mut kicked);
+        plan.steps.extend(outcome.steps);
+        plan.held.extend(outcome.held);
+        plan.warnings.extend(outcome.warnings);
+        if let Some(skip) = outcome.skip {
+            plan.skipped.push(SkippedNode {
+                node: node.name.clone(),
+                skip,
+            });
+        }
+    }
+    plan.steps.extend(index.release_orphans(&plan.orphans));
+    plan.warnings.extend(index.zone_warnings(&plan.steps));
+    plan.held.sort();
+    plan.warnings.sort();
+    plan.warnings.dedup();
+    plan
+}
+
+/// Recovery of a node Ready again: remove the taint only if we added it, then forget.
+fn recover(node: &NodeView) -> Vec<Step> {
+    let Some(progress) = &node.progress else {
+        return Vec::new();
+    };
+    let step = |action| Step {
+        node: Some(node.name.clone()),
+        action,
+        reason: Reason::NodeRecovered,
+        detail: format!("node {} is Ready again", node.name),
+        after: Vec::new(),
+    };
+    let mut steps = Vec::new();
+    if progress.out_of_service_taint && node.has_out_of_service_taint() {
+        steps.push(step(Action::RemoveTaint {
+            node: node.name.clone(),
+        }));
+    }
+    steps.push(step(Action::ClearProgress {
+        node: node.name.clone(),
+    }));
+    steps
+}
+
+/// Why a node's volumes may be released: its fence proof and how it is matched.
+enum Fenced<'a> {
+    /// A Nova server (present and fenced, or gone).
+    Server {
+        id: &'a ServerId,
+        via: ReleaseVia,
+        reason: Reason,
+        detail: String,
+    },
+    /// A LINSTOR satellite not ONLINE; each resource is judged on its own.
+    Satellite(&'a LinstorNodeView),
+}
+
+/// The proof a freed volume carries into the Kubernetes-side steps.
+#[derive(Clone)]
+struct Proof {
+    reason: Reason,
+    detail: String,
+}
+
+/// What becomes of one stuck volume of a fenced node, as far as its backend volume goes.
+enum Disposition<'a> {
+    /// Release the node's server's attachment.
+    Release(Option<&'a AttachmentId>),
+    /// Nothing holds it on the backend any more: only the Kubernetes side is left.
+    Free,
+    /// Released and verified earlier (progress record), though still shown attached.
+    FreedEarlier,
+    /// Left alone.
+    Held(Hold),
+}
+
+/// Volumes of `pvs` released in this plan: what a Kubernetes-side step must wait for.
+fn released_among<'p>(
+    pvs: impl IntoIterator<Item = &'p PvView>,
+    released_now: &BTreeSet<&VolumeId>,
+) -> Vec<VolumeId> {
+    let volumes: BTreeSet<&VolumeId> = pvs
+        .into_iter()
+        .map(|pv| &pv.volume_id)
+        .filter(|volume| released_now.contains(volume))
+        .collect();
+    volumes.into_iter().cloned().collect()
+}
+
+/// What planning one failed node gives.
+#[derive(Default)]
+struct NodeOutcome {
+    steps: Vec<Step>,
+    held: Vec<HeldVolume>,
+    warnings: Vec<Warning>,
+    skip: Option<Skip>,
+}
+
+impl NodeOutcome {
+    fn skipped(skip: Skip) -> Self {
+        Self {
+            skip: Some(skip),
+            ..Self::default()
+        }
+    }
+}
+
+/// The observation, indexed and sorted; every lookup is order-independent.
+struct Index<'a> {
+    observation: &'a Observation,
+    policy: &'a Policy,
+    /// Nodes by name; more than one view means a duplicate name.
+    nodes: BTreeMap<&'a NodeName, Vec<&'a NodeView>>,
+    /// PVs by name (names observed twice are dropped: never touched).
+    pvs: BTreeMap<&'a PvName, &'a PvView>,
+    /// Bound claims (claims observed twice are dropped).
+    claims: BTreeMap<(&'a Namespace, &'a ClaimName), &'a PvName>,
+    /// Pods sorted by namespace, name, UID.
+    pods: Vec<&'a PodView>,
+    /// VolumeAttachments sorted by name.
+    volume_attachments: Vec<&'a VaView>,
+}
+
+/// Keeps the keys seen exactly once.
+fn unique<K: Ord, V>(items: impl IntoIterator<Item = (K, V)>) -> BTreeMap<K, V> {
+    let mut grouped: BTreeMap<K, Vec<V>> = BTreeMap::new();
+    for (key, value) in items {
+        grouped.entry(key).or_default().push(value);
+    }
+    grouped
+        .into_iter()
+        .filter_map(|(key, mut values)| (values.len() == 1).then(|| (key, values.remove(0))))
+        .collect()
+}
+
+impl<'a> Index<'a> {
+    fn new(observation: &'a Observation, policy: &'a Policy) -> Self {
+        let mut nodes: BTreeMap<&NodeName, Vec<&NodeView>> = BTreeMap::new();
+        for node in &observation.nodes {
+            nodes.entry(&node.name).or_default().push(node);
+        }
+        let mut pods: Vec<&PodView> = observation.pods.iter().collect();
+        pods.sort_by(|a, b| (&a.namespace, &a.name, &a.uid).cmp(&(&b.namespace, &b.name, &b.uid)));
+        let mut volume_attachments: Vec<&VaView> = observation.volume_attachments.iter().collect();
+        volume_attachments
+            .sort_by(|a, b| (&a.name, &a.node, &a.pv).cmp(&(&b.name, &b.node, &b.pv)));
+        Self {
+            observation,
+            policy,
+            nodes,
+            pvs: unique(
+                observation
+                    .persistent_volumes
+                    .iter()
+                    .map(|pv| (&pv.name, pv)),
+            ),
+            claims: unique(
+                observation
+                    .claims
+                    .iter()
+                    .map(|c| ((&c.namespace, &c.name), c.volume.as_ref())),
+            )
+            .into_iter()
+            .filter_map(|(key, volume)| Some((key, volume?)))
+            .collect(),
+            pods,
+            volume_attachments,
+        }
+    }
+
+    /// The PV, if it is one of a managed driver the remediator knows how to handle.
+    fn managed_pv(&self, name: &PvName) -> Option<&'a PvView> {
+        let pv = *self.pvs.get(name)?;
+        (self.policy.managed_drivers.contains(&pv.driver) && pv.driver.backend().is_some())
+            .then_some(pv)
+    }
+
+    /// The PVs a pod's claims are bound to.
+    fn pod_pvs(&self, pod: &PodView) -> BTreeSet<&'a PvName> {
+        pod.claims
+            .iter()
+            .filter_map(|claim| self.claims.get(&(&pod.namespace, claim)).copied())
+            .collect()
+    }
+
+    fn is_ready(&self, node: &NodeName) -> bool {
+        self.nodes
+            .get(node)
+            .is_some_and(|views| matches!(views.as_slice(), [n] if n.ready.is_ready()))
+    }
+
+    fn plan_failed_node(
+        &self,
+        node: &'a NodeView,
+        kicked: &mut BTreeSet<&'a PodUid>,
+    ) -> NodeOutcome {
+        // S3: not before the grace period has passed.
+        let grace = SignedDuration::try_from(self.policy.grace).unwrap_or(SignedDuration::MAX);
+        let not_ready_for = self.observation.now.duration_since(node.ready_since);
+        if not_ready_for <= grace {
+            let remaining = grace
+                .checked_sub(not_ready_for)
+                .unwrap_or(SignedDuration::MAX);
+            return NodeOutcome::skipped(Skip::WithinGrace { remaining });
+        }
+        // S1, S2: only a proven fence lets anything through.
+        let fenced = match self.fence(node) {
+            Ok(fenced) => fenced,
+            Err(outcome) => return outcome,
+        };
+        self.release_and_clean(node, &fenced, kicked)
+    }
+
+    /// The node's fence proof, or the outcome that replaces acting on it.
+    fn fence(&self, node: &'a NodeView) -> Result<Fenced<'a>, NodeOutcome> {
+        let (id, via, verdict) = match &node.storage {
+            StorageView::Unobserved => {
+                return Err(NodeOutcome::skipped(Skip::Unknown {
+                    detail: "the storage backend was not read for this node".to_owned(),
+                }));
+            }
+            StorageView::Error { message } => {
+                return Err(NodeOutcome::skipped(Skip::StorageError {
+                    detail: message.clone(),
+                }));
+            }
+            StorageView::Ambiguous { candidates } => {
+                let mut candidates = candidates.clone();
+                candidates.sort();
+                candidates.dedup();
+                return Err(NodeOutcome::skipped(Skip::Ambiguous { candidates }));
+            }
+            StorageView::NoMatch => return Err(NodeOutcome::skipped(Skip::NoMatch)),
+            StorageView::Linstor(satellite) => {
+                return match fence::linstor_satellite(&node.name, satellite) {
+                    Verdict::Fenced { .. } => Ok(Fenced::Satellite(satellite)),
+                    other => Err(NodeOutcome::skipped(not_fenced(other))),
+                };
+            }
+            StorageView::ServerGone { id } => (
+                id,
+                ReleaseVia::CinderStaleAttachment,
+                fence::server_gone(id),
+            ),
+            StorageView::OpenStack(server) => (
+                &server.id,
+                ReleaseVia::Nova,
+                fence::openstack(server, self.policy.trust_forced_down),
+            ),
+        };
+        match verdict {
+            Verdict::Fenced { reason, detail } => Ok(Fenced::Server {
+                id,
+                via,
+                reason,
+                detail,
+            }),
+            Verdict::Stoppable { detail } if self.policy.fence == FenceMode::Stop => {
+                Err(NodeOutcome {
+                    steps: vec![Step {
+                        node: Some(node.name.clone()),
+                        action: Action::StopServer {
+                            node: node.name.clone(),
+                            server: id.clone(),
+                        },
+                        reason: Reason::StopToFence,
+                        detail,
+                        after: Vec::new(),
+                    }],
+                    ..NodeOutcome::default()
+                })
+            }
+            other => Err(NodeOutcome::skipped(not_fenced(other))),
+        }
+    }
+
+    /// The managed PVs stuck on a fenced node (S5): used by its pods, named by its
+    /// VolumeAttachments, or (OpenStack) attached to its server.
+    fn stuck_pvs(&self, node: &NodeName, fenced: &Fenced<'_>) -> BTreeSet<&'a PvName> {
+        let mut names: BTreeSet<&PvName> = BTreeSet::new();
+        for pod in self.pods.iter().filter(|p| p.node.as_ref() == Some(node)) {
+            names.extend(self.pod_pvs(pod));
+        }
+        for va in self.volume_attachments.iter().filter(|va| va.node == *node) {
+            names.extend(va.pv.as_ref());
+        }
+        if let Fenced::Server { id, .. } = fenced {
+            for (name, pv) in &self.pvs {
+                if let Some(BackendVolume::Cinder(volume)) = &pv.backend
+                    && volume.attachments.iter().any(|a| a.server == **id)
+                {
+                    names.insert(name);
+                }
+            }
+        }
+        names.retain(|name| self.managed_pv(name).is_some());
+        names
+    }
+
+    fn release_and_clean(
+        &self,
+        node: &'a NodeView,
+        fenced: &Fenced<'a>,
+        kicked: &mut BTreeSet<&'a PodUid>,
+    ) -> NodeOutcome {
+        let stuck: Vec<&PvView> = self
+            .stuck_pvs(&node.name, fenced)
+            .into_iter()
+            .filter_map(|name| self.managed_pv(name))
+            .collect();
+        // S2: every volume the node may hold must have been read.
+        if let Some(unread) = stuck.iter().find(|pv| pv.backend.is_none()) {
+            return NodeOutcome::skipped(Skip::VolumeUnread {
+                pv: unread.name.clone(),
+            });
+        }
+
+        let mut outcome = NodeOutcome::default();
+        let mut releases: BTreeMap<&VolumeId, (&PvView, Option<&AttachmentId>, Proof)> =
+            BTreeMap::new();
+        let mut freed: BTreeMap<&PvName, Proof> = BTreeMap::new();
+        let mut held: BTreeSet<&PvName> = BTreeSet::new();
+        for pv in stuck {
+            let (disposition, proof) = dispose(node, fenced, pv);
+            match disposition {
+                Disposition::Release(attachment) => {
+                    releases
+                        .entry(&pv.volume_id)
+                        .or_insert((pv, attachment, proof.clone()));
+                    freed.insert(&pv.name, proof);
+                }
+                Disposition::Free => {
+                    freed.insert(&pv.name, proof);
+                }
+                Disposition::FreedEarlier => {
+                    if let Fenced::Server { id, .. } = fenced {
+                        outcome.warnings.push(Warning::StillAttachedAfterRelease {
+                            node: node.name.clone(),
+                            volume: pv.volume_id.clone(),
+                            server: (*id).clone(),
+                        });
+                    }
+                    freed.insert(&pv.name, proof);
+                }
+                Disposition::Held(hold) => {
+                    held.insert(&pv.name);
+                    outcome.held.push(HeldVolume {
+                        node: node.name.clone(),
+                        pv: pv.name.clone(),
+                        volume: pv.volume_id.clone(),
+                        hold,
+                    });
+                }
+            }
+        }
+
+        let released_now: BTreeSet<&VolumeId> = releases.keys().copied().collect();
+        let after = |names: &mut dyn Iterator<Item = &PvName>| {
+            released_among(
+                names.filter_map(|name| self.pvs.get(name).copied()),
+                &released_now,
+            )
+        };
+        let step = |action, proof: &Proof, after: Vec<VolumeId>| Step {
+            node: Some(node.name.clone()),
+            action,
+            reason: proof.reason,
+            detail: proof.detail.clone(),
+            after,
+        };
+
+        if let Fenced::Server { id, via, .. } = fenced {
+            for (volume, (pv, attachment, proof)) in &releases {
+                let action = Action::ReleaseVolume {
+                    node: Some(node.name.clone()),
+                    server: (*id).clone(),
+                    volume: (*volume).clone(),
+                    pv: pv.name.clone(),
+                    attachment_id: attachment.cloned(),
+                    via: *via,
+                };
+                outcome.steps.push(step(action, proof, Vec::new()));
+            }
+        }
+
+        match self.policy.strategy {
+            Strategy::Delete => {
+                for va in self
+                    .volume_attachments
+                    .iter()
+                    .filter(|va| va.node == node.name)
+                {
+                    let Some((pv, proof)) = va.pv.as_ref().and_then(|pv| freed.get_key_value(pv))
+                    else {
+                        continue;
+                    };
+                    if va.deleting && va.finalizers.is_empty() {
+                        continue; // already going away on its own
+                    }
+                    let action = Action::DeleteVolumeAttachment {
+                        name: va.name.clone(),
+                        node: node.name.clone(),
+                        pv: (*pv).clone(),
+                    };
+                    let after = after(&mut std::iter::once(*pv));
+                    outcome.steps.push(step(action, proof, after));
+                }
+                for pod in self
+                    .pods
+                    .iter()
+                    .filter(|p| p.node.as_ref() == Some(&node.name))
+                {
+                    let uses = self.pod_pvs(pod);
+                    let Some(proof) = uses.iter().find_map(|pv| freed.get(pv)) else {
+                        continue;
+                    };
+                    if uses.iter().any(|pv| held.contains(pv)) {
+                        continue; // a volume it uses is not proven safe to take over
+                    }
+                    let action = Action::ForceDeletePod {
+                        namespace: pod.namespace.clone(),
+                        name: pod.name.clone(),
+                        uid: pod.uid.clone(),
+                        node: node.name.clone(),
+                    };
+                    let after = after(&mut uses.iter().copied());
+                    outcome.steps.push(step(action, proof, after));
+                }
+            }
+            Strategy::OutOfServiceTaint => {
+                if let Some(proof) = freed.values().next()
+                    && held.is_empty()
+                    && !node.has_out_of_service_taint()
+                {
+                    let action = Action::TaintNode {
+                        node: node.name.clone(),
+                    };
+                    let after = after(&mut freed.keys().copied());
+                    outcome.steps.push(step(action, proof, after));
+                }
+            }
+        }
+
+        if self.policy.kick {
+            outcome
+                .steps
+                .extend(self.kicks(node, &freed, &released_now, kicked));
+        }
+
+        if outcome.steps.is_empty() {
+            outcome.skip = Some(if outcome.held.is_empty() {
+                Skip::NothingStuck
+            } else {
+                Skip::AllHeld
+            });
+        }
+        outcome
+    }
+
+    /// Replacement pods on other, Ready nodes, owned by a controller, pending, whose attach
+    /// failures name a volume this plan frees and which use that volume.
+    fn kicks(
+        &self,
+        node: &NodeView,
+        freed: &BTreeMap<&PvName, Proof>,
+        released_now: &BTreeSet<&VolumeId>,
+        kicked: &mut BTreeSet<&'a PodUid>,
+    ) -> Vec<Step> {
+        let mut steps = Vec::new();
+        for pod in &self.pods {
+            let Some(pod_node) = &pod.node else { continue };
+            if *pod_node == node.name
+                || !self.is_ready(pod_node)
+                || !pod.owner.as_ref().is_some_and(|o| o.controller)
+                || pod.deleting
+                || pod.phase != "Pending"
+                || kicked.contains(&pod.uid)
+            {
+                continue;
+            }
+            let uses = self.pod_pvs(pod);
+            let waits_on = freed
+                .keys()
+                .filter(|name| uses.contains(*name))
+                .find_map(|name| {
+                    let pv = self.pvs.get(name)?;
+                    pod.attach_failures
+                        .iter()
+                        .any(|f| *f == pv.volume_id.as_str() || *f == pv.name.as_str())
+                        .then_some(pv)
+                });
+            let Some(pv) = waits_on else { continue };
+            kicked.insert(&pod.uid);
+            let after = if released_now.contains(&pv.volume_id) {
+                vec![pv.volume_id.clone()]
+            } else {
+                Vec::new()
+            };
+            steps.push(Step {
+                node: Some(node.name.clone()),
+                action: Action::KickPod {
+                    namespace: pod.namespace.clone(),
+                    name: pod.name.clone(),
+                    uid: pod.uid.clone(),
+                    node: pod_node.clone(),
+                    volume: pv.volume_id.clone(),
+                },
+                reason: Reason::ReplacementWaiting,
+                detail: format!(
+                    "waits on a failed attach of volume {} ({}), freed from node {}",
+                    pv.volume_id, pv.name, node.name
+                ),
+                after,
+            });
+        }
+        steps
+    }
+
+    /// The servers that are (or were) some node's: by providerID or by the backend match.
+    fn node_servers(&self) -> BTreeSet<&'a ServerId> {
+        let mut servers = BTreeSet::new();
+        for node in &self.observation.nodes {
+            match &node.storage {
+                StorageView::OpenStack(server) => {
+                    servers.insert(&server.id);
+                }
+                StorageView::ServerGone { id } => {
+                    servers.insert(id);
+                }
+                StorageView::Ambiguous { candidates } => servers.extend(candidates),
+                _ => {}
+            }
+        }
+        servers
+    }
+
+    /// Attachments of managed Cinder volumes to servers that are no node's server.
+    fn orphans(&self) -> Vec<Orphan> {
+        let node_servers = self.node_servers();
+        let provider_servers: BTreeSet<ServerId> = self
+            .observation
+            .nodes
+            .iter()
+            .filter_map(NodeView::provider_server_id)
+            .collect();
+        let gone: BTreeSet<&ServerId> = self.observation.gone_servers.iter().collect();
+        let mut orphans = BTreeSet::new();
+        for pv in self.pvs.values() {
+            let Some(pv) = self.managed_pv(&pv.name) else {
+                continue;
+            };
+            let Some(BackendVolume::Cinder(volume)) = &pv.backend else {
+                continue;
+            };
+            for attachment in &volume.attachments {
+                if node_servers.contains(&attachment.server)
+                    || provider_servers.contains(&attachment.server)
+                {
+                    continue;
+                }
+                orphans.insert(Orphan {
+                    volume: pv.volume_id.clone(),
+                    pv: pv.name.clone(),
+                    server: attachment.server.clone(),
+                    attachment_id: attachment.attachment_id.clone(),
+                    server_gone: gone.contains(&attachment.server),
+                });
+            }
+        }
+        orphans.into_iter().collect()
+    }
+
+    /// Stale attachments of gone servers are released on the Cinder side: nothing can write
+    /// through them. Never for a bootable volume or one already detaching.
+    fn release_orphans(&self, orphans: &[Orphan]) -> Vec<Step> {
+        let mut done = BTreeSet::new();
+        let mut steps = Vec::new();
+        for orphan in orphans.iter().filter(|o| o.server_gone) {
+            let Some(BackendVolume::Cinder(volume)) =
+                self.pvs.get(&orphan.pv).and_then(|pv| pv.backend.as_ref())
+            else {
+                continue;
+            };
+            let detaching = volume.status == "detaching"
+                || volume
+                    .attachments
+                    .iter()
+                    .any(|a| a.server == orphan.server && a.detaching);
+            if volume.bootable || detaching || !done.insert((&orphan.volume, &orphan.server)) {
+                continue;
+            }
+            steps.push(Step {
+                node: None,
+                action: Action::ReleaseVolume {
+                    node: None,
+                    server: orphan.server.clone(),
+                    volume: orphan.volume.clone(),
+                    pv: orphan.pv.clone(),
+                    attachment_id: orphan.attachment_id.clone(),
+                    via: ReleaseVia::CinderStaleAttachment,
+                },
+                reason: Reason::ServerGone,
+                detail: format!(
+                    "server {} no longer exists (Nova answered 404) and is no node's server",
+                    orphan.server
+                ),
+                after: Vec::new(),
+            });
+        }
+        steps
+    }
+
+    /// Volumes released by this plan whose zone has no Ready node (only when zones are known).
+    fn zone_warnings(&self, steps: &[Step]) -> Vec<Warning> {
+        let nodes = &self.observation.nodes;
+        if nodes.iter().all(|n| n.zone.is_none()) {
+            return Vec::new();
+        }
+        let ready_zones: BTreeSet<&str> = nodes
+            .iter()
+            .filter(|n| n.ready.is_ready())
+            .filter_map(|n| n.zone.as_deref())
+            .collect();
+        let mut warnings = Vec::new();
+        for step in steps {
+            let Action::ReleaseVolume { pv, volume, .. } = &step.action else {
+                continue;
+            };
+            let zone = self.pvs.get(pv).and_then(|pv| match &pv.backend {
+                Some(BackendVolume::Cinder(v)) => v.availability_zone.as_deref(),
+                _ => None,
+            });
+            if let Some(zone) = zone
+                && !ready_zones.contains(zone)
+            {
+                warnings.push(Warning::NoReadyNodeInZone {
+                    volume: volume.clone(),
+                    zone: zone.to_owned(),
+                });
+            }
+        }
+        warnings
+    }
+}
+
+/// What becomes of one stuck PV of a fenced node, and the proof that lets it go (for a held
+/// PV, the proof is that of the node and is not used).
+fn dispose<'a>(node: &NodeView, fenced: &Fenced<'_>, pv: &'a PvView) -> (Disposition<'a>, Proof) {
+    match (fenced, &pv.backend) {
+        (
+            Fenced::Server {
+                id, reason, detail, ..
+            },
+            Some(BackendVolume::Cinder(volume)),
+        ) if pv.driver.backend() == Some(Backend::OpenStack) => (
+            dispose_cinder(&pv.volume_id, volume, id, node.progress.as_ref()),
+            Proof {
+                reason: *reason,
+                detail: detail.clone(),
+            },
+        ),
+        (Fenced::Satellite(satellite), Some(BackendVolume::Linstor(resource)))
+            if pv.driver.backend() == Some(Backend::Linstor) =>
+        {
+            dispose_linstor(&node.name, satellite, &pv.volume_id, resource)
+        }
+        (Fenced::Server { reason, detail, .. }, _) => (
+            Disposition::Held(Hold::BackendMismatch {
+                driver: pv.driver.name().to_owned(),
+            }),
+            Proof {
+                reason: *reason,
+                detail: detail.clone(),
+            },
+        ),
+        (Fenced::Satellite(_), _) => (
+            Disposition::Held(Hold::BackendMismatch {
+                driver: pv.driver.name().to_owned(),
+            }),
+            Proof {
+                reason: Reason::ReplicasFenced,
+                detail: String::new(),
+            },
+        ),
+    }
+}
+
+/// A verdict that is not "fenced", as a skip.
+fn not_fenced(verdict: Verdict) -> Skip {
+    match verdict {
+        Verdict::Unknown { detail } => Skip::Unknown { detail },
+        Verdict::Fenced { detail, .. }
+        | Verdict::Stoppable { detail }
+        | Verdict::NotFenced { detail } => Skip::NotFenced { detail },
+    }
+}
+
+/// S5 for Cinder: release only this server's attachment, never a bootable volume, never one
+/// already detaching or in an unexpected state, never one whose release is recorded (S7).
+fn dispose_cinder<'a>(
+    volume_id: &VolumeId,
+    volume: &'a CinderVolumeView,
+    server: &ServerId,
+    progress: Option<&Progress>,
+) -> Disposition<'a> {
+    if volume.bootable {
+        return Disposition::Held(Hold::Bootable);
+    }
+    let mut ours: Vec<_> = volume
+        .attachments
+        .iter()
+        .filter(|a| a.server == *server)
+        .collect();
+    ours.sort();
+    let Some(first) = ours.first() else {
+        return Disposition::Free;
+    };
+    if progress.is_some_and(|p| p.has_released(volume_id, server)) {
+        return Disposition::FreedEarlier;
+    }
+    if volume.status == "detaching" || ours.iter().any(|a| a.detaching) {
+        return Disposition::Held(Hold::Detaching);
+    }
+    if volume.status != "in-use" {
+        return Disposition::Held(Hold::VolumeStatus {
+            status: volume.status.clone(),
+        });
+    }
+    Disposition::Release(first.attachment_id.as_ref())
+}
+
+/// LINSTOR: nothing to release on the backend (the survivors take over); the per-resource
+/// verdict decides whether the Kubernetes side may be cleaned.
+fn dispose_linstor<'a>(
+    node: &NodeName,
+    satellite: &LinstorNodeView,
+    resource_name: &VolumeId,
+    resource: &LinstorResourceView,
+) -> (Disposition<'a>, Proof) {
+    match fence::linstor_resource(node, satellite, resource_name.as_str(), resource) {
+        Verdict::Fenced { reason, detail } => (Disposition::Free, Proof { reason, detail }),
+        Verdict::Stoppable { detail }
+        | Verdict::NotFenced { detail }
+        | Verdict::Unknown { detail } => (
+            Disposition::Held(Hold::ReplicaNotFenced {
+                detail: detail.clone(),
+            }),
+            Proof {
+                reason: Reason::ReplicasFenced,
+                detail,
+            },
+        ),
+    }
+}
