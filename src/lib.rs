@@ -7,11 +7,13 @@
 //! Modules:
 //! - [`model`]: plain observation data (what was read).
 //! - [`plan`]: the fencing core: fence verdicts, the planner, actions. Pure.
+//! - [`cluster`]: the Kubernetes side: observe, apply Kubernetes actions, Events.
 //! - [`openstack`]: OpenStack connection settings, session, Nova and Cinder calls.
 //! - [`cli`]: the command line (`sim`, `demo`, `diagnose`, `remediate`).
 //! - [`sim`]: the emulated OpenStack, Kubernetes and LINSTOR used by `demo`, `sim` and the tests.
 
 pub mod cli;
+pub mod cluster;
 pub mod model;
 pub mod openstack;
 pub mod plan;

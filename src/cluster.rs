@@ -1,0 +1,675 @@
+//! The Kubernetes side: reads the cluster into the observation's plain views, applies the
+//! Kubernetes actions of a plan, and records an Event on every object it touches.
+//!
+//! Only this module talks to the Kubernetes API (through `kube` and `k8s-openapi`).
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::{
+    Event as CoreEvent, Node, PersistentVolume, PersistentVolumeClaim, Pod,
+};
+use k8s_openapi::api::storage::v1::VolumeAttachment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use serde_json::json;
+
+use crate::model::{
+    ClaimName, ClaimRef, ClaimView, Driver, NodeName, NodeView, OwnerRef, PROGRESS_ANNOTATION,
+    PodView, Progress, PvName, PvView, Readiness, StorageView, Taint, VaName, VaView, VolumeId,
+};
+
+/// The name the remediator reports Events and field ownership under.
+pub const FIELD_MANAGER: &str = "cinder-remediator";
+
+/// How many times an update that lost a resourceVersion race is retried.
+const CONFLICT_RETRIES: usize = 3;
+
+/// A failed Kubernetes call.
+#[derive(Debug, thiserror::Error)]
+#[error("kubernetes: failed to {operation}")]
+pub struct Error {
+    /// What was attempted.
+    pub operation: String,
+    /// The client's error.
+    #[source]
+    pub source: kube::Error,
+}
+
+impl Error {
+    fn new(operation: impl Into<String>, source: kube::Error) -> Self {
+        Self {
+            operation: operation.into(),
+            source,
+        }
+    }
+
+    /// Whether a retry later may succeed (server errors, conflicts, connection problems).
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        match &self.source {
+            kube::Error::Api(status) => {
+                status.code >= 500 || status.code == 409 || status.code == 429
+            }
+            _ => true,
+        }
+    }
+}
+
+fn status_code(err: &kube::Error) -> Option<u16> {
+    match err {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    }
+}
+
+/// What the cluster side holds, read at one instant (the storage views are filled in later by
+/// the backend).
+#[derive(Debug, Clone, Default)]
+pub struct ClusterState {
+    /// Every node, with `storage: Unobserved`.
+    pub nodes: Vec<NodeView>,
+    /// Every PV, with `backend: None`.
+    pub persistent_volumes: Vec<PvView>,
+    /// Every PVC.
+    pub claims: Vec<ClaimView>,
+    /// Every pod, with the attach failures its Events report.
+    pub pods: Vec<PodView>,
+    /// Every VolumeAttachment.
+    pub volume_attachments: Vec<VaView>,
+}
+
+/// The Kubernetes API, as the remediator uses it.
+#[derive(Clone)]
+pub struct Cluster {
+    client: Client,
+    recorder: Recorder,
+}
+
+/// An object an Event is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A node.
+    Node(NodeName),
+    /// A pod.
+    Pod {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// UID, when known.
+        uid: Option<String>,
+    },
+    /// A VolumeAttachment.
+    VolumeAttachment(VaName),
+}
+
+impl Cluster {
+    /// The cluster behind `client`; Events are reported as `instance` of cinder-remediator.
+    #[must_use]
+    pub fn new(client: Client, instance: &str) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: Some(instance.to_owned()),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+        }
+    }
+
+    /// Reads nodes, pods, PVs, PVCs, VolumeAttachments and the attach-failure Events.
+    ///
+    /// # Errors
+    /// When a list fails.
+    pub async fn observe(&self) -> Result<ClusterState, Error> {
+        let all = ListParams::default();
+        let nodes = Api::<Node>::all(self.client.clone())
+            .list(&all)
+            .await
+            .map_err(|e| Error::new("list nodes", e))?;
+        let pods = Api::<Pod>::all(self.client.clone())
+            .list(&all)
+            .await
+            .map_err(|e| Error::new("list pods", e))?;
+        let pvs = Api::<PersistentVolume>::all(self.client.clone())
+            .list(&all)
+            .await
+            .map_err(|e| Error::new("list persistent volumes", e))?;
+        let pvcs = Api::<PersistentVolumeClaim>::all(self.client.clone())
+            .list(&all)
+            .await
+            .map_err(|e| Error::new("list persistent volume claims", e))?;
+        let vas = Api::<VolumeAttachment>::all(self.client.clone())
+            .list(&all)
+            .await
+            .map_err(|e| Error::new("list volume attachments", e))?;
+        let warnings = ListParams::default().fields("type=Warning");
+        let events = Api::<CoreEvent>::all(self.client.clone())
+            .list(&warnings)
+            .await
+            .map_err(|e| Error::new("list events", e))?;
+
+        let failures = attach_failures(&events.items);
+        Ok(ClusterState {
+            nodes: nodes.items.iter().map(node_view).collect(),
+            persistent_volumes: pvs.items.iter().filter_map(pv_view).collect(),
+            claims: pvcs.items.iter().map(claim_view).collect(),
+            pods: pods
+                .items
+                .iter()
+                .map(|pod| pod_view(pod, &failures))
+                .collect(),
+            volume_attachments: vas.items.iter().map(va_view).collect(),
+        })
+    }
+
+    /// Deletes a pod with a UID precondition: grace 0 forces it (the dead kubelet never
+    /// confirms), `None` uses the pod's own grace period. A pod already gone is success.
+    ///
+    /// # Errors
+    /// When the delete fails (a UID mismatch is a 409: the pod was replaced, not ours to touch).
+    pub async fn delete_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        grace_seconds: Option<u32>,
+    ) -> Result<(), Error> {
+        let params = DeleteParams {
+            grace_period_seconds: grace_seconds,
+            preconditions: Some(Preconditions {
+                uid: Some(uid.to_owned()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        let api = Api::<Pod>::namespaced(self.client.clone(), namespace);
+        match api.delete(name, &params).await {
+            Ok(_) => Ok(()),
+            Err(err) if status_code(&err) == Some(404) => Ok(()),
+            Err(err) => Err(Error::new(format!("delete pod {namespace}/{name}"), err)),
+        }
+    }
+
+    /// Whether a pod with this UID still exists.
+    ///
+    /// # Errors
+    /// When the read fails.
+    pub async fn pod_exists(&self, namespace: &str, name: &str, uid: &str) -> Result<bool, Error> {
+        let api = Api::<Pod>::namespaced(self.client.clone(), namespace);
+        match api.get_opt(name).await {
+            Ok(pod) => Ok(pod.is_some_and(|pod| pod.metadata.uid.as_deref() == Some(uid))),
+            Err(err) => Err(Error::new(format!("read pod {namespace}/{name}"), err)),
+        }
+    }
+
+    /// Deletes a VolumeAttachment (its external-attacher then detaches and drops its
+    /// finalizer). One already gone is success.
+    ///
+    /// # Errors
+    /// When the delete fails.
+    pub async fn delete_volume_attachment(&self, name: &str) -> Result<(), Error> {
+        let api = Api::<VolumeAttachment>::all(self.client.clone());
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(err) if status_code(&err) == Some(404) => Ok(()),
+            Err(err) => Err(Error::new(format!("delete volume attachment {name}"), err)),
+        }
+    }
+
+    /// The finalizers of a VolumeAttachment; `None` when it is gone.
+    ///
+    /// # Errors
+    /// When the read fails.
+    pub async fn volume_attachment_finalizers(
+        &self,
+        name: &str,
+    ) -> Result<Option<Vec<String>>, Error> {
+        let api = Api::<VolumeAttachment>::all(self.client.clone());
+        api.get_opt(name)
+            .await
+            .map(|va| va.map(|va| va.metadata.finalizers.unwrap_or_default()))
+            .map_err(|e| Error::new(format!("read volume attachment {name}"), e))
+    }
+
+    /// Removes the external-attacher finalizer of a VolumeAttachment whose volume the backend
+    /// shows released, when the attacher of the dead node does not. Other finalizers stay.
+    ///
+    /// # Errors
+    /// When the update fails.
+    pub async fn remove_attacher_finalizer(&self, name: &str) -> Result<(), Error> {
+        let api = Api::<VolumeAttachment>::all(self.client.clone());
+        for _ in 0..CONFLICT_RETRIES {
+            let Some(mut va) = api
+                .get_opt(name)
+                .await
+                .map_err(|e| Error::new(format!("read volume attachment {name}"), e))?
+            else {
+                return Ok(());
+            };
+            let finalizers = va.metadata.finalizers.take().unwrap_or_default();
+            let kept: Vec<String> = finalizers
+                .iter()
+                .filter(|f| !f.starts_with("external-attacher/"))
+                .cloned()
+                .collect();
+            if kept.len() == finalizers.len() {
+                return Ok(());
+            }
+            va.metadata.finalizers = Some(kept);
+            match api.replace(name, &PostParams::default(), &va).await {
+                Ok(_) => return Ok(()),
+                Err(err) if status_code(&err) == Some(409) => continue,
+                Err(err) if status_code(&err) == Some(404) => return Ok(()),
+                Err(err) => {
+                    return Err(Error::new(format!("remove the finalizer of {name}"), err));
+                }
+            }
+        }
+        Err(Error::new(
+            format!("remove the finalizer of {name}"),
+            conflict_error(),
+        ))
+    }
+
+    /// Adds `taint` to a node unless it has it; optimistic concurrency, retried on conflict.
+    ///
+    /// # Errors
+    /// When the update fails.
+    pub async fn add_taint(&self, node: &str, taint: &Taint) -> Result<(), Error> {
+        self.update_taints(node, |taints| {
+            if taints.iter().any(|t| same_taint(t, taint)) {
+                false
+            } else {
+                taints.push(k8s_taint(taint));
+                true
+            }
+        })
+        .await
+    }
+
+    /// Removes `taint` (matched on key, value and effect) from a node.
+    ///
+    /// # Errors
+    /// When the update fails.
+    pub async fn remove_taint(&self, node: &str, taint: &Taint) -> Result<(), Error> {
+        self.update_taints(node, |taints| {
+            let before = taints.len();
+            taints.retain(|t| !same_taint(t, taint));
+            taints.len() != before
+        })
+        .await
+    }
+
+    async fn update_taints(
+        &self,
+        node: &str,
+        change: impl Fn(&mut Vec<k8s_openapi::api::core::v1::Taint>) -> bool,
+    ) -> Result<(), Error> {
+        let api = Api::<Node>::all(self.client.clone());
+        for _ in 0..CONFLICT_RETRIES {
+            let mut object = api
+                .get(node)
+                .await
+                .map_err(|e| Error::new(format!("read node {node}"), e))?;
+            let spec = object.spec.get_or_insert_with(Default::default);
+            let mut taints = spec.taints.take().unwrap_or_default();
+            if !change(&mut taints) {
+                return Ok(());
+            }
+            spec.taints = Some(taints);
+            match api.replace(node, &PostParams::default(), &object).await {
+                Ok(_) => return Ok(()),
+                Err(err) if status_code(&err) == Some(409) => continue,
+                Err(err) => return Err(Error::new(format!("update the taints of {node}"), err)),
+            }
+        }
+        Err(Error::new(
+            format!("update the taints of {node}"),
+            conflict_error(),
+        ))
+    }
+
+    /// Writes (or, with `None`, removes) the remediator's progress record on a node.
+    ///
+    /// # Errors
+    /// When the patch fails.
+    pub async fn set_progress(&self, node: &str, progress: Option<&Progress>) -> Result<(), Error> {
+        let value = match progress {
+            Some(progress) => serde_json::Value::String(
+                serde_json::to_string(progress).unwrap_or_else(|_| "{}".to_owned()),
+            ),
+            None => serde_json::Value::Null,
+        };
+        let patch = json!({ "metadata": { "annotations": { PROGRESS_ANNOTATION: value } } });
+        Api::<Node>::all(self.client.clone())
+            .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(drop)
+            .map_err(|e| Error::new(format!("record progress on node {node}"), e))
+    }
+
+    /// Records an Event about `target`. Failing to record is logged, never fatal: the action it
+    /// reports has happened.
+    pub async fn event(
+        &self,
+        target: &Target,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let reference = object_reference(target);
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(err) = self.recorder.publish(&event, &reference).await {
+            tracing::warn!(error = %err, reason, "Could not record an Event");
+        }
+    }
+}
+
+fn conflict_error() -> kube::Error {
+    kube::Error::Api(
+        kube::core::Status::failure("the object kept changing under us", "Conflict")
+            .with_code(409)
+            .boxed(),
+    )
+}
+
+fn object_reference(target: &Target) -> ObjectReference {
+    match target {
+        Target::Node(name) => ObjectReference {
+            api_version: Some("v1".to_owned()),
+            kind: Some("Node".to_owned()),
+            name: Some(name.to_string()),
+            ..ObjectReference::default()
+        },
+        Target::Pod {
+            namespace,
+            name,
+            uid,
+        } => ObjectReference {
+            api_version: Some("v1".to_owned()),
+            kind: Some("Pod".to_owned()),
+            namespace: Some(namespace.clone()),
+            name: Some(name.clone()),
+            uid: uid.clone(),
+            ..ObjectReference::default()
+        },
+        Target::VolumeAttachment(name) => ObjectReference {
+            api_version: Some("storage.k8s.io/v1".to_owned()),
+            kind: Some("VolumeAttachment".to_owned()),
+            name: Some(name.to_string()),
+            ..ObjectReference::default()
+        },
+    }
+}
+
+fn same_taint(existing: &k8s_openapi::api::core::v1::Taint, taint: &Taint) -> bool {
+    existing.key == taint.key
+        && existing.effect == taint.effect
+        && existing.value.as_deref().unwrap_or_default()
+            == taint.value.as_deref().unwrap_or_default()
+}
+
+fn k8s_taint(taint: &Taint) -> k8s_openapi::api::core::v1::Taint {
+    k8s_openapi::api::core::v1::Taint {
+        key: taint.key.clone(),
+        value: taint.value.clone(),
+        effect: taint.effect.clone(),
+        time_added: (taint.effect == "NoExecute")
+            .then(|| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now())),
+    }
+}
+
+fn name_of(meta: &ObjectMeta) -> String {
+    meta.name.clone().unwrap_or_default()
+}
+
+/// A node as the planner sees it (`storage` is filled in by the backend).
+fn node_view(node: &Node) -> NodeView {
+    let ready_condition = node
+        .status
+        .as_ref()
+        .and_then(|status| status.conditions.as_ref())
+        .and_then(|conditions| conditions.iter().find(|c| c.type_ == "Ready"));
+    let ready = match ready_condition.map(|c| c.status.as_str()) {
+        Some("True") => Readiness::True,
+        Some("False") => Readiness::False,
+        _ => Readiness::Unknown,
+    };
+    let ready_since = ready_condition
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(|time| time.0)
+        .or_else(|| node.metadata.creation_timestamp.as_ref().map(|time| time.0))
+        .unwrap_or(Timestamp::UNIX_EPOCH);
+    let spec = node.spec.clone().unwrap_or_default();
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    let progress = node
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|annotations| annotations.get(PROGRESS_ANNOTATION))
+        .and_then(|text| serde_json::from_str::<Progress>(text).ok());
+    NodeView {
+        name: NodeName::new(name_of(&node.metadata)),
+        ready,
+        ready_since,
+        taints: spec
+            .taints
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| Taint {
+                key: t.key,
+                value: t.value.filter(|v| !v.is_empty()),
+                effect: t.effect,
+            })
+            .collect(),
+        provider_id: spec.provider_id.filter(|id| !id.is_empty()),
+        addresses: node
+            .status
+            .as_ref()
+            .and_then(|status| status.addresses.as_ref())
+            .map(|addresses| {
+                addresses
+                    .iter()
+                    .filter(|a| a.type_ == "InternalIP")
+                    .map(|a| a.address.clone())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        zone: labels
+            .get("topology.kubernetes.io/zone")
+            .or_else(|| labels.get("failure-domain.beta.kubernetes.io/zone"))
+            .cloned(),
+        progress,
+        storage: StorageView::Unobserved,
+    }
+}
+
+/// A PV of a CSI driver or of the in-tree Cinder plugin; other sources are no business of ours.
+fn pv_view(pv: &PersistentVolume) -> Option<PvView> {
+    let spec = pv.spec.as_ref()?;
+    let (driver, volume_id) = if let Some(csi) = &spec.csi {
+        (Driver::from(csi.driver.clone()), csi.volume_handle.clone())
+    } else if let Some(cinder) = &spec.cinder {
+        (Driver::InTreeCinder, cinder.volume_id.clone())
+    } else {
+        return None;
+    };
+    let claim = spec.claim_ref.as_ref().and_then(|claim| {
+        Some(ClaimRef {
+            namespace: claim.namespace.clone()?.into(),
+            name: ClaimName::new(claim.name.clone()?),
+        })
+    });
+    Some(PvView {
+        name: PvName::new(name_of(&pv.metadata)),
+        driver,
+        volume_id: VolumeId::new(volume_id),
+        claim,
+        access_modes: spec.access_modes.clone().unwrap_or_default(),
+        backend: None,
+    })
+}
+
+fn claim_view(pvc: &PersistentVolumeClaim) -> ClaimView {
+    ClaimView {
+        namespace: pvc.metadata.namespace.clone().unwrap_or_default().into(),
+        name: ClaimName::new(name_of(&pvc.metadata)),
+        volume: pvc
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.volume_name.clone())
+            .filter(|name| !name.is_empty())
+            .map(PvName::new),
+    }
+}
+
+fn pod_view(pod: &Pod, failures: &BTreeMap<(String, String), Vec<String>>) -> PodView {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = name_of(&pod.metadata);
+    let spec = pod.spec.clone().unwrap_or_default();
+    let status = pod.status.clone().unwrap_or_default();
+    let owner = pod
+        .metadata
+        .owner_references
+        .as_ref()
+        .and_then(|owners| {
+            owners
+                .iter()
+                .find(|o| o.controller == Some(true))
+                .or_else(|| owners.first())
+        })
+        .map(|o| OwnerRef {
+            kind: o.kind.clone(),
+            name: o.name.clone(),
+            controller: o.controller == Some(true),
+        });
+    let waiting_reason = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone());
+    PodView {
+        namespace: namespace.clone().into(),
+        name: name.clone().into(),
+        uid: pod.metadata.uid.clone().unwrap_or_default().into(),
+        node: spec.node_name.filter(|n| !n.is_empty()).map(NodeName::new),
+        phase: status.phase.unwrap_or_default(),
+        deleting: pod.metadata.deletion_timestamp.is_some(),
+        claims: spec
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| v.persistent_volume_claim.as_ref())
+            .map(|claim| ClaimName::new(claim.claim_name.clone()))
+            .collect(),
+        owner,
+        waiting_reason,
+        attach_failures: failures
+            .get(&(namespace, name))
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+fn va_view(va: &VolumeAttachment) -> VaView {
+    VaView {
+        name: VaName::new(name_of(&va.metadata)),
+        node: NodeName::new(va.spec.node_name.clone()),
+        pv: va
+            .spec
+            .source
+            .persistent_volume_name
+            .clone()
+            .map(PvName::new),
+        attacher: va.spec.attacher.clone(),
+        attached: va.status.as_ref().is_some_and(|s| s.attached),
+        deleting: va.metadata.deletion_timestamp.is_some(),
+        finalizers: va.metadata.finalizers.clone().unwrap_or_default(),
+    }
+}
+
+/// The attach failures each pod's Warning Events report, as the PV names (in double quotes)
+/// and Cinder volume ids (after `disk `) their messages name.
+fn attach_failures(events: &[CoreEvent]) -> BTreeMap<(String, String), Vec<String>> {
+    let mut failures: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for event in events {
+        let reason = event.reason.as_deref().unwrap_or_default();
+        let message = event.message.as_deref().unwrap_or_default();
+        let about_attach = reason == "FailedAttachVolume"
+            || (reason == "FailedMount" && message.contains("AttachVolume"))
+            || message.contains("Multi-Attach");
+        let object = &event.involved_object;
+        if !about_attach || object.kind.as_deref() != Some("Pod") {
+            continue;
+        }
+        let key = (
+            object.namespace.clone().unwrap_or_default(),
+            object.name.clone().unwrap_or_default(),
+        );
+        let names = failures.entry(key).or_default();
+        for volume in volumes_named_in(message) {
+            if !names.contains(&volume) {
+                names.push(volume);
+            }
+        }
+    }
+    failures
+}
+
+/// `Multi-Attach error for volume "pvc-…"` and `disk 4e41d530-… is attached to a different
+/// instance` both name the volume: return the quoted names and the word after `disk `.
+fn volumes_named_in(message: &str) -> Vec<String> {
+    let mut names: Vec<String> = message
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let mut words = message.split_whitespace().peekable();
+    while let Some(word) = words.next() {
+        if word == "disk"
+            && let Some(id) = words.peek()
+        {
+            let id = id.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-');
+            names.push(id.to_owned());
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::volumes_named_in;
+
+    #[test]
+    fn attach_failure_messages_name_their_volumes() {
+        let multi = "Multi-Attach error for volume \"pvc-12ff0316-53bd-11e8-8b74-fa163e141d50\" Volume is already exclusively attached to one node and can't be attached to another";
+        assert_eq!(
+            volumes_named_in(multi),
+            ["pvc-12ff0316-53bd-11e8-8b74-fa163e141d50"]
+        );
+        let attach = "AttachVolume.Attach failed for volume \"pvc-12ff\" : disk 4e41d530-cb5f-49a9-9c6f-a591abdb6f11 is attached to a different instance (9454752c-f0e2-4447-9b7f-16434c49f7ac)";
+        assert_eq!(
+            volumes_named_in(attach),
+            ["pvc-12ff", "4e41d530-cb5f-49a9-9c6f-a591abdb6f11"]
+        );
+        assert!(volumes_named_in("timed out waiting for the condition").is_empty());
+    }
+}
