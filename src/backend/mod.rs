@@ -1,0 +1,101 @@
+//! Storage backends: one trait, implemented for OpenStack (Nova + Cinder) now and LINSTOR next.
+//!
+//! A backend reads (a node's storage side, a volume) and acts (stop a server, release a volume,
+//! read back whether that worked). It never decides: the fence verdict and the plan come from
+//! the pure [`crate::plan`] over what it read.
+
+pub mod openstack;
+
+use std::future::Future;
+
+use crate::model::{
+    AttachmentId, BackendVolume, Driver, NodeView, ServerId, StorageView, VolumeId,
+};
+use crate::plan::ReleaseVia;
+
+/// A failed backend call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Nova or Cinder call failed.
+    #[error(transparent)]
+    OpenStack(#[from] crate::openstack::error::ApiError),
+    /// The action does not apply to this backend, or lacks what it needs.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl Error {
+    /// Whether a retry later may succeed.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::OpenStack(err) => err.is_transient(),
+            Self::Unsupported(_) => false,
+        }
+    }
+
+    /// A bounded label for metrics.
+    #[must_use]
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::OpenStack(err) => err.metric_label(),
+            Self::Unsupported(_) => "unsupported",
+        }
+    }
+}
+
+/// One release to perform or check: the fields of a `ReleaseVolume` action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    /// The server (or node) holding the attachment.
+    pub server: ServerId,
+    /// The volume.
+    pub volume: VolumeId,
+    /// The attachment, when known.
+    pub attachment_id: Option<AttachmentId>,
+    /// Through which API.
+    pub via: ReleaseVia,
+}
+
+/// Whether a release is done, as read back from the backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseState {
+    /// The holder's attachment is gone.
+    Released,
+    /// Still attached or detaching; the status the backend shows.
+    Pending(String),
+}
+
+/// A storage backend.
+pub trait Backend: Send + Sync {
+    /// Whether PVs of this driver live in this backend.
+    fn manages(&self, driver: &Driver) -> bool;
+
+    /// The backend's view of a node: its server (matched by providerID, name or address) or
+    /// why none could be read. Never fails: an error is a view ([`StorageView::Error`]).
+    fn observe_node(&self, node: &NodeView) -> impl Future<Output = StorageView> + Send;
+
+    /// A volume with its attachments (a volume the backend does not know shows none).
+    fn observe_volume(
+        &self,
+        volume: &VolumeId,
+    ) -> impl Future<Output = Result<BackendVolume, Error>> + Send;
+
+    /// Whether a server no longer exists (for stale attachments of servers that are no node).
+    fn server_gone(&self, server: &ServerId) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Asks a server to power off (stop fencing).
+    fn stop(&self, server: &ServerId) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Whether a server shows stopped (`SHUTOFF`, no task) or gone.
+    fn stopped(&self, server: &ServerId) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Releases a volume from its holder.
+    fn release(&self, release: &Release) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Reads back whether a release is done.
+    fn release_state(
+        &self,
+        release: &Release,
+    ) -> impl Future<Output = Result<ReleaseState, Error>> + Send;
+}

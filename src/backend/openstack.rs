@@ -1,0 +1,204 @@
+//! The OpenStack backend: Nova tells which server a node runs on and whether it is fenced;
+//! Cinder tells which volumes it still holds; Nova releases them (`server remove volume`), or
+//! Cinder for stale attachments of servers that no longer exist.
+//!
+//! API economy: for a dead node with k stuck volumes, one server read, then per volume one read
+//! and one release (plus the Keystone token), and no call that lists every server or volume.
+
+use std::collections::BTreeMap;
+
+use osauth::Session;
+
+use super::{Backend, Error, Release, ReleaseState};
+use crate::model::{
+    AttachmentId, BackendVolume, CinderAttachment, CinderVolumeView, Driver, HostView, NodeView,
+    ServerId, ServerView, StorageView, VolumeId,
+};
+use crate::openstack::cinder::{Cinder, Volume};
+use crate::openstack::error::ApiError;
+use crate::openstack::nova::{Nova, Server};
+use crate::plan::ReleaseVia;
+
+/// Nova and Cinder through one authenticated session.
+#[derive(Debug, Clone)]
+pub struct OpenStack {
+    nova: Nova,
+    cinder: Cinder,
+}
+
+impl OpenStack {
+    /// The backend over `session`.
+    #[must_use]
+    pub fn new(session: &Session) -> Self {
+        Self {
+            nova: Nova::new(session.clone()),
+            cinder: Cinder::new(session.clone()),
+        }
+    }
+
+    async fn find_server(&self, node: &NodeView) -> Result<StorageView, ApiError> {
+        if let Some(id) = node.provider_server_id() {
+            return Ok(match self.nova.server(id.as_str()).await? {
+                Some(server) => StorageView::OpenStack(self.server_view(server).await?),
+                None => StorageView::ServerGone { id },
+            });
+        }
+        let mut named = self.nova.servers_named(node.name.as_str()).await?;
+        if named.len() > 1 {
+            return Ok(ambiguous(named));
+        }
+        if let Some(server) = named.pop() {
+            return Ok(StorageView::OpenStack(self.server_view(server).await?));
+        }
+        let mut by_address: BTreeMap<String, Server> = BTreeMap::new();
+        for address in &node.addresses {
+            for server in self.nova.servers_with_ip(address).await? {
+                by_address.insert(server.id.clone(), server);
+            }
+        }
+        if by_address.len() > 1 {
+            return Ok(ambiguous(by_address.into_values().collect()));
+        }
+        match by_address.into_values().next() {
+            Some(server) => Ok(StorageView::OpenStack(self.server_view(server).await?)),
+            None => Ok(StorageView::NoMatch),
+        }
+    }
+
+    /// The server as the fence verdict needs it. The compute service is read only where it can
+    /// change the verdict or its explanation: an `ACTIVE` server whose host is not shown up.
+    async fn server_view(&self, server: Server) -> Result<ServerView, ApiError> {
+        let mut host_state = match server.host_status.as_deref() {
+            Some("UP" | "MAINTENANCE") => Some(HostView {
+                up: true,
+                forced_down: false,
+            }),
+            _ => None,
+        };
+        if host_state.is_none()
+            && server.status == "ACTIVE"
+            && let Some(host) = &server.host
+        {
+            host_state = self
+                .nova
+                .compute_service(host)
+                .await?
+                .map(|service| HostView {
+                    up: service.state == "up",
+                    forced_down: service.forced_down,
+                });
+        }
+        Ok(ServerView {
+            id: ServerId::new(server.id),
+            name: server.name,
+            status: server.status,
+            power_state: server.power_state,
+            task_state: server.task_state,
+            vm_state: server.vm_state,
+            host: server.host,
+            host_state,
+        })
+    }
+}
+
+fn ambiguous(servers: Vec<Server>) -> StorageView {
+    let mut candidates: Vec<ServerId> = servers.into_iter().map(|s| ServerId::new(s.id)).collect();
+    candidates.sort();
+    StorageView::Ambiguous { candidates }
+}
+
+fn volume_view(volume: Volume) -> BackendVolume {
+    let detaching = volume.status == "detaching";
+    BackendVolume::Cinder(CinderVolumeView {
+        status: volume.status,
+        multiattach: volume.multiattach,
+        bootable: volume.bootable,
+        availability_zone: volume.availability_zone,
+        attachments: volume
+            .attachments
+            .into_iter()
+            .map(|attachment| CinderAttachment {
+                server: ServerId::new(attachment.server_id),
+                attachment_id: attachment.attachment_id.map(AttachmentId::new),
+                detaching,
+            })
+            .collect(),
+    })
+}
+
+impl Backend for OpenStack {
+    fn manages(&self, driver: &Driver) -> bool {
+        matches!(driver, Driver::CinderCsi | Driver::InTreeCinder)
+    }
+
+    async fn observe_node(&self, node: &NodeView) -> StorageView {
+        match self.find_server(node).await {
+            Ok(view) => view,
+            Err(err) => StorageView::Error {
+                message: err.to_string(),
+            },
+        }
+    }
+
+    async fn observe_volume(&self, volume: &VolumeId) -> Result<BackendVolume, Error> {
+        Ok(match self.cinder.volume(volume.as_str()).await? {
+            Some(found) => volume_view(found),
+            None => BackendVolume::Cinder(CinderVolumeView {
+                status: "not-found".to_owned(),
+                multiattach: false,
+                bootable: false,
+                availability_zone: None,
+                attachments: Vec::new(),
+            }),
+        })
+    }
+
+    async fn server_gone(&self, server: &ServerId) -> Result<bool, Error> {
+        Ok(self.nova.server(server.as_str()).await?.is_none())
+    }
+
+    async fn stop(&self, server: &ServerId) -> Result<(), Error> {
+        Ok(self.nova.stop_server(server.as_str()).await?)
+    }
+
+    async fn stopped(&self, server: &ServerId) -> Result<bool, Error> {
+        Ok(match self.nova.server(server.as_str()).await? {
+            None => true,
+            Some(server) => server.status == "SHUTOFF" && server.task_state.is_none(),
+        })
+    }
+
+    async fn release(&self, release: &Release) -> Result<(), Error> {
+        match release.via {
+            ReleaseVia::Nova => Ok(self
+                .nova
+                .detach_volume(release.server.as_str(), release.volume.as_str())
+                .await?),
+            ReleaseVia::CinderStaleAttachment => {
+                let Some(attachment) = &release.attachment_id else {
+                    return Err(Error::Unsupported(format!(
+                        "Cinder gives no attachment id for volume {} on server {}: release it \
+                         as an admin with `cinder reset-state --attach-status detached {}`",
+                        release.volume, release.server, release.volume
+                    )));
+                };
+                Ok(self.cinder.delete_attachment(attachment.as_str()).await?)
+            }
+        }
+    }
+
+    async fn release_state(&self, release: &Release) -> Result<ReleaseState, Error> {
+        let Some(volume) = self.cinder.volume(release.volume.as_str()).await? else {
+            return Ok(ReleaseState::Released);
+        };
+        let held = volume
+            .attachments
+            .iter()
+            .any(|attachment| attachment.server_id == release.server.as_str());
+        Ok(if held {
+            ReleaseState::Pending(volume.status)
+        } else {
+            ReleaseState::Released
+        })
+    }
+}

@@ -1,0 +1,503 @@
+//! Runs a plan step by step: act, verify by reading back (never by trusting a 202), record
+//! progress on the Node so a restart resumes without repeating a verified release (S7), record
+//! an Event on every object touched, and stop a node's sequence at its first failure.
+//!
+//! The executor never decides: every step comes from [`crate::plan`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::backend::{self, Backend, Release, ReleaseState};
+use crate::cluster::{Cluster, Target};
+use crate::model::{NodeName, Observation, Progress, ReleasedVolume, Taint, VolumeId};
+use crate::plan::{Action, Plan, Step};
+
+/// How patient the executor is.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// How long a release (or a stop) may take to show done before it counts as failed.
+    pub verify_timeout: Duration,
+    /// How often the backend is read back while waiting.
+    pub poll_interval: Duration,
+    /// How long a deleted VolumeAttachment may keep its attacher's finalizer before the
+    /// executor removes it (the volume is already released by then).
+    pub attacher_grace: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            verify_timeout: Duration::from_secs(120),
+            poll_interval: Duration::from_millis(500),
+            attacher_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How one step ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Done and verified.
+    Done {
+        /// How long it took, including verification.
+        millis: u64,
+    },
+    /// It failed; nothing later for its node was attempted.
+    Failed {
+        /// What went wrong.
+        error: String,
+        /// What the operator can do next.
+        next_step: String,
+    },
+    /// Not attempted because an earlier step of its node failed.
+    NotAttempted {
+        /// Which earlier failure.
+        because: String,
+    },
+}
+
+/// A step and how it ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// The step.
+    pub step: Step,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// What happened while a plan ran.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Every step, in order.
+    pub steps: Vec<StepReport>,
+}
+
+impl Report {
+    /// Whether every step was done.
+    #[must_use]
+    pub fn succeeded(&self) -> bool {
+        self.steps
+            .iter()
+            .all(|s| matches!(s.outcome, Outcome::Done { .. }))
+    }
+}
+
+/// What the executor is doing, for a progress display.
+#[derive(Debug, Clone)]
+pub enum Progressing<'a> {
+    /// A step starts.
+    Started(&'a Step),
+    /// Still waiting for a step to show done; what the backend shows now.
+    Waiting(&'a Step, &'a str),
+    /// A step ended.
+    Ended(&'a StepReport),
+}
+
+/// Runs plans against a cluster and a backend.
+pub struct Executor<'a, B> {
+    cluster: &'a Cluster,
+    backend: &'a B,
+    options: Options,
+}
+
+struct Failure {
+    error: String,
+    next_step: String,
+}
+
+impl<'a, B: Backend> Executor<'a, B> {
+    /// An executor over `cluster` and `backend`.
+    #[must_use]
+    pub fn new(cluster: &'a Cluster, backend: &'a B, options: Options) -> Self {
+        Self {
+            cluster,
+            backend,
+            options,
+        }
+    }
+
+    /// Runs every step of `plan` (made from `observation`), in order.
+    pub async fn run(
+        &self,
+        plan: &Plan,
+        observation: &Observation,
+        mut on_progress: impl FnMut(Progressing<'_>),
+    ) -> Report {
+        let mut progress: BTreeMap<NodeName, Progress> = observation
+            .nodes
+            .iter()
+            .map(|node| (node.name.clone(), node.progress.clone().unwrap_or_default()))
+            .collect();
+        let mut failed_nodes: BTreeMap<NodeName, String> = BTreeMap::new();
+        let mut failed_volumes: BTreeSet<VolumeId> = BTreeSet::new();
+        let mut report = Report::default();
+        for step in &plan.steps {
+            let blocked = step
+                .node
+                .as_ref()
+                .and_then(|node| failed_nodes.get(node).cloned())
+                .or_else(|| {
+                    step.after
+                        .iter()
+                        .find(|volume| failed_volumes.contains(*volume))
+                        .map(|volume| format!("the release of volume {volume} failed"))
+                });
+            let outcome = if let Some(because) = blocked {
+                Outcome::NotAttempted { because }
+            } else {
+                on_progress(Progressing::Started(step));
+                let started = Instant::now();
+                match self.perform(step, &mut progress, &mut on_progress).await {
+                    Ok(()) => Outcome::Done {
+                        millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    },
+                    Err(failure) => {
+                        if let Some(node) = &step.node {
+                            failed_nodes.insert(
+                                node.clone(),
+                                format!("{} failed", step.action.metric_label()),
+                            );
+                        }
+                        if let Action::ReleaseVolume { volume, .. } = &step.action {
+                            failed_volumes.insert(volume.clone());
+                        }
+                        Outcome::Failed {
+                            error: failure.error,
+                            next_step: failure.next_step,
+                        }
+                    }
+                }
+            };
+            let entry = StepReport {
+                step: step.clone(),
+                outcome,
+            };
+            on_progress(Progressing::Ended(&entry));
+            report.steps.push(entry);
+        }
+        report
+    }
+
+    async fn perform(
+        &self,
+        step: &Step,
+        progress: &mut BTreeMap<NodeName, Progress>,
+        on_progress: &mut impl FnMut(Progressing<'_>),
+    ) -> Result<(), Failure> {
+        let reason = step.reason.as_event_reason();
+        match &step.action {
+            Action::StopServer { node, server } => {
+                self.backend
+                    .stop(server)
+                    .await
+                    .map_err(|err| backend_failure(&err, step))?;
+                self.wait(step, on_progress, || async {
+                    match self.backend.stopped(server).await {
+                        Ok(true) => Ok(None),
+                        Ok(false) => Ok(Some("not SHUTOFF yet".to_owned())),
+                        Err(err) => Err(err),
+                    }
+                })
+                .await?;
+                let note = format!(
+                    "Stopped server {server} to fence the node ({})",
+                    step.detail
+                );
+                self.cluster
+                    .event(
+                        &Target::Node(node.clone()),
+                        true,
+                        reason,
+                        "StopServer",
+                        note,
+                    )
+                    .await;
+            }
+            Action::ReleaseVolume {
+                node,
+                server,
+                volume,
+                pv,
+                attachment_id,
+                via,
+            } => {
+                let release = Release {
+                    server: server.clone(),
+                    volume: volume.clone(),
+                    attachment_id: attachment_id.clone(),
+                    via: *via,
+                };
+                if let Err(err) = self.backend.release(&release).await {
+                    // A release that raced with another (or a retry after a crash) finds the
+                    // attachment already gone: that is success, as the read-back shows.
+                    let done = matches!(
+                        self.backend.release_state(&release).await,
+                        Ok(ReleaseState::Released)
+                    );
+                    if !done {
+                        return Err(backend_failure(&err, step));
+                    }
+                }
+                self.wait(step, on_progress, || async {
+                    match self.backend.release_state(&release).await {
+                        Ok(ReleaseState::Released) => Ok(None),
+                        Ok(ReleaseState::Pending(status)) => Ok(Some(status)),
+                        Err(err) => Err(err),
+                    }
+                })
+                .await?;
+                if let Some(node) = node {
+                    let record = progress.entry(node.clone()).or_default();
+                    let released = ReleasedVolume {
+                        volume: volume.clone(),
+                        server: server.clone(),
+                    };
+                    if !record.released.contains(&released) {
+                        record.released.push(released);
+                    }
+                    self.save_progress(node, record).await?;
+                    let note = format!(
+                        "Released volume {volume} (PV {pv}) from server {server}: {}",
+                        step.detail
+                    );
+                    self.cluster
+                        .event(
+                            &Target::Node(node.clone()),
+                            false,
+                            reason,
+                            "ReleaseVolume",
+                            note,
+                        )
+                        .await;
+                }
+            }
+            Action::DeleteVolumeAttachment { name, node, pv } => {
+                let note = format!(
+                    "Deleting VolumeAttachment of PV {pv} on fenced node {node}: its volume is released"
+                );
+                self.cluster
+                    .event(
+                        &Target::VolumeAttachment(name.clone()),
+                        false,
+                        reason,
+                        "DeleteVolumeAttachment",
+                        note,
+                    )
+                    .await;
+                self.cluster
+                    .delete_volume_attachment(name.as_str())
+                    .await
+                    .map_err(|err| cluster_failure(&err, step))?;
+                self.finish_volume_attachment(step, name.as_str(), on_progress)
+                    .await?;
+            }
+            Action::ForceDeletePod {
+                namespace,
+                name,
+                uid,
+                node,
+            } => {
+                let note = format!(
+                    "Force-deleting pod stuck on fenced node {node}: {}",
+                    step.detail
+                );
+                let target = Target::Pod {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                    uid: Some(uid.to_string()),
+                };
+                self.cluster
+                    .event(&target, true, reason, "ForceDeletePod", note)
+                    .await;
+                self.cluster
+                    .delete_pod(namespace.as_str(), name.as_str(), uid.as_str(), Some(0))
+                    .await
+                    .map_err(|err| cluster_failure(&err, step))?;
+            }
+            Action::KickPod {
+                namespace,
+                name,
+                uid,
+                volume,
+                ..
+            } => {
+                let note = format!(
+                    "Deleting pod so its controller recreates it at once: volume {volume} it waits for is released"
+                );
+                let target = Target::Pod {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                    uid: Some(uid.to_string()),
+                };
+                self.cluster
+                    .event(&target, false, reason, "KickPod", note)
+                    .await;
+                self.cluster
+                    .delete_pod(namespace.as_str(), name.as_str(), uid.as_str(), None)
+                    .await
+                    .map_err(|err| cluster_failure(&err, step))?;
+            }
+            Action::TaintNode { node } => {
+                self.cluster
+                    .add_taint(node.as_str(), &Taint::out_of_service())
+                    .await
+                    .map_err(|err| cluster_failure(&err, step))?;
+                let record = progress.entry(node.clone()).or_default();
+                record.out_of_service_taint = true;
+                self.save_progress(node, record).await?;
+                let note = format!("Added the out-of-service taint: {}", step.detail);
+                self.cluster
+                    .event(&Target::Node(node.clone()), true, reason, "TaintNode", note)
+                    .await;
+            }
+            Action::RemoveTaint { node } => {
+                self.cluster
+                    .remove_taint(node.as_str(), &Taint::out_of_service())
+                    .await
+                    .map_err(|err| cluster_failure(&err, step))?;
+                let note = "Removed the out-of-service taint cinder-remediator added: the node is Ready again".to_owned();
+                self.cluster
+                    .event(
+                        &Target::Node(node.clone()),
+                        false,
+                        reason,
+                        "RemoveTaint",
+                        note,
+                    )
+                    .await;
+            }
+            Action::ClearProgress { node } => {
+                self.cluster
+                    .set_progress(node.as_str(), None)
+                    .await
+                    .map_err(|err| cluster_failure(&err, step))?;
+                progress.remove(node);
+            }
+        }
+        Ok(())
+    }
+
+    async fn save_progress(&self, node: &NodeName, record: &Progress) -> Result<(), Failure> {
+        self.cluster
+            .set_progress(node.as_str(), Some(record))
+            .await
+            .map_err(|err| Failure {
+                error: format!("{err:#}"),
+                next_step: format!(
+                    "the action was done but not recorded on node {node}; a later run reads the \
+                     backend again and does not repeat it"
+                ),
+            })
+    }
+
+    /// Waits for a deleted VolumeAttachment to go; removes its attacher finalizer when the
+    /// attacher of the dead node does not within the grace (the volume is released already).
+    async fn finish_volume_attachment(
+        &self,
+        step: &Step,
+        name: &str,
+        on_progress: &mut impl FnMut(Progressing<'_>),
+    ) -> Result<(), Failure> {
+        let deadline = Instant::now() + self.options.attacher_grace;
+        loop {
+            let finalizers = self
+                .cluster
+                .volume_attachment_finalizers(name)
+                .await
+                .map_err(|err| cluster_failure(&err, step))?;
+            let Some(finalizers) = finalizers else {
+                return Ok(());
+            };
+            if Instant::now() >= deadline {
+                return self
+                    .cluster
+                    .remove_attacher_finalizer(name)
+                    .await
+                    .map_err(|err| cluster_failure(&err, step));
+            }
+            on_progress(Progressing::Waiting(step, &finalizers.join(",")));
+            tokio::time::sleep(self.options.poll_interval).await;
+        }
+    }
+
+    /// Polls `check` until it says done (`None`), or fails after the verify timeout.
+    async fn wait<F, Fut>(
+        &self,
+        step: &Step,
+        on_progress: &mut impl FnMut(Progressing<'_>),
+        check: F,
+    ) -> Result<(), Failure>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<String>, backend::Error>>,
+    {
+        let deadline = Instant::now() + self.options.verify_timeout;
+        loop {
+            let last = match check().await {
+                Ok(None) => return Ok(()),
+                Ok(Some(status)) => status,
+                Err(err) if err.is_transient() => format!("read-back failed: {err}"),
+                Err(err) => return Err(backend_failure(&err, step)),
+            };
+            if Instant::now() >= deadline {
+                return Err(Failure {
+                    error: format!(
+                        "not done after {}: still {last}",
+                        humantime::format_duration(self.options.verify_timeout)
+                    ),
+                    next_step: stuck_next_step(step),
+                });
+            }
+            on_progress(Progressing::Waiting(step, &last));
+            tokio::time::sleep(self.options.poll_interval).await;
+        }
+    }
+}
+
+fn backend_failure(err: &backend::Error, step: &Step) -> Failure {
+    let retry = if err.is_transient() {
+        "a transient failure: the next run retries it"
+    } else {
+        "do it by hand"
+    };
+    Failure {
+        error: format!("{err:#}"),
+        next_step: format!("{retry}: {}", step.action.manual_command()),
+    }
+}
+
+fn cluster_failure(err: &crate::cluster::Error, step: &Step) -> Failure {
+    Failure {
+        error: chain(err),
+        next_step: format!("retry, or by hand: {}", step.action.manual_command()),
+    }
+}
+
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn stuck_next_step(step: &Step) -> String {
+    match &step.action {
+        Action::ReleaseVolume { server, volume, .. } => format!(
+            "the detach does not complete (the compute host of server {server} may be dead): \
+             check `openstack volume show {volume}`; an admin can force it with `cinder \
+             reset-state --attach-status detached {volume}` once the server is proven off"
+        ),
+        Action::StopServer { server, .. } => format!(
+            "server {server} does not stop (its compute host may be dead): fence the host, e.g. \
+             `openstack compute service set --down HOST nova-compute`"
+        ),
+        other => format!("check by hand: {}", other.manual_command()),
+    }
+}

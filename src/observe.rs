@@ -1,0 +1,171 @@
+//! Builds one [`Observation`] from the cluster and the storage backend: the only place that
+//! reads. It reads the backend only where the planner may act: nodes not Ready for longer than
+//! the grace period, and the volumes of managed PVs that their pods or VolumeAttachments use.
+
+use std::collections::BTreeSet;
+
+use futures::future::join_all;
+use jiff::Timestamp;
+
+use crate::backend::Backend;
+use crate::cluster::{Cluster, ClusterState};
+use crate::model::{NodeName, Observation, PvName, ServerId, StorageView};
+use crate::plan::Policy;
+
+/// What to read beyond the nodes the planner may act on.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// Only these nodes are candidates (`--node`); every node when empty.
+    pub nodes: BTreeSet<NodeName>,
+    /// Also read every managed PV's volume to find attachments to servers that are no node
+    /// (`diagnose`): one read per PV.
+    pub orphans: bool,
+}
+
+/// Reads the cluster, then the backend where needed, into an observation taken at `now`.
+///
+/// # Errors
+/// When the cluster cannot be read; backend failures are part of the observation instead (a
+/// node's [`StorageView::Error`], a volume left unread) so that the planner refuses to act on
+/// them (S2).
+pub async fn observe<B: Backend>(
+    cluster: &Cluster,
+    backend: &B,
+    policy: &Policy,
+    scope: &Scope,
+    now: Timestamp,
+) -> Result<Observation, crate::cluster::Error> {
+    let state = cluster.observe().await?;
+    Ok(complete(state, backend, policy, scope, now).await)
+}
+
+/// Fills the backend's views into what the cluster showed.
+pub async fn complete<B: Backend>(
+    state: ClusterState,
+    backend: &B,
+    policy: &Policy,
+    scope: &Scope,
+    now: Timestamp,
+) -> Observation {
+    let ClusterState {
+        mut nodes,
+        mut persistent_volumes,
+        claims,
+        pods,
+        volume_attachments,
+    } = state;
+
+    let grace = jiff::SignedDuration::try_from(policy.grace).unwrap_or(jiff::SignedDuration::MAX);
+    let candidates: BTreeSet<NodeName> = nodes
+        .iter()
+        .filter(|node| !node.ready.is_ready())
+        .filter(|node| scope.nodes.is_empty() || scope.nodes.contains(&node.name))
+        .filter(|node| now.duration_since(node.ready_since) >= grace)
+        .map(|node| node.name.clone())
+        .collect();
+
+    let views = join_all(
+        nodes
+            .iter()
+            .filter(|node| candidates.contains(&node.name))
+            .map(|node| backend.observe_node(node)),
+    )
+    .await;
+    let mut views = views.into_iter();
+    for node in nodes
+        .iter_mut()
+        .filter(|node| candidates.contains(&node.name))
+    {
+        node.storage = views.next().unwrap_or(StorageView::Unobserved);
+    }
+
+    // PVs used on candidate nodes: through their pods' claims, or their VolumeAttachments.
+    let mut wanted: BTreeSet<PvName> = volume_attachments
+        .iter()
+        .filter(|va| candidates.contains(&va.node))
+        .filter_map(|va| va.pv.clone())
+        .collect();
+    for pod in pods.iter().filter(|pod| {
+        pod.node
+            .as_ref()
+            .is_some_and(|node| candidates.contains(node))
+    }) {
+        for claim in &pod.claims {
+            let bound = claims
+                .iter()
+                .find(|c| c.namespace == pod.namespace && c.name == *claim)
+                .and_then(|c| c.volume.clone());
+            wanted.extend(bound);
+        }
+    }
+    let reads: Vec<usize> = persistent_volumes
+        .iter()
+        .enumerate()
+        .filter(|(_, pv)| backend.manages(&pv.driver))
+        .filter(|(_, pv)| scope.orphans || wanted.contains(&pv.name))
+        .map(|(index, _)| index)
+        .collect();
+    let volumes = join_all(
+        reads
+            .iter()
+            .map(|&index| backend.observe_volume(&persistent_volumes[index].volume_id)),
+    )
+    .await;
+    for (&index, result) in reads.iter().zip(volumes) {
+        match result {
+            Ok(volume) => persistent_volumes[index].backend = Some(volume),
+            Err(err) => tracing::warn!(
+                pv = %persistent_volumes[index].name,
+                error = %err,
+                "Could not read the volume; no action on it this round"
+            ),
+        }
+    }
+
+    let gone_servers = if scope.orphans {
+        stale_servers(&nodes, &persistent_volumes, backend).await
+    } else {
+        Vec::new()
+    };
+
+    Observation {
+        now,
+        nodes,
+        persistent_volumes,
+        claims,
+        pods,
+        volume_attachments,
+        gone_servers,
+    }
+}
+
+/// Servers that hold attachments of managed volumes, are no node's server, and are gone.
+async fn stale_servers<B: Backend>(
+    nodes: &[crate::model::NodeView],
+    pvs: &[crate::model::PvView],
+    backend: &B,
+) -> Vec<ServerId> {
+    let known: BTreeSet<ServerId> = nodes
+        .iter()
+        .filter_map(|node| match &node.storage {
+            StorageView::OpenStack(server) => Some(server.id.clone()),
+            StorageView::ServerGone { id } => Some(id.clone()),
+            _ => node.provider_server_id(),
+        })
+        .collect();
+    let holders: BTreeSet<ServerId> = pvs
+        .iter()
+        .filter_map(|pv| match &pv.backend {
+            Some(crate::model::BackendVolume::Cinder(volume)) => Some(volume),
+            _ => None,
+        })
+        .flat_map(|volume| volume.attachments.iter().map(|a| a.server.clone()))
+        .filter(|server| !known.contains(server))
+        .collect();
+    let answers = join_all(holders.iter().map(|server| backend.server_gone(server))).await;
+    holders
+        .into_iter()
+        .zip(answers)
+        .filter_map(|(server, gone)| matches!(gone, Ok(true)).then_some(server))
+        .collect()
+}
