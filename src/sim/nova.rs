@@ -402,8 +402,10 @@ fn server_body(
     });
     if at_least(3) {
         body["OS-EXT-SRV-ATTR:hostname"] = json!(server.name);
-        body["OS-EXT-SRV-ATTR:reservation_id"] =
-            json!(format!("r-{}", &server.id[..8.min(server.id.len())]));
+        body["OS-EXT-SRV-ATTR:reservation_id"] = json!(format!(
+            "r-{}",
+            server.id.chars().take(8).collect::<String>()
+        ));
         body["OS-EXT-SRV-ATTR:launch_index"] = json!(0);
         body["OS-EXT-SRV-ATTR:kernel_id"] = json!("");
         body["OS-EXT-SRV-ATTR:ramdisk_id"] = json!("");
