@@ -1,21 +1,535 @@
 //! The emulated OpenStack cloud's state: projects, compute hosts, servers, volumes and their
 //! attachments, and the rules Nova and Cinder apply to them. Keystone, Nova and Cinder routers
-//! read and change it.
+//! read and change it; they only render what this module decides.
+//!
+//! Time is counted in milliseconds since the start of the run (`now_ms`). Compute-side work (a
+//! volume detach, a stop, a start) takes `behaviour.detach_seconds` and is done by the compute
+//! host: on a host that does not answer (state `down`, or forced down) it waits until the host
+//! answers again, so on a dead host it never completes, as with the real Nova.
 
-use super::scenario::{self, HostState, ServerStatusChange};
+use std::collections::HashMap;
+use std::fmt;
+
+use axum::http::StatusCode;
+use jiff::{SignedDuration, Timestamp};
+use uuid::Uuid;
+
+use super::scenario::{self, HostState, ServerStatus, ServerStatusChange};
+
+/// Namespace of the stable ids derived from names (project, user, services).
+const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_0e47_93c4_4f7e_b2a5_3c1e_58d0_c0de);
+
+/// How long ago the scenario's servers, volumes and attachments were created.
+const AGE: SignedDuration = SignedDuration::from_hours(24 * 9);
+
+/// Cinder volume statuses `os-reset_status` accepts.
+const VOLUME_STATUSES: [&str; 16] = [
+    "available",
+    "in-use",
+    "attaching",
+    "detaching",
+    "reserved",
+    "error",
+    "error_attaching",
+    "error_detaching",
+    "error_deleting",
+    "error_extending",
+    "creating",
+    "deleting",
+    "maintenance",
+    "extending",
+    "downloading",
+    "uploading",
+];
+
+/// Nova `vm_state`s from which a volume may be detached (`check_instance_state` of
+/// `compute.api.API.detach_volume`).
+const DETACH_VM_STATES: [&str; 7] = [
+    "active",
+    "paused",
+    "stopped",
+    "resized",
+    "soft-delete",
+    "shelved",
+    "shelved_offloaded",
+];
+
+/// A stable id derived from a name, as 32 hex digits (Keystone's id format).
+#[must_use]
+pub fn derived_id(kind: &str, name: &str) -> String {
+    Uuid::new_v5(&ID_NAMESPACE, format!("{kind}/{name}").as_bytes())
+        .simple()
+        .to_string()
+}
+
+/// Why Nova or Cinder refuses a request: the status and the service's own message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// 404: the thing does not exist (or is not attached where the request says).
+    #[error("{0}")]
+    NotFound(String),
+    /// 400: the request does not make sense for this thing.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 409: the thing is in a state that forbids the request.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl Refusal {
+    /// The HTTP status the service answers with.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+        }
+    }
+}
+
+/// An API microversion (`2.53`, `3.27`): the OpenStack-wide negotiation rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Microversion(pub u16, pub u16);
+
+impl fmt::Display for Microversion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
+    }
+}
+
+impl Microversion {
+    /// Picks the version a request asks for: none means `min`, `latest` means `max`; a malformed
+    /// version is a 400, one outside `min..=max` a 406, with the services' messages.
+    ///
+    /// # Errors
+    /// The status and message to answer with.
+    pub fn negotiate(
+        requested: Option<&str>,
+        min: Self,
+        max: Self,
+    ) -> Result<Self, (StatusCode, String)> {
+        let Some(requested) = requested.map(str::trim) else {
+            return Ok(min);
+        };
+        if requested.eq_ignore_ascii_case("latest") {
+            return Ok(max);
+        }
+        let parsed = requested.split_once('.').and_then(|(major, minor)| {
+            let valid = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            (valid(major) && valid(minor) && (minor == "0" || !minor.starts_with('0')))
+                .then(|| Some(Self(major.parse().ok()?, minor.parse().ok()?)))
+                .flatten()
+        });
+        let Some(version) = parsed else {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "API Version String {requested} is of invalid format. Must be of format \
+                     MajorNum.MinorNum."
+                ),
+            ));
+        };
+        if version < min || version > max {
+            return Err((
+                StatusCode::NOT_ACCEPTABLE,
+                format!(
+                    "Version {version} is not supported by the API. Minimum is {min} and \
+                     maximum is {max}."
+                ),
+            ));
+        }
+        Ok(version)
+    }
+}
+
+/// One page of a marker/limit listing, the way Nova and Cinder page: the items after the one
+/// with id `marker`, at most `limit` of them, and the query of the next page when the page is
+/// full (a client reads on until it gets an empty page). None when the marker is unknown.
+pub fn page<'a, T>(
+    items: Vec<&'a T>,
+    id: impl Fn(&T) -> &str,
+    query: &HashMap<String, String>,
+    limit: usize,
+) -> Option<(Vec<&'a T>, Option<String>)> {
+    let start = match query.get("marker") {
+        None => 0,
+        Some(marker) => items.iter().position(|item| id(item) == marker)? + 1,
+    };
+    let page: Vec<&T> = items.into_iter().skip(start).take(limit).collect();
+    let next = match page.last() {
+        Some(last) if page.len() == limit => {
+            let mut pairs: Vec<(&str, &str)> = query
+                .iter()
+                .filter(|(key, _)| key.as_str() != "marker")
+                .map(|(key, value)| (key.as_str(), value.as_str()))
+                .collect();
+            pairs.sort_unstable();
+            pairs.push(("marker", id(last)));
+            let pairs: Vec<String> = pairs
+                .iter()
+                .map(|(key, value)| format!("{}={}", encode(key), encode(value)))
+                .collect();
+            Some(pairs.join("&"))
+        }
+        _ => None,
+    };
+    Some((page, next))
+}
+
+/// Percent-encodes a query component.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(byte).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}
+
+/// How a Keystone token was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// `password`.
+    Password,
+    /// `application_credential`.
+    ApplicationCredential,
+}
+
+impl AuthMethod {
+    /// The method as Keystone names it in `token.methods`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Password => "password",
+            Self::ApplicationCredential => "application_credential",
+        }
+    }
+}
+
+/// An issued Keystone token.
+#[derive(Debug, Clone)]
+pub struct Token {
+    /// How it was obtained.
+    pub method: AuthMethod,
+    /// Whether it is scoped to the project (else unscoped, with an empty catalog).
+    pub project_scoped: bool,
+    /// When it was issued.
+    pub issued_at: Timestamp,
+    /// When it expires.
+    pub expires_at: Timestamp,
+    /// The audit id Keystone shows in `audit_ids`.
+    pub audit_id: String,
+}
+
+/// A nova-compute service on a compute host.
+#[derive(Debug, Clone)]
+pub struct ComputeHost {
+    /// Host name.
+    pub name: String,
+    /// Whether the service reports in.
+    pub state: HostState,
+    /// Whether an operator (or a fencing agent) forced the service down.
+    pub forced_down: bool,
+    /// Availability zone.
+    pub zone: String,
+    /// Whether an operator disabled the service (no new servers scheduled there).
+    pub disabled: bool,
+    /// Why it was disabled.
+    pub disabled_reason: Option<String>,
+    /// Service UUID (the `id` from microversion 2.53).
+    pub uuid: String,
+    /// Service number (the `id` before 2.53).
+    pub number: u32,
+    /// The last time the service reported in.
+    pub updated_at: Timestamp,
+}
+
+impl ComputeHost {
+    /// Whether the compute service does the work sent to it: it reports in and is not forced
+    /// down.
+    #[must_use]
+    pub fn answers(&self) -> bool {
+        self.state == HostState::Up && !self.forced_down
+    }
+}
+
+/// A compute operation sent to the host, done when the host gets to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerAction {
+    /// `os-stop`: task `powering-off`, then `SHUTOFF`.
+    Stop,
+    /// `os-start`: task `powering-on`, then `ACTIVE`.
+    Start,
+}
+
+/// A Nova server.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// UUID.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Nova status.
+    pub status: ServerStatus,
+    /// `OS-EXT-STS:power_state`.
+    pub power_state: u8,
+    /// `OS-EXT-STS:task_state`.
+    pub task_state: Option<String>,
+    /// Compute host.
+    pub host: Option<String>,
+    /// Availability zone.
+    pub zone: String,
+    /// Fixed addresses.
+    pub addresses: Vec<String>,
+    /// Deleted: Nova answers 404, Cinder may still hold attachments to it.
+    pub deleted: bool,
+    /// `OS-EXT-SRV-ATTR:instance_name`.
+    pub instance_name: String,
+    /// Creation time.
+    pub created: Timestamp,
+    /// Last change.
+    pub updated: Timestamp,
+    /// A power action the compute host has not done yet, and since when.
+    pub pending: Option<(PowerAction, u64)>,
+}
+
+impl Server {
+    /// `OS-EXT-STS:vm_state`.
+    #[must_use]
+    pub fn vm_state(&self) -> &'static str {
+        self.status.vm_state()
+    }
+}
+
+/// What Nova says about the host of a server (`host_status`, microversion 2.16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostStatus {
+    /// The service reports in.
+    Up,
+    /// The service is forced down.
+    Down,
+    /// The service is disabled.
+    Maintenance,
+    /// The service stopped reporting (the host may still run its servers).
+    Unknown,
+    /// The server has no host.
+    None,
+}
+
+impl HostStatus {
+    /// As Nova spells it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "UP",
+            Self::Down => "DOWN",
+            Self::Maintenance => "MAINTENANCE",
+            Self::Unknown => "UNKNOWN",
+            Self::None => "",
+        }
+    }
+}
+
+/// One attachment of a Cinder volume to a server (Nova's block device mapping and Cinder's
+/// attachment record in one).
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    /// Cinder attachment UUID.
+    pub id: String,
+    /// The server.
+    pub server_id: String,
+    /// Device in the guest.
+    pub device: String,
+    /// When it was attached.
+    pub attached_at: Timestamp,
+    /// Nova's block device mapping UUID.
+    pub bdm_uuid: String,
+    /// When Nova was asked to detach it, if it was.
+    pub detach_requested_ms: Option<u64>,
+}
+
+/// A Cinder volume.
+#[derive(Debug, Clone)]
+pub struct Volume {
+    /// UUID.
+    pub id: String,
+    /// Name; Cinder allows none.
+    pub name: Option<String>,
+    /// Size in GiB.
+    pub size: u64,
+    /// Availability zone.
+    pub zone: String,
+    /// Whether it may be attached to several servers.
+    pub multiattach: bool,
+    /// Whether it is a boot volume.
+    pub bootable: bool,
+    /// Cinder status (`available`, `in-use`, `detaching`...).
+    pub status: String,
+    /// `migration_status`.
+    pub migration_status: Option<String>,
+    /// Attachments.
+    pub attachments: Vec<Attachment>,
+    /// A detach never completes.
+    pub detach_stuck: bool,
+    /// Creation time.
+    pub created: Timestamp,
+    /// Last change.
+    pub updated: Timestamp,
+}
+
+impl Volume {
+    /// Whether the attachment is the server's root disk (Nova's `bdm.is_root`).
+    #[must_use]
+    pub fn is_root(&self, attachment: &Attachment) -> bool {
+        self.bootable && matches!(attachment.device.as_str(), "/dev/vda" | "/dev/sda")
+    }
+
+    fn settle(&mut self, now: Timestamp) {
+        self.status = if self.attachments.is_empty() {
+            "available"
+        } else {
+            "in-use"
+        }
+        .to_owned();
+        self.updated = now;
+    }
+}
+
+/// A Cinder admin action on a volume (`POST /volumes/{id}/action`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeAction {
+    /// `os-force_detach`.
+    ForceDetach {
+        /// The attachment; may be left out when the volume has one.
+        attachment_id: Option<String>,
+    },
+    /// `os-detach`.
+    Detach {
+        /// The attachment; may be left out when the volume has one.
+        attachment_id: Option<String>,
+    },
+    /// `os-reset_status`.
+    ResetStatus {
+        /// New status.
+        status: Option<String>,
+        /// `attached` or `detached`; `detached` drops the attachments.
+        attach_status: Option<String>,
+        /// New migration status.
+        migration_status: Option<String>,
+    },
+}
 
 /// The OpenStack side of the world.
 #[derive(Debug, Clone)]
 pub struct Cloud {
     region: String,
+    project: String,
+    project_id: String,
+    user_id: String,
+    started: Timestamp,
+    action_ms: u64,
+    hosts: Vec<ComputeHost>,
+    servers: Vec<Server>,
+    volumes: Vec<Volume>,
+    tokens: HashMap<String, Token>,
 }
 
 impl Cloud {
     /// The cloud a scenario describes.
     #[must_use]
     pub fn new(scenario: &scenario::OpenStack) -> Self {
+        let started = Timestamp::now();
+        let created = started.checked_sub(AGE).unwrap_or(started);
+        let hosts = scenario
+            .compute_hosts
+            .iter()
+            .zip(1..)
+            .map(|(host, number)| ComputeHost {
+                name: host.name.clone(),
+                state: host.state,
+                forced_down: host.forced_down,
+                zone: host.zone.clone(),
+                disabled: false,
+                disabled_reason: None,
+                uuid: Uuid::new_v5(&ID_NAMESPACE, format!("service/{}", host.name).as_bytes())
+                    .to_string(),
+                number,
+                updated_at: started,
+            })
+            .collect();
+        let servers = scenario
+            .servers
+            .iter()
+            .zip(1u32..)
+            .map(|(server, number)| Server {
+                id: server.id.clone(),
+                name: server.name.clone(),
+                status: server.status,
+                power_state: server
+                    .power_state
+                    .unwrap_or_else(|| server.status.default_power_state()),
+                task_state: server.task_state.clone(),
+                host: server.host.as_ref().map(|host| host.value.clone()),
+                zone: server.availability_zone.clone(),
+                addresses: server.addresses.clone(),
+                deleted: server.deleted,
+                instance_name: format!("instance-{number:08x}"),
+                created,
+                updated: created,
+                pending: None,
+            })
+            .collect();
+        let volumes = scenario
+            .volumes
+            .iter()
+            .map(|volume| {
+                let attachments: Vec<Attachment> = volume
+                    .attachments
+                    .iter()
+                    .map(|attachment| Attachment {
+                        id: Uuid::new_v4().to_string(),
+                        server_id: attachment.server.value.clone(),
+                        device: attachment.device.clone(),
+                        attached_at: created,
+                        bdm_uuid: Uuid::new_v4().to_string(),
+                        detach_requested_ms: None,
+                    })
+                    .collect();
+                let mut volume = Volume {
+                    id: volume.id.clone(),
+                    name: volume.name.clone(),
+                    size: volume.size,
+                    zone: volume.availability_zone.clone(),
+                    multiattach: volume.multiattach,
+                    bootable: volume.bootable,
+                    status: String::new(),
+                    migration_status: None,
+                    attachments,
+                    detach_stuck: volume.detach_stuck,
+                    created,
+                    updated: created,
+                };
+                volume.settle(created);
+                volume
+            })
+            .collect();
+        let seconds = scenario.behaviour.detach_seconds.max(0.0) * 1000.0;
         Self {
             region: scenario.region.clone(),
+            project: scenario.project.clone(),
+            project_id: derived_id("project", &scenario.project),
+            user_id: derived_id("user", "kube-remediator"),
+            started,
+            // Rounded milliseconds of a small, non-negative number of seconds.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            action_ms: seconds.round() as u64,
+            hosts,
+            servers,
+            volumes,
+            tokens: HashMap::new(),
         }
     }
 
@@ -25,28 +539,524 @@ impl Cloud {
         &self.region
     }
 
-    /// Completes the detaches that are due at `now_ms`.
-    pub fn advance(&mut self, now_ms: u64) {
-        let _ = now_ms;
+    /// The project (tenant) name.
+    #[must_use]
+    pub fn project(&self) -> &str {
+        &self.project
     }
 
-    /// Applies a timeline server status change.
+    /// The project id every token is scoped to and Cinder's URLs carry.
+    #[must_use]
+    pub fn project_id(&self) -> &str {
+        &self.project_id
+    }
+
+    /// The id of the one user.
+    #[must_use]
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
+    /// The wall-clock time `now_ms` into the run.
+    #[must_use]
+    pub fn timestamp(&self, now_ms: u64) -> Timestamp {
+        let offset = SignedDuration::from_millis(i64::try_from(now_ms).unwrap_or(i64::MAX));
+        self.started.checked_add(offset).unwrap_or(self.started)
+    }
+
+    // ----- Keystone -------------------------------------------------------------------------
+
+    /// Issues a token and returns its id (the `X-Subject-Token`).
+    pub fn issue_token(&mut self, method: AuthMethod, project_scoped: bool, now_ms: u64) -> String {
+        let id = format!("gAAAAA{}", Uuid::new_v4().simple());
+        let issued_at = self.timestamp(now_ms);
+        let token = Token {
+            method,
+            project_scoped,
+            issued_at,
+            expires_at: issued_at
+                .checked_add(SignedDuration::from_hours(1))
+                .unwrap_or(issued_at),
+            audit_id: Uuid::new_v4().simple().to_string()[..22].to_owned(),
+        };
+        self.tokens.insert(id.clone(), token);
+        id
+    }
+
+    /// A token that is known and not expired at `now_ms`.
+    #[must_use]
+    pub fn token(&self, id: &str, now_ms: u64) -> Option<&Token> {
+        let now = self.timestamp(now_ms);
+        self.tokens.get(id).filter(|token| token.expires_at > now)
+    }
+
+    // ----- Nova -----------------------------------------------------------------------------
+
+    /// The compute hosts, in scenario order.
+    #[must_use]
+    pub fn hosts(&self) -> &[ComputeHost] {
+        &self.hosts
+    }
+
+    /// A compute host by name.
+    #[must_use]
+    pub fn host(&self, name: &str) -> Option<&ComputeHost> {
+        self.hosts.iter().find(|host| host.name == name)
+    }
+
+    /// Changes a nova-compute service (`PUT /os-services`), found by UUID or host name: forces
+    /// it down (or lets it report again) and enables or disables it. Returns the changed host,
+    /// or none when no compute service has that UUID or host name.
+    pub fn update_service(
+        &mut self,
+        uuid_or_host: &str,
+        forced_down: Option<bool>,
+        disabled: Option<(bool, Option<String>)>,
+    ) -> Option<&ComputeHost> {
+        let host = self
+            .hosts
+            .iter_mut()
+            .find(|host| host.uuid == uuid_or_host || host.name == uuid_or_host)?;
+        if let Some(forced_down) = forced_down {
+            host.forced_down = forced_down;
+        }
+        if let Some((disabled, reason)) = disabled {
+            host.disabled = disabled;
+            host.disabled_reason = reason.filter(|_| disabled);
+        }
+        Some(host)
+    }
+
+    /// Servers that are not deleted, in scenario order.
+    pub fn servers(&self) -> impl Iterator<Item = &Server> {
+        self.servers.iter().filter(|server| !server.deleted)
+    }
+
+    /// A server that is not deleted.
+    #[must_use]
+    pub fn server(&self, id: &str) -> Option<&Server> {
+        self.servers().find(|server| server.id == id)
+    }
+
+    /// The `host_status` of a server.
+    #[must_use]
+    pub fn host_status(&self, server: &Server) -> HostStatus {
+        match server.host.as_deref().map(|name| self.host(name)) {
+            None => HostStatus::None,
+            Some(None) => HostStatus::None,
+            Some(Some(host)) if host.forced_down => HostStatus::Down,
+            Some(Some(host)) if host.disabled => HostStatus::Maintenance,
+            Some(Some(host)) if host.state == HostState::Up => HostStatus::Up,
+            Some(Some(_)) => HostStatus::Unknown,
+        }
+    }
+
+    /// The volumes attached to a server with their attachment, in volume order.
+    pub fn server_attachments<'a>(
+        &'a self,
+        server_id: &'a str,
+    ) -> impl Iterator<Item = (&'a Volume, &'a Attachment)> + 'a {
+        self.volumes.iter().flat_map(move |volume| {
+            volume
+                .attachments
+                .iter()
+                .filter(move |attachment| attachment.server_id == server_id)
+                .map(move |attachment| (volume, attachment))
+        })
+    }
+
+    /// Whether the server boots from a volume (has a root volume attached).
+    #[must_use]
+    pub fn boots_from_volume(&self, server_id: &str) -> bool {
+        self.server_attachments(server_id)
+            .any(|(volume, attachment)| volume.is_root(attachment))
+    }
+
+    /// Nova's `DELETE /servers/{server}/os-volume_attachments/{volume}`: checks Nova's and
+    /// Cinder's rules in Nova's order, then begins the detach (the volume is `detaching` until
+    /// the compute host has done it).
+    ///
+    /// # Errors
+    /// 404 for an unknown or deleted server, an unknown volume or one not attached to the
+    /// server; 400 for a root volume or a volume that is not `in-use`; 409 when the server's
+    /// state or a task in progress forbids it.
+    pub fn detach(&mut self, server_id: &str, volume_id: &str, now_ms: u64) -> Result<(), Refusal> {
+        let server = self.server(server_id).ok_or_else(|| {
+            Refusal::NotFound(format!("Instance {server_id} could not be found."))
+        })?;
+        let (vm_state, task_state) = (server.vm_state(), server.task_state.clone());
+        let now = self.timestamp(now_ms);
+        let volume = self
+            .volumes
+            .iter_mut()
+            .find(|volume| volume.id == volume_id)
+            .ok_or_else(|| Refusal::NotFound(format!("Volume {volume_id} could not be found.")))?;
+        let Some(index) = volume
+            .attachments
+            .iter()
+            .position(|attachment| attachment.server_id == server_id)
+        else {
+            return Err(Refusal::NotFound(format!(
+                "Volume {volume_id} is not attached to the instance {server_id}"
+            )));
+        };
+        if volume.is_root(&volume.attachments[index]) {
+            return Err(Refusal::BadRequest(
+                "Cannot detach a root device volume".to_owned(),
+            ));
+        }
+        if !DETACH_VM_STATES.contains(&vm_state) {
+            return Err(invalid_state(
+                "detach_volume",
+                server_id,
+                "vm_state",
+                vm_state,
+            ));
+        }
+        if let Some(task) = task_state {
+            return Err(invalid_state(
+                "detach_volume",
+                server_id,
+                "task_state",
+                &task,
+            ));
+        }
+        if volume.status != "in-use" {
+            return Err(Refusal::BadRequest(
+                "Invalid volume: Unable to detach volume. Volume status must be 'in-use' and \
+                 attach_status must be 'attached' to detach."
+                    .to_owned(),
+            ));
+        }
+        volume.status = "detaching".to_owned();
+        volume.updated = now;
+        volume.attachments[index].detach_requested_ms = Some(now_ms);
+        Ok(())
+    }
+
+    /// Nova's `os-stop`: the server must be `ACTIVE`, rescued or in `ERROR` with no task in
+    /// progress; the task is `powering-off` until the compute host has stopped it.
+    ///
+    /// # Errors
+    /// 404 for an unknown server, 409 for a state that forbids it.
+    pub fn stop(&mut self, server_id: &str, now_ms: u64) -> Result<(), Refusal> {
+        self.power(server_id, PowerAction::Stop, now_ms)
+    }
+
+    /// Nova's `os-start`: the server must be `SHUTOFF` with no task in progress; the task is
+    /// `powering-on` until the compute host has started it.
+    ///
+    /// # Errors
+    /// 404 for an unknown server, 409 for a state that forbids it.
+    pub fn start(&mut self, server_id: &str, now_ms: u64) -> Result<(), Refusal> {
+        self.power(server_id, PowerAction::Start, now_ms)
+    }
+
+    fn power(&mut self, server_id: &str, action: PowerAction, now_ms: u64) -> Result<(), Refusal> {
+        let now = self.timestamp(now_ms);
+        let server = self
+            .servers
+            .iter_mut()
+            .find(|server| server.id == server_id && !server.deleted)
+            .ok_or_else(|| {
+                Refusal::NotFound(format!("Instance {server_id} could not be found."))
+            })?;
+        let (name, allowed, task): (_, &[&str], _) = match action {
+            PowerAction::Stop => ("stop", &["active", "rescued", "error"], "powering-off"),
+            PowerAction::Start => ("start", &["stopped"], "powering-on"),
+        };
+        let vm_state = server.vm_state();
+        if !allowed.contains(&vm_state) {
+            return Err(invalid_state(name, server_id, "vm_state", vm_state));
+        }
+        if let Some(current) = &server.task_state {
+            return Err(invalid_state(name, server_id, "task_state", current));
+        }
+        server.task_state = Some(task.to_owned());
+        server.pending = Some((action, now_ms));
+        server.updated = now;
+        Ok(())
+    }
+
+    // ----- Cinder ---------------------------------------------------------------------------
+
+    /// The volumes, in scenario order.
+    #[must_use]
+    pub fn volumes(&self) -> &[Volume] {
+        &self.volumes
+    }
+
+    /// A volume by id.
+    #[must_use]
+    pub fn volume(&self, id: &str) -> Option<&Volume> {
+        self.volumes.iter().find(|volume| volume.id == id)
+    }
+
+    /// An attachment by its Cinder id, with its volume.
+    #[must_use]
+    pub fn attachment(&self, attachment_id: &str) -> Option<(&Volume, &Attachment)> {
+        self.volumes.iter().find_map(|volume| {
+            volume
+                .attachments
+                .iter()
+                .find(|attachment| attachment.id == attachment_id)
+                .map(|attachment| (volume, attachment))
+        })
+    }
+
+    /// The compute host name Cinder records for an attachment (`host_name`).
+    #[must_use]
+    pub fn attachment_host(&self, attachment: &Attachment) -> Option<&str> {
+        self.servers
+            .iter()
+            .find(|server| server.id == attachment.server_id)
+            .and_then(|server| server.host.as_deref())
+    }
+
+    /// Cinder's `DELETE /attachments/{id}` by a user: refused while Nova still holds the
+    /// attachment (the server exists), else the attachment is gone at once.
+    ///
+    /// # Errors
+    /// 404 for an unknown attachment, 409 while the server exists.
+    pub fn delete_attachment(&mut self, attachment_id: &str, now_ms: u64) -> Result<(), Refusal> {
+        let Some((volume, attachment)) = self.attachment(attachment_id) else {
+            return Err(Refusal::NotFound(format!(
+                "Volume attachment could not be found with filter: attachment_id = \
+                 {attachment_id}."
+            )));
+        };
+        let volume_id = volume.id.clone();
+        self.check_nova_released(&attachment.server_id.clone())?;
+        self.drop_attachment(&volume_id, attachment_id, now_ms);
+        Ok(())
+    }
+
+    /// Cinder's admin volume actions (`POST /volumes/{id}/action`).
+    ///
+    /// # Errors
+    /// 404 for an unknown volume or attachment; 400 for a bad status or a missing attachment
+    /// id on a volume with several; 409 for a force-detach or detach while the server exists
+    /// and holds the attachment.
+    pub fn volume_action(
+        &mut self,
+        volume_id: &str,
+        action: &VolumeAction,
+        now_ms: u64,
+    ) -> Result<(), Refusal> {
+        let volume = self
+            .volume(volume_id)
+            .ok_or_else(|| Refusal::NotFound(format!("Volume {volume_id} could not be found.")))?;
+        match action {
+            VolumeAction::ForceDetach { attachment_id }
+            | VolumeAction::Detach { attachment_id } => {
+                let attachment_id = match attachment_id {
+                    Some(id) => volume
+                        .attachments
+                        .iter()
+                        .find(|attachment| &attachment.id == id)
+                        .map(|attachment| attachment.id.clone())
+                        .ok_or_else(|| {
+                            Refusal::NotFound(format!(
+                                "Volume attachment could not be found with filter: \
+                                 attachment_id = {id}."
+                            ))
+                        })?,
+                    None => match volume.attachments.as_slice() {
+                        [only] => only.id.clone(),
+                        [] => {
+                            return Err(Refusal::BadRequest(format!(
+                                "Invalid volume: Volume {volume_id} is not attached."
+                            )));
+                        }
+                        _ => {
+                            return Err(Refusal::BadRequest(
+                                "Invalid volume: Detach volume failed: More than one \
+                                 attachment, but no attachment_id provided."
+                                    .to_owned(),
+                            ));
+                        }
+                    },
+                };
+                let server_id = volume
+                    .attachments
+                    .iter()
+                    .find(|attachment| attachment.id == attachment_id)
+                    .map(|attachment| attachment.server_id.clone())
+                    .unwrap_or_default();
+                self.check_nova_released(&server_id)?;
+                self.drop_attachment(volume_id, &attachment_id, now_ms);
+                Ok(())
+            }
+            VolumeAction::ResetStatus {
+                status,
+                attach_status,
+                migration_status,
+            } => {
+                if let Some(status) = status
+                    && !VOLUME_STATUSES.contains(&status.as_str())
+                {
+                    return Err(Refusal::BadRequest(format!(
+                        "Invalid input for field/attribute status. Value: {status}. '{status}' \
+                         is not one of {VOLUME_STATUSES:?}"
+                    )));
+                }
+                if let Some(attach) = attach_status
+                    && !matches!(attach.as_str(), "attached" | "detached")
+                {
+                    return Err(Refusal::BadRequest(format!(
+                        "Must specify a valid attach status: {attach}"
+                    )));
+                }
+                let now = self.timestamp(now_ms);
+                let Some(volume) = self
+                    .volumes
+                    .iter_mut()
+                    .find(|volume| volume.id == volume_id)
+                else {
+                    return Ok(());
+                };
+                if attach_status.as_deref() == Some("detached") {
+                    volume.attachments.clear();
+                }
+                if let Some(status) = status {
+                    status.clone_into(&mut volume.status);
+                }
+                if migration_status.is_some() {
+                    volume.migration_status.clone_from(migration_status);
+                }
+                volume.updated = now;
+                Ok(())
+            }
+        }
+    }
+
+    /// Cinder's check (OSSN-0092) before a user removes an attachment: Nova must no longer
+    /// hold it, that is the server is gone.
+    fn check_nova_released(&self, server_id: &str) -> Result<(), Refusal> {
+        match self.server(server_id) {
+            Some(_) => Err(Refusal::Conflict(format!(
+                "Detach volume from instance {server_id} using the Compute API"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn drop_attachment(&mut self, volume_id: &str, attachment_id: &str, now_ms: u64) {
+        let now = self.timestamp(now_ms);
+        if let Some(volume) = self
+            .volumes
+            .iter_mut()
+            .find(|volume| volume.id == volume_id)
+        {
+            volume
+                .attachments
+                .retain(|attachment| attachment.id != attachment_id);
+            volume.settle(now);
+        }
+    }
+
+    // ----- Time and the timeline -----------------------------------------------------------
+
+    /// Completes the detaches and power actions that are due at `now_ms`, on hosts that answer.
+    pub fn advance(&mut self, now_ms: u64) {
+        let now = self.timestamp(now_ms);
+        let answering: Vec<String> = self
+            .servers
+            .iter()
+            .filter(|server| {
+                server
+                    .host
+                    .as_deref()
+                    .is_none_or(|name| self.host(name).is_some_and(ComputeHost::answers))
+            })
+            .map(|server| server.id.clone())
+            .collect();
+        let due = |since: u64| since.saturating_add(self.action_ms) <= now_ms;
+        for volume in &mut self.volumes {
+            if volume.detach_stuck {
+                continue;
+            }
+            let before = volume.attachments.len();
+            volume.attachments.retain(|attachment| {
+                !attachment
+                    .detach_requested_ms
+                    .is_some_and(|since| due(since) && answering.contains(&attachment.server_id))
+            });
+            if volume.attachments.len() != before {
+                volume.settle(now);
+            }
+        }
+        for server in &mut self.servers {
+            let Some((action, since)) = server.pending else {
+                continue;
+            };
+            if !due(since) || !answering.contains(&server.id) {
+                continue;
+            }
+            let status = match action {
+                PowerAction::Stop => ServerStatus::Shutoff,
+                PowerAction::Start => ServerStatus::Active,
+            };
+            server.status = status;
+            server.power_state = status.default_power_state();
+            server.task_state = None;
+            server.pending = None;
+            server.updated = now;
+        }
+    }
+
+    /// Applies a timeline server status change (and drops a power action in progress).
     pub fn set_server_status(&mut self, change: &ServerStatusChange, now_ms: u64) {
-        let _ = (change, now_ms);
+        let now = self.timestamp(now_ms);
+        if let Some(server) = self
+            .servers
+            .iter_mut()
+            .find(|server| server.id == change.server.value)
+        {
+            server.status = change.status;
+            server.power_state = change
+                .power_state
+                .unwrap_or_else(|| change.status.default_power_state());
+            server.task_state.clone_from(&change.task_state);
+            server.pending = None;
+            server.updated = now;
+        }
     }
 
     /// Applies a timeline compute host state change.
     pub fn set_host_state(&mut self, host: &str, state: HostState, now_ms: u64) {
-        let _ = (host, state, now_ms);
+        let now = self.timestamp(now_ms);
+        if let Some(host) = self
+            .hosts
+            .iter_mut()
+            .find(|candidate| candidate.name == host)
+        {
+            if host.state == HostState::Up {
+                host.updated_at = now;
+            }
+            host.state = state;
+        }
     }
+
+    // ----- The emulated CSI external-attacher -----------------------------------------------
 
     /// The server a Kubernetes node runs on, as the Cinder CSI driver finds it: the id in the
     /// providerID (`openstack:///ID` or `openstack://REGION/ID`), else the server with the node's
     /// name.
     #[must_use]
     pub fn server_for_node(&self, provider_id: Option<&str>, node_name: &str) -> Option<String> {
-        let _ = (provider_id, node_name);
-        None
+        let from_provider = provider_id
+            .and_then(|id| id.strip_prefix("openstack://"))
+            .and_then(|rest| rest.rsplit_once('/'))
+            .map(|(_, id)| id)
+            .filter(|id| !id.is_empty());
+        match from_provider {
+            Some(id) => Some(id.to_owned()),
+            None => self
+                .servers()
+                .find(|server| server.name == node_name)
+                .map(|server| server.id.clone()),
+        }
     }
 
     /// What the CSI external-attacher's ControllerUnpublishVolume does: a Nova detach of the
@@ -61,15 +1071,59 @@ impl Cloud {
         volume_id: &str,
         now_ms: u64,
     ) -> Result<(), String> {
-        let _ = (server_id, volume_id, now_ms);
-        Ok(())
+        let detaching = self.volume(volume_id).is_some_and(|volume| {
+            volume.attachments.iter().any(|attachment| {
+                attachment.server_id == server_id && attachment.detach_requested_ms.is_some()
+            })
+        });
+        if detaching {
+            return Ok(());
+        }
+        match self.detach(server_id, volume_id, now_ms) {
+            Ok(()) | Err(Refusal::NotFound(_)) => Ok(()),
+            Err(refusal) => Err(refusal.to_string()),
+        }
     }
 
     /// Whether Cinder still shows an attachment (attached or `detaching`) of the volume to the
     /// server.
     #[must_use]
     pub fn is_attached(&self, volume_id: &str, server_id: &str) -> bool {
-        let _ = (volume_id, server_id);
-        false
+        self.volume(volume_id).is_some_and(|volume| {
+            volume
+                .attachments
+                .iter()
+                .any(|attachment| attachment.server_id == server_id)
+        })
+    }
+}
+
+/// Nova's 409 for an action the instance's state forbids
+/// (`raise_http_conflict_for_instance_invalid_state`).
+fn invalid_state(action: &str, server_id: &str, attr: &str, state: &str) -> Refusal {
+    Refusal::Conflict(format!(
+        "Cannot '{action}' instance {server_id} while it is in {attr} {state}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Microversion, StatusCode};
+
+    #[test]
+    fn microversion_negotiation() {
+        let (min, max) = (Microversion(2, 1), Microversion(2, 96));
+        assert_eq!(Microversion::negotiate(None, min, max), Ok(min));
+        assert_eq!(Microversion::negotiate(Some("latest"), min, max), Ok(max));
+        assert_eq!(
+            Microversion::negotiate(Some("2.53"), min, max),
+            Ok(Microversion(2, 53))
+        );
+        let too_new = Microversion::negotiate(Some("2.200"), min, max);
+        assert_eq!(too_new.map_err(|e| e.0), Err(StatusCode::NOT_ACCEPTABLE));
+        let bad = Microversion::negotiate(Some("2.x"), min, max);
+        assert_eq!(bad.map_err(|e| e.0), Err(StatusCode::BAD_REQUEST));
+        let leading_zero = Microversion::negotiate(Some("2.01"), min, max);
+        assert_eq!(leading_zero.map_err(|e| e.0), Err(StatusCode::BAD_REQUEST));
     }
 }
