@@ -519,3 +519,42 @@ fn reasons_name_themselves_for_events_and_metrics() {
         assert_eq!(serde_json::to_value(reason).unwrap(), event);
     }
 }
+
+#[test]
+fn observation_and_progress_record_round_trip_as_json() {
+    let observation = ObservationBuilder::seed()
+        .node(NODE4, |n| {
+            n.progress = Some(Progress {
+                released: vec![ReleasedVolume {
+                    volume: VolumeId::new(VOLUME),
+                    server: ServerId::new(SERVER4),
+                }],
+                out_of_service_taint: true,
+            });
+        })
+        .build();
+    let json = serde_json::to_string(&observation).unwrap();
+    let back: crate::model::Observation = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, observation);
+
+    // The annotation's shape; an empty object reads as an empty record.
+    let progress = observation.nodes[1].progress.as_ref().unwrap();
+    assert_eq!(
+        serde_json::to_value(progress).unwrap(),
+        serde_json::json!({
+            "released": [{ "volume": VOLUME, "server": SERVER4 }],
+            "out_of_service_taint": true,
+        })
+    );
+    assert_eq!(
+        serde_json::from_str::<Progress>("{}").unwrap(),
+        Progress::default()
+    );
+    let value = serde_json::to_value(&observation).unwrap();
+    assert_eq!(value["nodes"][1]["storage"]["kind"], "openstack");
+    assert_eq!(
+        value["persistent_volumes"][0]["driver"],
+        "cinder.csi.openstack.org"
+    );
+    assert_eq!(value["persistent_volumes"][0]["backend"]["kind"], "cinder");
+}
