@@ -640,7 +640,8 @@ impl<'a> Index<'a> {
         }
         if let Fenced::Server { id, .. } = fenced {
             for (name, pv) in &self.pvs {
-                if let Some(BackendVolume::Cinder(volume)) = &pv.backend
+                if pv.driver.backend() == Some(Backend::OpenStack)
+                    && let Some(BackendVolume::Cinder(volume)) = &pv.backend
                     && volume.attachments.iter().any(|a| a.server == **id)
                 {
                     names.insert(name);
@@ -906,6 +907,9 @@ impl<'a> Index<'a> {
             let Some(BackendVolume::Cinder(volume)) = &pv.backend else {
                 continue;
             };
+            if pv.driver.backend() != Some(Backend::OpenStack) {
+                continue;
+            }
             for attachment in &volume.attachments {
                 if node_servers.contains(&attachment.server)
                     || provider_servers.contains(&attachment.server)
