@@ -7,6 +7,7 @@
 
 pub mod cinder;
 pub mod cloud;
+pub mod expect;
 pub mod fault;
 pub mod keystone;
 pub mod kubernetes;

@@ -92,6 +92,52 @@ pub struct Scenario {
     /// What a correct remediator achieves; checked by `demo --check`.
     #[serde(default)]
     pub expect: Option<Expect>,
+    /// How `demo` configures the remediator for this scenario (its flags override).
+    #[serde(default)]
+    pub remediator: Remediator,
+}
+
+/// How `demo` configures the remediator for a scenario; every key is optional and a `demo`
+/// flag overrides it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Remediator {
+    /// Grace period after a node stops being Ready.
+    #[serde(default, deserialize_with = "de_optional_duration")]
+    pub grace: Option<Duration>,
+    /// `delete` or `out-of-service-taint`.
+    #[serde(default)]
+    pub strategy: Option<StrategyName>,
+    /// Storm guard: `40%` or a node count.
+    #[serde(default)]
+    pub max_unhealthy: Option<String>,
+    /// Delete replacement pods waiting on a freed volume.
+    #[serde(default)]
+    pub kick: Option<bool>,
+    /// `observe` or `stop`.
+    #[serde(default)]
+    pub fence: Option<FenceName>,
+    /// Accept a forced-down compute host as proof.
+    #[serde(default)]
+    pub trust_forced_down: Option<bool>,
+}
+
+/// A Kubernetes-side strategy, as scenario files and flags spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[allow(missing_docs)]
+pub enum StrategyName {
+    Delete,
+    OutOfServiceTaint,
+}
+
+/// A fence mode, as scenario files and flags spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[allow(missing_docs)]
+pub enum FenceName {
+    Observe,
+    Stop,
 }
 
 /// The OpenStack side: compute hosts, servers, volumes and how the cloud behaves.
@@ -819,6 +865,12 @@ pub struct AttachedPair {
     pub volume: Ref,
     /// The server id.
     pub server: Ref,
+}
+
+fn de_optional_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    de_duration(deserializer).map(Some)
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {

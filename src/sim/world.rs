@@ -156,6 +156,12 @@ impl State {
         }
     }
 
+    /// How many timeline steps are still to come.
+    #[must_use]
+    pub fn pending_timeline(&self) -> usize {
+        self.timeline.len()
+    }
+
     /// The request log, oldest first.
     #[must_use]
     pub fn requests(&self) -> &[RequestRecord] {
