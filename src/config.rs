@@ -1,0 +1,212 @@
+//! Validated settings from the command line: the remediation policy and the Kubernetes
+//! connection (the OpenStack connection is [`crate::openstack::config`]). The command line is
+//! checked for syntax by clap; here it is checked for meaning, and every problem is a one-line
+//! usage error (exit code 2).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::plan::{FenceMode, Policy, Strategy, Threshold};
+use crate::sim::scenario::{FenceName, Remediator, StrategyName};
+
+/// A setting that makes no sense: printed as one line, exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Parses a storm-guard threshold: `40%` (a share of all nodes) or `3` (a node count).
+///
+/// # Errors
+/// Anything else, with what to write instead.
+pub fn parse_threshold(text: &str) -> Result<Threshold, String> {
+    let text = text.trim();
+    let wrong = || format!("{text:?} is neither a share like 40% nor a node count like 3");
+    if let Some(percent) = text.strip_suffix('%') {
+        let percent: u8 = percent.trim().parse().map_err(|_| wrong())?;
+        if percent > 100 {
+            return Err(format!("{text:?}: a share is at most 100%"));
+        }
+        Ok(Threshold {
+            percent,
+            count: None,
+        })
+    } else {
+        let count: usize = text.parse().map_err(|_| wrong())?;
+        Ok(Threshold {
+            percent: 100,
+            count: Some(count),
+        })
+    }
+}
+
+/// The policy flags as given (every one optional, so scenario settings can fill the gaps).
+#[derive(Debug, Clone, Default)]
+pub struct PolicyFlags {
+    /// `--grace`.
+    pub grace: Option<Duration>,
+    /// `--strategy`.
+    pub strategy: Option<StrategyName>,
+    /// `--max-unhealthy`.
+    pub max_unhealthy: Option<String>,
+    /// `--no-kick`.
+    pub no_kick: bool,
+    /// `--fence`.
+    pub fence: Option<FenceName>,
+    /// `--trust-forced-down`.
+    pub trust_forced_down: bool,
+}
+
+/// The policy the flags ask for, over the scenario's settings (for `demo`), over the defaults.
+///
+/// # Errors
+/// A malformed `--max-unhealthy`, naming where it came from.
+pub fn policy(flags: &PolicyFlags, scenario: Option<&Remediator>) -> Result<Policy, UsageError> {
+    let defaults = Policy::default();
+    let from_scenario = scenario.cloned().unwrap_or_default();
+    let max_unhealthy = match (&flags.max_unhealthy, &from_scenario.max_unhealthy) {
+        (Some(text), _) => parse_threshold(text)
+            .map_err(|err| UsageError(format!("--max-unhealthy: {err}")))?,
+        (None, Some(text)) => parse_threshold(text)
+            .map_err(|err| UsageError(format!("scenario remediator.max_unhealthy: {err}")))?,
+        (None, None) => defaults.max_unhealthy,
+    };
+    let strategy = match flags.strategy.or(from_scenario.strategy) {
+        Some(StrategyName::Delete) => Strategy::Delete,
+        Some(StrategyName::OutOfServiceTaint) => Strategy::OutOfServiceTaint,
+        None => defaults.strategy,
+    };
+    let fence = match flags.fence.or(from_scenario.fence) {
+        Some(FenceName::Observe) => FenceMode::Observe,
+        Some(FenceName::Stop) => FenceMode::Stop,
+        None => defaults.fence,
+    };
+    Ok(Policy {
+        grace: flags.grace.or(from_scenario.grace).unwrap_or(defaults.grace),
+        strategy,
+        max_unhealthy,
+        kick: !flags.no_kick && from_scenario.kick.unwrap_or(defaults.kick),
+        fence,
+        trust_forced_down: flags.trust_forced_down
+            || from_scenario
+                .trust_forced_down
+                .unwrap_or(defaults.trust_forced_down),
+        managed_drivers: defaults.managed_drivers,
+    })
+}
+
+/// A Kubernetes client from `--kubeconfig`/`KUBECONFIG` and `--context`, else the in-cluster
+/// service account or `~/.kube/config`.
+///
+/// # Errors
+/// A kubeconfig that cannot be read or used, naming the file and what to do.
+pub async fn kube_client(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> Result<kube::Client, UsageError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path).map_err(|err| {
+                UsageError(format!(
+                    "kubeconfig {}: {}; check the file or pass another with --kubeconfig",
+                    path.display(),
+                    one_line(&err)
+                ))
+            })?;
+            let options = KubeConfigOptions {
+                context: context.map(str::to_owned),
+                ..KubeConfigOptions::default()
+            };
+            kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(|err| {
+                    UsageError(format!(
+                        "kubeconfig {}: {}; check --context and the file",
+                        path.display(),
+                        one_line(&err)
+                    ))
+                })?
+        }
+        None => {
+            let options = KubeConfigOptions {
+                context: context.map(str::to_owned),
+                ..KubeConfigOptions::default()
+            };
+            match kube::Config::incluster() {
+                Ok(config) if context.is_none() => config,
+                _ => kube::Config::from_kubeconfig(&options).await.map_err(|err| {
+                    UsageError(format!(
+                        "no Kubernetes configuration: {}; run in a pod, or pass --kubeconfig \
+                         (or set KUBECONFIG)",
+                        one_line(&err)
+                    ))
+                })?,
+            }
+        }
+    };
+    kube::Client::try_from(config)
+        .map_err(|err| UsageError(format!("cannot build a Kubernetes client: {}", one_line(&err))))
+}
+
+/// An error and its causes on one line.
+#[must_use]
+pub fn one_line(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text.replace('\n', " ")
+}
+
+/// Where the OpenStack settings come from, as the flags say.
+#[derive(Debug, Clone, Default)]
+pub struct OpenStackFlags {
+    /// `--cloud-config`: the cloud provider's cloud.conf.
+    pub cloud_config: Option<PathBuf>,
+    /// `--os-cloud`/`OS_CLOUD`: a clouds.yaml entry.
+    pub os_cloud: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PolicyFlags, parse_threshold, policy};
+    use crate::sim::scenario::{Remediator, StrategyName};
+    use std::time::Duration;
+
+    #[test]
+    fn thresholds_are_a_share_or_a_count() {
+        assert_eq!(parse_threshold("40%").unwrap().percent, 40);
+        assert_eq!(parse_threshold("3").unwrap().count, Some(3));
+        assert!(parse_threshold("140%").is_err());
+        assert!(parse_threshold("many").unwrap_err().contains("\"many\""));
+    }
+
+    #[test]
+    fn flags_override_the_scenario_which_overrides_the_defaults() {
+        let scenario = Remediator {
+            grace: Some(Duration::from_secs(5)),
+            strategy: Some(StrategyName::OutOfServiceTaint),
+            ..Remediator::default()
+        };
+        let flags = PolicyFlags {
+            grace: Some(Duration::from_secs(1)),
+            ..PolicyFlags::default()
+        };
+        let merged = policy(&flags, Some(&scenario)).unwrap();
+        assert_eq!(merged.grace, Duration::from_secs(1));
+        assert_eq!(merged.strategy, crate::plan::Strategy::OutOfServiceTaint);
+        assert_eq!(policy(&PolicyFlags::default(), None).unwrap().grace, Duration::from_secs(30));
+        let bad = PolicyFlags {
+            max_unhealthy: Some("lots".into()),
+            ..PolicyFlags::default()
+        };
+        assert!(policy(&bad, None).unwrap_err().0.starts_with("--max-unhealthy: "));
+    }
+}
