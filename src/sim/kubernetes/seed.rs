@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-use super::store::{Key, Store, str_at, time};
+use super::store::{Key, Store, micro_time, str_at, time};
 use crate::sim::scenario::{self, Readiness, Scenario};
 
 /// The CSI driver of OpenStack Cinder; in-tree Cinder PVs migrate to it.
@@ -310,6 +310,25 @@ impl Seeder<'_> {
                 },
             });
             self.add("nodes", None, object);
+
+            let renewed = if node.ready == Readiness::Unknown {
+                transition
+                    .checked_sub(HEARTBEAT_GRACE)
+                    .unwrap_or(transition)
+            } else {
+                now
+            };
+            let mut meta = self.meta("Lease", Some("kube-node-lease"), &node.name, self.start);
+            meta["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "Node", "name": node.name,
+                                             "uid": uid("Node", "", &node.name)}]);
+            let lease = json!({
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": meta,
+                "spec": {"holderIdentity": node.name, "leaseDurationSeconds": 40,
+                         "renewTime": micro_time(renewed)},
+            });
+            self.add("leases", Some("kube-node-lease"), lease);
 
             let mut meta = self.meta("CSINode", None, &node.name, self.start);
             meta["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "Node", "name": node.name,
