@@ -667,6 +667,19 @@ async fn finalizers_hold_a_deletion_until_the_last_one_is_removed() {
         "AlreadyExists"
     );
 
+    let generated: Lease =
+        serde_json::from_value(json!({"metadata": {"generateName": "gen-"}})).expect("a lease");
+    let generated = leases
+        .create(&PostParams::default(), &generated)
+        .await
+        .expect("create with generateName");
+    assert!(generated.name_any().starts_with("gen-") && generated.name_any().len() == 9);
+    assert_eq!(
+        generated.namespace().as_deref(),
+        Some("default"),
+        "from the path"
+    );
+
     leases
         .delete("held", &DeleteParams::default())
         .await
@@ -1170,5 +1183,43 @@ kubernetes:
     let kept = vas.get(&name).await.expect("still there");
     assert!(kept.metadata.deletion_timestamp.is_some());
     assert!(kept.status.and_then(|s| s.detach_error).is_none());
+    finish(running).await;
+}
+
+#[tokio::test]
+async fn the_attacher_reports_a_detach_it_cannot_do_and_keeps_trying() {
+    let (running, client) = start(&Scenario::seed()).await;
+    let vas: Api<VolumeAttachment> = Api::all(client.clone());
+    let va: VolumeAttachment = serde_json::from_value(json!({
+        "metadata": {"name": "orphan", "finalizers": ["external-attacher/cinder-csi-openstack-org"]},
+        "spec": {"attacher": CINDER_DRIVER, "nodeName": NODE_LIVE,
+                 "source": {"persistentVolumeName": "no-such-pv"}},
+    }))
+    .expect("a VA");
+    vas.create(&PostParams::default(), &va)
+        .await
+        .expect("create");
+    vas.delete("orphan", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let mut first_error_time = None;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let current = vas
+            .get("orphan")
+            .await
+            .expect("kept while the detach fails");
+        let error = current.status.and_then(|s| s.detach_error);
+        match (&first_error_time, error.and_then(|e| e.time)) {
+            (None, Some(time)) => first_error_time = Some(time),
+            (Some(first), Some(time)) if time != *first => break,
+            _ => {}
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a detachError, rewritten on a retry"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     finish(running).await;
 }
