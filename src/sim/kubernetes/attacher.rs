@@ -1,8 +1,169 @@
 //! The emulated Cinder CSI external-attacher.
+//!
+//! When a VolumeAttachment of `cinder.csi.openstack.org` is marked for deletion and still
+//! carries the attacher's finalizer, it asks the cloud to detach the volume from the node's
+//! server once (ControllerUnpublishVolume), writes `status.detachError` and retries about once a
+//! second when the cloud refuses, and removes the finalizer (so the object goes away) once the
+//! cloud no longer shows the volume attached to that server. VolumeAttachments of other drivers
+//! are left alone.
 
+use serde_json::{Value, json};
+
+use super::resource;
+use super::seed::{CINDER_DRIVER, attacher_finalizer};
+use super::store::{Key, Part, Store, finalizers, str_at, time};
 use crate::sim::world::State;
 
+/// How long the attacher waits before retrying a refused detach.
+const RETRY_MS: u64 = 1000;
+
+/// What the attacher has done for one VolumeAttachment.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// The (server, volume) the cloud accepted a detach for.
+    detached: Option<(String, String)>,
+    /// When a refused detach may be tried again.
+    retry_at_ms: u64,
+}
+
 /// Detaches volumes whose VolumeAttachments are marked for deletion, as the real attacher does.
+/// Cheap when nothing is being deleted: one emptiness check.
 pub fn reconcile(state: &mut State, now_ms: u64) {
-    let _ = (state, now_ms);
+    if state.kube.deleting_attachments().is_empty() {
+        return;
+    }
+    let names: Vec<String> = state.kube.deleting_attachments().iter().cloned().collect();
+    for name in names {
+        step(state, &name, now_ms);
+    }
+}
+
+fn step(state: &mut State, name: &str, now_ms: u64) {
+    let Some(va) = state
+        .kube
+        .object(&Key::new("volumeattachments", None, name))
+        .cloned()
+    else {
+        return;
+    };
+    let mut progress = state.kube.attacher.get(name).cloned().unwrap_or_default();
+    if progress.detached.is_none() {
+        if now_ms < progress.retry_at_ms {
+            return;
+        }
+        let outcome = locate(&state.kube, &va)
+            .or_else(|| {
+                let node = str_at(&va, &["spec", "nodeName"])?;
+                let provider = state
+                    .kube
+                    .get("nodes", None, node)
+                    .and_then(|n| str_at(n, &["spec", "providerID"]));
+                let server = state.cloud.server_for_node(provider, node)?;
+                Some((server, volume_of(&state.kube, &va)?))
+            })
+            .ok_or_else(|| {
+                "rpc error: code = NotFound desc = cannot find the volume or the node's instance"
+                    .to_owned()
+            })
+            .and_then(|(server, volume)| {
+                state
+                    .cloud
+                    .attacher_detach(&server, &volume, now_ms)
+                    .map(|()| (server, volume))
+            });
+        match outcome {
+            Ok(target) => progress.detached = Some(target),
+            Err(message) => {
+                progress.retry_at_ms = now_ms + RETRY_MS;
+                state.kube.attacher.insert(name.to_owned(), progress);
+                set_detach_error(&mut state.kube, &va, &message);
+                return;
+            }
+        }
+        state
+            .kube
+            .attacher
+            .insert(name.to_owned(), progress.clone());
+    }
+    let Some((server, volume)) = &progress.detached else {
+        return;
+    };
+    if !state.cloud.is_attached(volume, server) {
+        release(&mut state.kube, &va);
+    }
+}
+
+/// The server and volume of a VolumeAttachment, from what the cluster records: the node id the
+/// attacher noted on the object, else the node's CSINode entry for the driver.
+fn locate(store: &Store, va: &Value) -> Option<(String, String)> {
+    let volume = volume_of(store, va)?;
+    let noted = str_at(
+        va,
+        &["metadata", "annotations", "csi.alpha.kubernetes.io/node-id"],
+    );
+    let server = match noted {
+        Some(id) => id.to_owned(),
+        None => {
+            let node = str_at(va, &["spec", "nodeName"])?;
+            store
+                .get("csinodes", None, node)?
+                .pointer("/spec/drivers")?
+                .as_array()?
+                .iter()
+                .find(|d| str_at(d, &["name"]) == Some(CINDER_DRIVER))
+                .and_then(|d| str_at(d, &["nodeID"]))?
+                .to_owned()
+        }
+    };
+    Some((server, volume))
+}
+
+/// The Cinder volume id behind a VolumeAttachment: its PV's CSI volume handle (or in-tree
+/// Cinder volume id), or the inline volume spec's.
+fn volume_of(store: &Store, va: &Value) -> Option<String> {
+    let spec = match str_at(va, &["spec", "source", "persistentVolumeName"]) {
+        Some(pv) => store.get("persistentvolumes", None, pv)?.get("spec")?,
+        None => va.pointer("/spec/source/inlineVolumeSpec")?,
+    };
+    str_at(spec, &["csi", "volumeHandle"])
+        .or_else(|| str_at(spec, &["cinder", "volumeID"]))
+        .map(str::to_owned)
+}
+
+fn set_detach_error(store: &mut Store, va: &Value, message: &str) {
+    let Some(resource) = resource::find("storage.k8s.io", "v1", "volumeattachments") else {
+        return;
+    };
+    let Some(name) = str_at(va, &["metadata", "name"]) else {
+        return;
+    };
+    let mut updated = va.clone();
+    let error = json!({"time": time(jiff::Timestamp::now()), "message": message});
+    match updated.get_mut("status") {
+        Some(Value::Object(status)) => {
+            status.insert("detachError".into(), error);
+        }
+        _ => updated["status"] = json!({"detachError": error}),
+    }
+    // The object is ours to update; a refusal here only means it changed meanwhile.
+    let _ = store.update(resource, None, name, updated, Part::Status);
+}
+
+fn release(store: &mut Store, va: &Value) {
+    let Some(resource) = resource::find("storage.k8s.io", "v1", "volumeattachments") else {
+        return;
+    };
+    let Some(name) = str_at(va, &["metadata", "name"]) else {
+        return;
+    };
+    let finalizer = attacher_finalizer(CINDER_DRIVER);
+    let rest: Vec<Value> = finalizers(va)
+        .into_iter()
+        .filter(|f| *f != finalizer)
+        .map(Value::from)
+        .collect();
+    let mut updated = va.clone();
+    updated["metadata"]["finalizers"] = Value::Array(rest);
+    // As above: a refusal means a concurrent change; the next reconcile tries again.
+    let _ = store.update(resource, None, name, updated, Part::Main);
 }

@@ -1,32 +1,33 @@
-//! The emulated Kubernetes API server subset.
+//! The emulated Kubernetes API server subset, and the emulated Cinder CSI external-attacher.
+//!
+//! Objects are kept as JSON ([`Store`]); every kind in the resource table ([`resource`]) gets
+//! the same verbs: get, list and watch (resourceVersion, bookmarks, timeouts, 410 Gone when the
+//! history is compacted), create, replace with optimistic concurrency, merge / JSON /
+//! strategic-merge patch and server-side apply, delete with preconditions, finalizers and
+//! graceful pod deletion, label and field selectors, and Table output for `kubectl get`.
+//! Discovery answers what kubectl and kube ask for.
 
+mod api;
 pub mod attacher;
+mod convert;
+mod discovery;
+mod output;
+mod patch;
+pub mod resource;
+mod seed;
+mod selector;
+mod store;
+mod table;
+mod watch;
 
 use axum::Router;
 
-use super::scenario::{Readiness, Scenario};
+pub use seed::{CINDER_DRIVER, attacher_finalizer, attachment_name, uid};
+pub use store::{ApiError, Store};
+
 use super::world::World;
-
-/// Every Kubernetes object the emulator holds.
-#[derive(Debug, Default)]
-pub struct Store {}
-
-impl Store {
-    /// The objects a scenario describes (its `kubernetes` part; the `openstack` part gives
-    /// volume sizes), with times relative to `now`.
-    #[must_use]
-    pub fn new(scenario: &Scenario, now: jiff::Timestamp) -> Self {
-        let _ = (scenario, now);
-        Self {}
-    }
-
-    /// Sets a node's Ready condition (a timeline step).
-    pub fn set_node_ready(&mut self, node: &str, status: Readiness) {
-        let _ = (node, status);
-    }
-}
 
 /// The Kubernetes API router.
 pub fn router(world: World) -> Router {
-    Router::new().with_state(world)
+    Router::new().fallback(api::handle).with_state(world)
 }

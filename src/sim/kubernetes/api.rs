@@ -1,0 +1,577 @@
+//! The HTTP side: parses a request path into a resource, namespace, name and subresource, and
+//! runs the verb (get, list, watch, create, update, patch, delete, deletecollection) against the
+//! store, generically for every row of the resource table.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use super::convert;
+use super::discovery;
+use super::output::Output;
+use super::patch::{self, PatchType};
+use super::resource::{self, Resource};
+use super::selector::Selector;
+use super::store::{ApiError, DeleteOptions, Key, Part, Store};
+use super::table::{self, Include};
+use super::watch;
+use crate::sim::world::World;
+
+/// What a path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Version,
+    CoreVersions,
+    Groups,
+    Group(String),
+    Resources(String, String),
+    Collection {
+        resource: &'static Resource,
+        namespace: Option<String>,
+    },
+    Object {
+        resource: &'static Resource,
+        namespace: Option<String>,
+        name: String,
+        part: Part,
+    },
+}
+
+fn parse_path(path: &str) -> Option<Target> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["version"] => Some(Target::Version),
+        ["api"] => Some(Target::CoreVersions),
+        ["apis"] => Some(Target::Groups),
+        ["api", version] => Some(Target::Resources(String::new(), (*version).to_owned())),
+        ["apis", group] => Some(Target::Group((*group).to_owned())),
+        ["apis", group, version] => Some(Target::Resources(
+            (*group).to_owned(),
+            (*version).to_owned(),
+        )),
+        ["api", version, rest @ ..] => resource_path("", version, rest),
+        ["apis", group, version, rest @ ..] => resource_path(group, version, rest),
+        _ => None,
+    }
+}
+
+fn resource_path(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
+    let (namespace, rest) = match rest {
+        ["namespaces", namespace, plural, tail @ ..] if *plural != "status" => (
+            Some((*namespace).to_owned()),
+            [&[*plural][..], tail].concat(),
+        ),
+        _ => (None, rest.to_vec()),
+    };
+    let resource = resource::find(group, version, rest.first()?)?;
+    if namespace.is_some() && !resource.namespaced {
+        return None;
+    }
+    let object = |name: &str, part| {
+        (namespace.is_some() || !resource.namespaced).then(|| Target::Object {
+            resource,
+            namespace: namespace.clone(),
+            name: name.to_owned(),
+            part,
+        })
+    };
+    match rest.as_slice() {
+        [_] => Some(Target::Collection {
+            resource,
+            namespace: namespace.clone(),
+        }),
+        [_, name] => object(name, Part::Main),
+        [_, name, "status"] if resource.has_status => object(name, Part::Status),
+        _ => None,
+    }
+}
+
+/// Every request to the Kubernetes API.
+pub async fn handle(
+    State(world): State<World>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(target) = parse_path(uri.path()) else {
+        return not_found_path(uri.path());
+    };
+    let query: HashMap<String, String> = match Query::try_from_uri(&uri) {
+        Ok(Query(query)) => query,
+        Err(err) => return ApiError::bad_request(err.body_text()).into_response(),
+    };
+    let request = Call {
+        query,
+        output: Output::from_accept(header_text(&headers, header::ACCEPT)),
+        content_type: header_text(&headers, header::CONTENT_TYPE)
+            .unwrap_or("application/json")
+            .to_owned(),
+        body,
+    };
+    let result = match (target, &method) {
+        (Target::Version, &Method::GET) => Ok(ok(discovery::version())),
+        (Target::CoreVersions, &Method::GET) => Ok(ok(discovery::core_versions())),
+        (Target::Groups, &Method::GET) => Ok(ok(discovery::groups())),
+        (Target::Group(group), &Method::GET) => discovery::group(&group)
+            .map(ok)
+            .ok_or_else(|| path_error(uri.path())),
+        (Target::Resources(group, version), &Method::GET) => discovery::resources(&group, &version)
+            .map(ok)
+            .ok_or_else(|| path_error(uri.path())),
+        (
+            Target::Collection {
+                resource,
+                namespace,
+            },
+            method,
+        ) => request.collection(&world, method, resource, namespace),
+        (
+            Target::Object {
+                resource,
+                namespace,
+                name,
+                part,
+            },
+            method,
+        ) => request.object(
+            &world,
+            method,
+            &Place {
+                resource,
+                namespace,
+                name,
+                part,
+            },
+        ),
+        _ => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("the server does not allow this method on the requested resource ({method})"),
+        )),
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn path_error(path: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("the server could not find the requested resource ({path})"),
+    )
+}
+
+fn not_found_path(path: &str) -> Response {
+    path_error(path).into_response()
+}
+
+fn ok(body: Value) -> Response {
+    respond(StatusCode::OK, &body)
+}
+
+fn respond(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// One object's address.
+struct Place {
+    resource: &'static Resource,
+    namespace: Option<String>,
+    name: String,
+    part: Part,
+}
+
+/// The parts of a request every verb reads.
+struct Call {
+    query: HashMap<String, String>,
+    output: Output,
+    content_type: String,
+    body: Bytes,
+}
+
+impl Call {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.query.get(name).map(String::as_str)
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        matches!(self.param(name), Some("true" | "1"))
+    }
+
+    fn selector(&self) -> Result<Selector, ApiError> {
+        Selector::parse(self.param("labelSelector"), self.param("fieldSelector"))
+            .map_err(ApiError::bad_request)
+    }
+
+    fn json_body(&self) -> Result<Value, ApiError> {
+        if self.content_type.contains("protobuf") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {})",
+                    self.content_type
+                ),
+            ));
+        }
+        let value = if self.content_type.contains("yaml") {
+            patch::parse_yaml(&self.body)
+        } else {
+            patch::parse_json(&self.body)
+        };
+        value.map_err(ApiError::bad_request)
+    }
+
+    /// One object in the form the client asked for.
+    fn render(&self, resource: &Resource, view: Value) -> Value {
+        match self.output {
+            Output::Json => view,
+            Output::Partial { api_version } => table::partial_metadata(&view, api_version),
+            Output::Table { api_version } => table::table(
+                resource,
+                &[view],
+                None,
+                Include::parse(self.param("includeObject")),
+                api_version,
+                Timestamp::now(),
+            ),
+        }
+    }
+
+    fn collection(
+        &self,
+        world: &World,
+        method: &Method,
+        resource: &'static Resource,
+        namespace: Option<String>,
+    ) -> Result<Response, ApiError> {
+        match *method {
+            Method::GET if self.flag("watch") => Ok(self.watch(world, resource, namespace)?),
+            Method::GET => {
+                let selector = self.selector()?;
+                let state = world.lock();
+                Ok(ok(self.list(
+                    &state.kube,
+                    resource,
+                    namespace.as_deref(),
+                    &selector,
+                )))
+            }
+            Method::POST => {
+                if namespace.is_none() && resource.namespaced {
+                    return Err(ApiError::new(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "the server does not allow this method on the requested resource",
+                    ));
+                }
+                let body = convert::to_storage(resource, self.json_body()?);
+                let mut state = world.lock();
+                let created =
+                    state
+                        .kube
+                        .create(resource, namespace.as_deref(), body, Timestamp::now())?;
+                let view = convert::to_view(resource, &created);
+                Ok(respond(StatusCode::CREATED, &self.render(resource, view)))
+            }
+            Method::DELETE => {
+                let selector = self.selector()?;
+                let options = self.delete_options()?;
+                let mut state = world.lock();
+                let now = Timestamp::now();
+                let names: Vec<Key> = state
+                    .kube
+                    .objects_of(resource.storage, namespace.as_deref())
+                    .filter(|(_, object)| selector.matches(&convert::to_view(resource, object)))
+                    .map(|(key, _)| key.clone())
+                    .collect();
+                let mut items = Vec::new();
+                for key in names {
+                    let namespace = (!key.namespace.is_empty()).then_some(key.namespace.as_str());
+                    let deleted = state
+                        .kube
+                        .delete(resource, namespace, &key.name, &options, now)?;
+                    items.push(convert::to_view(resource, &deleted));
+                }
+                Ok(ok(json!({
+                    "kind": format!("{}List", resource.kind),
+                    "apiVersion": resource.api_version(),
+                    "metadata": {"resourceVersion": state.kube.revision().to_string()},
+                    "items": items,
+                })))
+            }
+            _ => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "the server does not allow this method on the requested resource",
+            )),
+        }
+    }
+
+    fn list(
+        &self,
+        store: &Store,
+        resource: &Resource,
+        namespace: Option<&str>,
+        selector: &Selector,
+    ) -> Value {
+        let items: Vec<Value> = store
+            .objects_of(resource.storage, namespace)
+            .map(|(_, object)| convert::to_view(resource, object))
+            .filter(|view| selector.matches(view))
+            .collect();
+        let revision = store.revision();
+        match self.output {
+            Output::Json => json!({
+                "kind": format!("{}List", resource.kind),
+                "apiVersion": resource.api_version(),
+                "metadata": {"resourceVersion": revision.to_string()},
+                "items": items,
+            }),
+            Output::Partial { api_version } => json!({
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": api_version,
+                "metadata": {"resourceVersion": revision.to_string()},
+                "items": items.iter().map(|i| table::partial_metadata(i, api_version)).collect::<Vec<_>>(),
+            }),
+            Output::Table { api_version } => table::table(
+                resource,
+                &items,
+                Some(revision),
+                Include::parse(self.param("includeObject")),
+                api_version,
+                Timestamp::now(),
+            ),
+        }
+    }
+
+    fn watch(
+        &self,
+        world: &World,
+        resource: &'static Resource,
+        namespace: Option<String>,
+    ) -> Result<Response, ApiError> {
+        let from = match self.param("resourceVersion").unwrap_or_default() {
+            "" | "0" => None,
+            text => Some(text.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("invalid resource version {text:?}"))
+            })?),
+        };
+        let timeout = match self.param("timeoutSeconds") {
+            Some(text) => Some(Duration::from_secs(text.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid timeoutSeconds {text:?}"))
+            })?)),
+            None => None,
+        };
+        Ok(watch::start(
+            world.clone(),
+            watch::Request {
+                resource,
+                namespace,
+                selector: self.selector()?,
+                from,
+                bookmarks: self.flag("allowWatchBookmarks"),
+                initial_events: self.flag("sendInitialEvents"),
+                timeout,
+                output: self.output,
+                include: Include::parse(self.param("includeObject")),
+            },
+        ))
+    }
+
+    fn object(&self, world: &World, method: &Method, place: &Place) -> Result<Response, ApiError> {
+        let resource = place.resource;
+        let namespace = place.namespace.as_deref();
+        let name = place.name.as_str();
+        match *method {
+            Method::GET => {
+                let state = world.lock();
+                let object = state
+                    .kube
+                    .object(&Key::new(resource.storage, namespace, name))
+                    .ok_or_else(|| ApiError::not_found(resource, name))?;
+                let view = convert::to_view(resource, object);
+                Ok(ok(self.render(resource, view)))
+            }
+            Method::PUT => {
+                let body = convert::to_storage(resource, self.json_body()?);
+                let mut state = world.lock();
+                let updated = state
+                    .kube
+                    .update(resource, namespace, name, body, place.part)?;
+                Ok(ok(
+                    self.render(resource, convert::to_view(resource, &updated))
+                ))
+            }
+            Method::PATCH => self.patch(world, place),
+            Method::DELETE => {
+                let options = self.delete_options()?;
+                let mut state = world.lock();
+                let result =
+                    state
+                        .kube
+                        .delete(resource, namespace, name, &options, Timestamp::now())?;
+                let still_there = state
+                    .kube
+                    .object(&Key::new(resource.storage, namespace, name))
+                    .is_some();
+                let status = if still_there {
+                    StatusCode::ACCEPTED
+                } else {
+                    StatusCode::OK
+                };
+                Ok(respond(status, &convert::to_view(resource, &result)))
+            }
+            _ => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "the server does not allow this method on the requested resource",
+            )),
+        }
+    }
+
+    fn patch(&self, world: &World, place: &Place) -> Result<Response, ApiError> {
+        let resource = place.resource;
+        let namespace = place.namespace.as_deref();
+        let name = place.name.as_str();
+        let Some(patch_type) = PatchType::from_content_type(&self.content_type) else {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {})",
+                    self.content_type
+                ),
+            ));
+        };
+        if patch_type == PatchType::Apply && self.param("fieldManager").is_none_or(str::is_empty) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+            ));
+        }
+        let mut state = world.lock();
+        let key = Key::new(resource.storage, namespace, name);
+        let Some(current) = state.kube.object(&key) else {
+            if patch_type != PatchType::Apply {
+                return Err(ApiError::not_found(resource, name));
+            }
+            let mut body = patch::parse_yaml(&self.body).map_err(ApiError::bad_request)?;
+            if !body.is_object() {
+                return Err(ApiError::bad_request("the patch must be a JSON object"));
+            }
+            super::store::set_path(&mut body, &["metadata", "name"], name.into());
+            let body = convert::to_storage(resource, body);
+            let created = state
+                .kube
+                .create(resource, namespace, body, Timestamp::now())?;
+            let view = convert::to_view(resource, &created);
+            return Ok(respond(StatusCode::CREATED, &self.render(resource, view)));
+        };
+        let mut view = convert::to_view(resource, current);
+        patch::apply(&mut view, patch_type, &self.body)
+            .map_err(|message| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message))?;
+        let stored = convert::to_storage(resource, view);
+        let updated = state
+            .kube
+            .update(resource, namespace, name, stored, place.part)?;
+        Ok(ok(
+            self.render(resource, convert::to_view(resource, &updated))
+        ))
+    }
+
+    fn delete_options(&self) -> Result<DeleteOptions, ApiError> {
+        let mut options = DeleteOptions::default();
+        if !self.body.is_empty() {
+            let body = patch::parse_json(&self.body).map_err(ApiError::bad_request)?;
+            options.grace_period_seconds = body.get("gracePeriodSeconds").and_then(Value::as_i64);
+            options.uid = body
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            options.resource_version = body
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+        }
+        if let Some(text) = self.param("gracePeriodSeconds") {
+            options.grace_period_seconds = Some(text.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid gracePeriodSeconds {text:?}"))
+            })?);
+        }
+        Ok(options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Target, parse_path};
+    use crate::sim::kubernetes::store::Part;
+
+    fn object(path: &str) -> Option<(String, Option<String>, String, Part)> {
+        match parse_path(path)? {
+            Target::Object {
+                resource,
+                namespace,
+                name,
+                part,
+            } => Some((resource.plural.to_owned(), namespace, name, part)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(
+            object("/api/v1/namespaces/default/pods/p"),
+            Some((
+                "pods".into(),
+                Some("default".into()),
+                "p".into(),
+                Part::Main
+            ))
+        );
+        assert_eq!(
+            object("/api/v1/namespaces/default"),
+            Some(("namespaces".into(), None, "default".into(), Part::Main))
+        );
+        assert_eq!(
+            object("/api/v1/namespaces/default/status"),
+            Some(("namespaces".into(), None, "default".into(), Part::Status))
+        );
+        assert_eq!(
+            object("/api/v1/nodes/n/status"),
+            Some(("nodes".into(), None, "n".into(), Part::Status))
+        );
+        assert_eq!(
+            object("/apis/storage.k8s.io/v1/volumeattachments/va"),
+            Some(("volumeattachments".into(), None, "va".into(), Part::Main))
+        );
+        assert!(object("/api/v1/pods/p").is_none());
+        assert!(object("/api/v1/namespaces/default/nodes/n").is_none());
+        assert!(object("/apis/coordination.k8s.io/v1/namespaces/x/leases/l/status").is_none());
+        assert!(matches!(
+            parse_path("/api/v1/pods"),
+            Some(Target::Collection {
+                namespace: None,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_path("/apis/events.k8s.io/v1/namespaces/default/events"),
+            Some(Target::Collection {
+                namespace: Some(_),
+                ..
+            })
+        ));
+        assert_eq!(parse_path("/apis"), Some(Target::Groups));
+    }
+}
