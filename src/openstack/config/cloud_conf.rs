@@ -314,9 +314,8 @@ fn parse_header(rest: &str) -> Result<String, String> {
     {
         return Err("bad section name: use letters, digits, - and . (e.g. [Global])".into());
     }
-    if !subsection.is_empty()
-        && !(subsection.len() >= 2 && subsection.starts_with('"') && subsection.ends_with('"'))
-    {
+    let quoted = subsection.len() >= 2 && subsection.starts_with('"') && subsection.ends_with('"');
+    if !subsection.is_empty() && !quoted {
         return Err("a subsection name must be double-quoted: [section \"name\"]".into());
     }
     Ok(name.to_owned())

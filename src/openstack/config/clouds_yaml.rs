@@ -73,7 +73,7 @@ pub(super) fn load(found: &Found, cloud: &str) -> Result<Raw, ConfigError> {
         Dialect::CloudsYaml,
         Place::File {
             path: found.path.clone(),
-            line: Some(u64::from(entry.referenced.line())),
+            line: Some(entry.referenced.line()),
             key: Some(format!("clouds.{cloud}")),
         },
     );
@@ -101,7 +101,7 @@ fn read(path: &Path) -> Result<File, ConfigError> {
         let plain = err.without_snippet();
         ConfigError::Syntax {
             path: path.to_owned(),
-            line: plain.location().map_or(1, |at| u64::from(at.line()).max(1)),
+            line: plain.location().map_or(1, |at| at.line().max(1)),
             message: format!(
                 "{}: fix the YAML",
                 first_line_without_location(&plain.to_string())
@@ -123,7 +123,7 @@ fn first_line_without_location(message: &str) -> &str {
 fn apply(raw: &mut Raw, path: &Path, cloud: &str, entry: &Cloud) -> Result<(), ConfigError> {
     let place = |key: &str, value: &Spanned<String>| Place::File {
         path: path.to_owned(),
-        line: Some(u64::from(value.referenced.line())),
+        line: Some(value.referenced.line()),
         key: Some(format!("clouds.{cloud}.{key}")),
     };
     let set = |raw: &mut Raw, setting: Setting, key: &str, value: &Option<Spanned<String>>| {
