@@ -940,10 +940,10 @@ pub fn normalise_auth_url(text: &str) -> Result<Url, String> {
         )
     })?;
     if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(format!(
-            "the scheme must be http or https, not `{}`: set the Keystone v3 URL, e.g. https://keystone.example.com:5000/v3",
-            url.scheme()
-        ));
+        return Err(
+            "the URL must start with https:// or http://, e.g. https://keystone.example.com:5000/v3"
+                .into(),
+        );
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(
