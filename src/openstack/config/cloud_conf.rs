@@ -477,6 +477,20 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn never_panics(text in "(\\PC|[\\[\\]\"\\\\;#= \n-])*") {
+            let _ = parse(Path::new("c.conf"), &text);
+        }
+
+        #[test]
+        fn errors_are_one_line(text in "\\[Global\\]\n[a-z-]{1,12} ?=? ?[\"\\\\a-z;# ]{0,20}\n") {
+            if let Err(err) = parse(Path::new("c.conf"), &text) {
+                proptest::prop_assert!(!err.to_string().contains('\n'));
+            }
+        }
+    }
+
     #[test]
     fn did_you_mean() {
         assert!(unknown_key_hint("auth-ur1").contains("`auth-url`"));

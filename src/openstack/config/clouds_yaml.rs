@@ -104,7 +104,7 @@ fn read(path: &Path) -> Result<File, ConfigError> {
             line: plain.location().map_or(1, |at| at.line().max(1)),
             message: format!(
                 "{}: fix the YAML",
-                first_line_without_location(&plain.to_string())
+                without_quoted(first_line_without_location(&plain.to_string()))
             ),
         }
     })
@@ -117,6 +117,33 @@ fn first_line_without_location(message: &str) -> &str {
         Some(at) => &first[..at],
         None => first,
     }
+}
+
+/// Replaces quoted fragments (`"…"`, `` `…` ``) of a parser message by `…`: they may quote a
+/// value of the file, and that value may be a secret.
+fn without_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut open: Option<char> = None;
+    for c in message.chars() {
+        match open {
+            Some(quote) if c == quote => {
+                out.push('…');
+                out.push(c);
+                open = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if matches!(c, '"' | '`') {
+                    open = Some(c);
+                }
+            }
+        }
+    }
+    if open.is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// Copies the values of one entry into `raw` (later calls override earlier ones).
@@ -304,5 +331,34 @@ struct Auth {
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Auth { .. }")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parser_messages_lose_quoted_values() {
+        assert_eq!(
+            without_quoted(r#"invalid type: string "hunter2", expected struct Auth"#),
+            "invalid type: string \"…\", expected struct Auth"
+        );
+        assert_eq!(without_quoted("unterminated `abc"), "unterminated `…");
+        assert_eq!(without_quoted("plain message"), "plain message");
+    }
+
+    #[test]
+    fn a_secret_in_the_wrong_place_is_not_echoed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clouds.yaml");
+        std::fs::write(
+            &path,
+            "clouds:\n  c:\n    auth: \"Yaml-Misplaced-Secret\"\n",
+        )
+        .unwrap();
+        let message = read(&path).unwrap_err().to_string();
+        assert!(message.contains(":3:"), "{message}");
+        assert!(!message.contains("Yaml-Misplaced-Secret"), "{message}");
     }
 }
