@@ -3,11 +3,21 @@
 //! Exit codes: 0 when everything asked was done (or nothing was needed), 1 when something
 //! failed, 2 for a usage or configuration error.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::backend::openstack::OpenStack;
+use crate::cluster::Cluster;
+use crate::config::{self, PolicyFlags, UsageError, one_line};
+use crate::execute;
+use crate::model::NodeName;
+use crate::oneshot::{self, Mode, Output};
+use crate::openstack::config::Source;
+use crate::openstack::session;
+use crate::sim::scenario::{FenceName, StrategyName};
 use crate::sim::{self, Scenario};
 
 /// Fences dead Kubernetes nodes on OpenStack and releases their Cinder volumes.
@@ -31,8 +41,174 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Show every node that is not Ready: its server, the fence verdict and why, what is stuck,
+    /// what `remediate` would do, and the commands to do it by hand. Changes nothing.
+    Diagnose(DiagnoseArgs),
+    /// Release the volumes of dead (fenced) nodes and clean up their pods and
+    /// VolumeAttachments; asks first on a terminal unless --yes.
+    Remediate(RemediateArgs),
+    /// See it work without a cloud: serve a scenario (the seed story by default) and remediate
+    /// it in one process, with a timeline.
+    Demo(DemoArgs),
     /// Serve an emulated OpenStack + Kubernetes (+ LINSTOR) described by a scenario file.
     Sim(SimArgs),
+}
+
+/// How to reach Kubernetes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KubeArgs {
+    /// kubeconfig file; else the in-cluster service account, or ~/.kube/config.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// kubeconfig context; the current one when left out.
+    #[arg(long, env = "CINDER_REMEDIATOR_CONTEXT")]
+    pub context: Option<String>,
+}
+
+/// How to reach OpenStack: --cloud-config, else clouds.yaml (--os-cloud), else the `OS_*`
+/// variables of the `openstack` CLI.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OpenStackArgs {
+    /// The OpenStack cloud controller manager's cloud.conf (its [Global] section).
+    #[arg(long, env = "CINDER_REMEDIATOR_CLOUD_CONFIG")]
+    pub cloud_config: Option<PathBuf>,
+    /// A clouds.yaml entry (the file from OS_CLIENT_CONFIG_FILE, ./, ~/.config/openstack/ or
+    /// /etc/openstack/).
+    #[arg(long, env = "OS_CLOUD")]
+    pub os_cloud: Option<String>,
+}
+
+/// How the remediator may act.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PolicyArgs {
+    /// How long a node must have been not Ready before it is considered (e.g. 30s, 2m).
+    #[arg(long, env = "CINDER_REMEDIATOR_GRACE")]
+    pub grace: Option<humantime::Duration>,
+    /// How the Kubernetes side is cleaned: `delete` (its VolumeAttachments and pods; any
+    /// Kubernetes version) or `out-of-service-taint` (Kubernetes 1.28+ does the rest).
+    #[arg(long, env = "CINDER_REMEDIATOR_STRATEGY", value_parser = parse_strategy)]
+    pub strategy: Option<StrategyName>,
+    /// Storm guard: act on no node when more than this many are not Ready at once: a share
+    /// (`40%`, the default) or a count (`3`). One node is always allowed.
+    #[arg(long, env = "CINDER_REMEDIATOR_MAX_UNHEALTHY")]
+    pub max_unhealthy: Option<String>,
+    /// Do not delete replacement pods that wait on a freed volume.
+    #[arg(long, env = "CINDER_REMEDIATOR_NO_KICK")]
+    pub no_kick: bool,
+    /// `observe` (default): act only on servers the cloud shows off; `stop`: also stop
+    /// (`os-stop`) an ACTIVE server on an up host, and release once it shows SHUTOFF.
+    #[arg(long, env = "CINDER_REMEDIATOR_FENCE", value_parser = parse_fence)]
+    pub fence: Option<FenceName>,
+    /// Accept a compute host marked forced down in Nova as proof that its servers are off.
+    #[arg(long, env = "CINDER_REMEDIATOR_TRUST_FORCED_DOWN")]
+    pub trust_forced_down: bool,
+}
+
+impl PolicyArgs {
+    fn flags(&self) -> PolicyFlags {
+        PolicyFlags {
+            grace: self.grace.map(Into::into),
+            strategy: self.strategy,
+            max_unhealthy: self.max_unhealthy.clone(),
+            no_kick: self.no_kick,
+            fence: self.fence,
+            trust_forced_down: self.trust_forced_down,
+        }
+    }
+}
+
+fn parse_strategy(text: &str) -> Result<StrategyName, String> {
+    match text {
+        "delete" => Ok(StrategyName::Delete),
+        "out-of-service-taint" => Ok(StrategyName::OutOfServiceTaint),
+        _ => Err("expected `delete` or `out-of-service-taint`".to_owned()),
+    }
+}
+
+fn parse_fence(text: &str) -> Result<FenceName, String> {
+    match text {
+        "observe" => Ok(FenceName::Observe),
+        "stop" => Ok(FenceName::Stop),
+        _ => Err("expected `observe` or `stop`".to_owned()),
+    }
+}
+
+/// Arguments of `diagnose`.
+#[derive(Debug, clap::Args)]
+pub struct DiagnoseArgs {
+    /// Only this node (repeatable); every node not Ready when left out.
+    #[arg(long = "node", value_name = "NODE")]
+    pub nodes: Vec<String>,
+    /// `table` for a person, `json` for tools.
+    #[arg(long, default_value = "table", value_parser = parse_output)]
+    pub output: Output,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub kube: KubeArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub openstack: OpenStackArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub policy: PolicyArgs,
+}
+
+fn parse_output(text: &str) -> Result<Output, String> {
+    match text {
+        "table" | "text" => Ok(Output::Text),
+        "json" => Ok(Output::Json),
+        _ => Err("expected `table` or `json`".to_owned()),
+    }
+}
+
+/// Arguments of `remediate`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["nodes", "all"])))]
+pub struct RemediateArgs {
+    /// Remediate this node (repeatable).
+    #[arg(long = "node", value_name = "NODE")]
+    pub nodes: Vec<String>,
+    /// Remediate every node that needs it.
+    #[arg(long)]
+    pub all: bool,
+    /// Print the plan and stop: no mutating call is made.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Act without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// How long a release may take to show done before it counts as failed.
+    #[arg(long, default_value = "2m", env = "CINDER_REMEDIATOR_VERIFY_TIMEOUT")]
+    pub verify_timeout: humantime::Duration,
+    /// `table` for a person, `json` for tools.
+    #[arg(long, default_value = "table", value_parser = parse_output)]
+    pub output: Output,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub kube: KubeArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub openstack: OpenStackArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub policy: PolicyArgs,
+}
+
+/// Arguments of `demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Scenario file (see docs/scenarios.md); the built-in seed story when left out.
+    #[arg(long, env = "CINDER_REMEDIATOR_SCENARIO")]
+    pub scenario: Option<PathBuf>,
+    /// Check the scenario's `expect` block; exit 1 when an expectation is missed.
+    #[arg(long)]
+    pub check: bool,
+    /// `table` for a person, `json` for tools.
+    #[arg(long, default_value = "table", value_parser = parse_output)]
+    pub output: Output,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub policy: PolicyArgs,
 }
 
 /// Arguments of `sim`.
@@ -87,6 +263,9 @@ impl Cli {
         };
         let outcome = runtime.block_on(async {
             match self.command {
+                Command::Diagnose(args) => run_diagnose(&args).await,
+                Command::Remediate(args) => run_remediate(&args).await,
+                Command::Demo(args) => run_demo(&args).await,
                 Command::Sim(args) => run_sim(&args).await,
             }
         });
@@ -123,6 +302,141 @@ fn report(err: &dyn std::error::Error) {
         source = cause.source();
     }
     eprintln!("{line}");
+}
+
+/// The cluster and the OpenStack backend, connected as the flags say.
+async fn connect(
+    kube: &KubeArgs,
+    openstack: &OpenStackArgs,
+) -> Result<(Cluster, OpenStack), Outcome> {
+    let client = config::kube_client(kube.kubeconfig.as_deref(), kube.context.as_deref())
+        .await
+        .map_err(|err| usage(&err))?;
+    let source = Source::from_process_env()
+        .with_cloud_config(openstack.cloud_config.clone())
+        .with_os_cloud(openstack.os_cloud.clone());
+    let settings = crate::openstack::config::load(&source).map_err(|err| {
+        report(&err);
+        if err.is_usage() {
+            Outcome::Usage
+        } else {
+            Outcome::Failed
+        }
+    })?;
+    for warning in settings.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let session = session::connect(&settings).await.map_err(|err| {
+        report(&err);
+        if err.is_transient() {
+            Outcome::Failed
+        } else {
+            Outcome::Usage
+        }
+    })?;
+    let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| "cli".to_owned());
+    Ok((Cluster::new(client, &instance), OpenStack::new(&session)))
+}
+
+fn usage(err: &UsageError) -> Outcome {
+    eprintln!("error: {err}");
+    Outcome::Usage
+}
+
+fn node_names(nodes: &[String]) -> BTreeSet<NodeName> {
+    nodes.iter().map(|n| NodeName::new(n.as_str())).collect()
+}
+
+fn oneshot_outcome(err: &oneshot::Error) -> Outcome {
+    eprintln!("error: {}", one_line(err));
+    match err {
+        oneshot::Error::Usage(_) => Outcome::Usage,
+        oneshot::Error::Cluster(_) => Outcome::Failed,
+    }
+}
+
+async fn run_diagnose(args: &DiagnoseArgs) -> Outcome {
+    let policy = match config::policy(&args.policy.flags(), None) {
+        Ok(policy) => policy,
+        Err(err) => return usage(&err),
+    };
+    let (cluster, backend) = match connect(&args.kube, &args.openstack).await {
+        Ok(connected) => connected,
+        Err(outcome) => return outcome,
+    };
+    match oneshot::diagnose(
+        &cluster,
+        &backend,
+        &policy,
+        &node_names(&args.nodes),
+        args.output,
+    )
+    .await
+    {
+        Ok(()) => Outcome::Done,
+        Err(err) => oneshot_outcome(&err),
+    }
+}
+
+async fn run_remediate(args: &RemediateArgs) -> Outcome {
+    let policy = match config::policy(&args.policy.flags(), None) {
+        Ok(policy) => policy,
+        Err(err) => return usage(&err),
+    };
+    let (cluster, backend) = match connect(&args.kube, &args.openstack).await {
+        Ok(connected) => connected,
+        Err(outcome) => return outcome,
+    };
+    let mode = Mode {
+        dry_run: args.dry_run,
+        yes: args.yes,
+    };
+    let options = execute::Options {
+        verify_timeout: args.verify_timeout.into(),
+        ..execute::Options::default()
+    };
+    let nodes = if args.all {
+        BTreeSet::new()
+    } else {
+        node_names(&args.nodes)
+    };
+    match oneshot::remediate(
+        &cluster,
+        &backend,
+        &policy,
+        &nodes,
+        mode,
+        args.output,
+        options,
+    )
+    .await
+    {
+        Ok(true) => Outcome::Done,
+        Ok(false) => Outcome::Failed,
+        Err(err) => oneshot_outcome(&err),
+    }
+}
+
+async fn run_demo(args: &DemoArgs) -> Outcome {
+    let scenario = match load_scenario(args.scenario.as_deref()) {
+        Ok(scenario) => scenario,
+        Err(err) => {
+            report(&err);
+            return Outcome::Usage;
+        }
+    };
+    let policy = match config::policy(&args.policy.flags(), Some(&scenario.remediator)) {
+        Ok(policy) => policy,
+        Err(err) => return usage(&err),
+    };
+    match crate::demo::run(&scenario, &policy, args.check, args.output).await {
+        Ok(true) => Outcome::Done,
+        Ok(false) => Outcome::Failed,
+        Err(err) => {
+            report(&err);
+            Outcome::Failed
+        }
+    }
 }
 
 async fn run_sim(args: &SimArgs) -> Outcome {

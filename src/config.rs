@@ -66,8 +66,9 @@ pub fn policy(flags: &PolicyFlags, scenario: Option<&Remediator>) -> Result<Poli
     let defaults = Policy::default();
     let from_scenario = scenario.cloned().unwrap_or_default();
     let max_unhealthy = match (&flags.max_unhealthy, &from_scenario.max_unhealthy) {
-        (Some(text), _) => parse_threshold(text)
-            .map_err(|err| UsageError(format!("--max-unhealthy: {err}")))?,
+        (Some(text), _) => {
+            parse_threshold(text).map_err(|err| UsageError(format!("--max-unhealthy: {err}")))?
+        }
         (None, Some(text)) => parse_threshold(text)
             .map_err(|err| UsageError(format!("scenario remediator.max_unhealthy: {err}")))?,
         (None, None) => defaults.max_unhealthy,
@@ -83,7 +84,10 @@ pub fn policy(flags: &PolicyFlags, scenario: Option<&Remediator>) -> Result<Poli
         None => defaults.fence,
     };
     Ok(Policy {
-        grace: flags.grace.or(from_scenario.grace).unwrap_or(defaults.grace),
+        grace: flags
+            .grace
+            .or(from_scenario.grace)
+            .unwrap_or(defaults.grace),
         strategy,
         max_unhealthy,
         kick: !flags.no_kick && from_scenario.kick.unwrap_or(defaults.kick),
@@ -105,35 +109,36 @@ pub async fn kube_client(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
 ) -> Result<kube::Client, UsageError> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let file = Kubeconfig::read_from(path).map_err(|err| {
-                UsageError(format!(
-                    "kubeconfig {}: {}; check the file or pass another with --kubeconfig",
-                    path.display(),
-                    one_line(&err)
-                ))
-            })?;
-            let options = KubeConfigOptions {
-                context: context.map(str::to_owned),
-                ..KubeConfigOptions::default()
-            };
-            kube::Config::from_custom_kubeconfig(file, &options)
-                .await
-                .map_err(|err| {
+    let config =
+        match kubeconfig {
+            Some(path) => {
+                let file = Kubeconfig::read_from(path).map_err(|err| {
                     UsageError(format!(
-                        "kubeconfig {}: {}; check --context and the file",
+                        "kubeconfig {}: {}; check the file or pass another with --kubeconfig",
                         path.display(),
                         one_line(&err)
                     ))
-                })?
-        }
-        None => {
-            let options = KubeConfigOptions {
-                context: context.map(str::to_owned),
-                ..KubeConfigOptions::default()
-            };
-            match kube::Config::incluster() {
+                })?;
+                let options = KubeConfigOptions {
+                    context: context.map(str::to_owned),
+                    ..KubeConfigOptions::default()
+                };
+                kube::Config::from_custom_kubeconfig(file, &options)
+                    .await
+                    .map_err(|err| {
+                        UsageError(format!(
+                            "kubeconfig {}: {}; check --context and the file",
+                            path.display(),
+                            one_line(&err)
+                        ))
+                    })?
+            }
+            None => {
+                let options = KubeConfigOptions {
+                    context: context.map(str::to_owned),
+                    ..KubeConfigOptions::default()
+                };
+                match kube::Config::incluster() {
                 Ok(config) if context.is_none() => config,
                 _ => kube::Config::from_kubeconfig(&options).await.map_err(|err| {
                     UsageError(format!(
@@ -143,10 +148,14 @@ pub async fn kube_client(
                     ))
                 })?,
             }
-        }
-    };
-    kube::Client::try_from(config)
-        .map_err(|err| UsageError(format!("cannot build a Kubernetes client: {}", one_line(&err))))
+            }
+        };
+    kube::Client::try_from(config).map_err(|err| {
+        UsageError(format!(
+            "cannot build a Kubernetes client: {}",
+            one_line(&err)
+        ))
+    })
 }
 
 /// An error and its causes on one line.
@@ -202,11 +211,19 @@ mod tests {
         let merged = policy(&flags, Some(&scenario)).unwrap();
         assert_eq!(merged.grace, Duration::from_secs(1));
         assert_eq!(merged.strategy, crate::plan::Strategy::OutOfServiceTaint);
-        assert_eq!(policy(&PolicyFlags::default(), None).unwrap().grace, Duration::from_secs(30));
+        assert_eq!(
+            policy(&PolicyFlags::default(), None).unwrap().grace,
+            Duration::from_secs(30)
+        );
         let bad = PolicyFlags {
             max_unhealthy: Some("lots".into()),
             ..PolicyFlags::default()
         };
-        assert!(policy(&bad, None).unwrap_err().0.starts_with("--max-unhealthy: "));
+        assert!(
+            policy(&bad, None)
+                .unwrap_err()
+                .0
+                .starts_with("--max-unhealthy: ")
+        );
     }
 }

@@ -18,9 +18,13 @@
 pub mod backend;
 pub mod cli;
 pub mod cluster;
+pub mod config;
+pub mod demo;
 pub mod execute;
 pub mod model;
 pub mod observe;
+pub mod oneshot;
 pub mod openstack;
 pub mod plan;
+pub mod report;
 pub mod sim;

@@ -57,7 +57,10 @@ pub async fn evaluate(
             });
             let word = if want { "attached to" } else { "released from" };
             checks.push(Check {
-                expectation: format!("volume {} {word} server {}", pair.volume.value, pair.server.value),
+                expectation: format!(
+                    "volume {} {word} server {}",
+                    pair.volume.value, pair.server.value
+                ),
                 holds: attached == want,
                 found: if attached { "attached" } else { "not attached" }.to_owned(),
             });
@@ -106,7 +109,12 @@ pub async fn evaluate(
             .await?;
         for wanted in &expect.volume_attachments_deleted {
             let present = attachments.items.iter().any(|va| {
-                let pv = va.spec.source.persistent_volume_name.as_deref().unwrap_or_default();
+                let pv = va
+                    .spec
+                    .source
+                    .persistent_volume_name
+                    .as_deref()
+                    .unwrap_or_default();
                 format!("{pv}@{}", va.spec.node_name) == wanted.value
             });
             checks.push(Check {

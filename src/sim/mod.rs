@@ -83,6 +83,8 @@ impl Running {
 
     /// Stops every emulator and waits for them.
     pub async fn shutdown(mut self) {
+        // Open watches only end at their timeout: end them first, or shutdown would wait.
+        self.world.lock().kube.stop_watches();
         self.stop.cancel();
         while self.tasks.join_next().await.is_some() {}
     }

@@ -1,0 +1,216 @@
+//! The one-shot operator commands: `diagnose` (read only) and `remediate` (plan, confirm,
+//! execute with progress, verify, summarise). Both run observe → plan once; the controller runs
+//! the same core in a loop.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Instant;
+
+use jiff::Timestamp;
+
+use crate::backend::Backend;
+use crate::cluster::Cluster;
+use crate::config::UsageError;
+use crate::execute::{self, Executor, Outcome, Progressing};
+use crate::model::{NodeName, Observation};
+use crate::observe::{self, Scope};
+use crate::plan::{self, Plan, Policy};
+use crate::report;
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Output {
+    /// For a person.
+    #[default]
+    Text,
+    /// One JSON document, for tools.
+    Json,
+}
+
+/// Why a one-shot command did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A usage or configuration error (exit code 2).
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    /// The cluster could not be read (exit code 1).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::Error),
+}
+
+/// Reads the cluster and the backend, and plans, for the nodes in scope.
+///
+/// # Errors
+/// When a node named in `nodes` does not exist (usage), or the cluster cannot be read.
+pub async fn observe_and_plan<B: Backend>(
+    cluster: &Cluster,
+    backend: &B,
+    policy: &Policy,
+    nodes: &BTreeSet<NodeName>,
+    orphans: bool,
+) -> Result<(Observation, Plan), Error> {
+    let scope = Scope {
+        nodes: nodes.clone(),
+        orphans,
+    };
+    let observation = observe::observe(cluster, backend, policy, &scope, Timestamp::now()).await?;
+    for name in nodes {
+        if !observation.nodes.iter().any(|node| &node.name == name) {
+            return Err(UsageError(format!(
+                "--node {name}: no such node in the cluster (`kubectl get nodes` lists them)"
+            ))
+            .into());
+        }
+    }
+    let mut plan = plan::plan(&observation, policy);
+    if !nodes.is_empty() {
+        plan.steps
+            .retain(|step| step.node.as_ref().is_some_and(|node| nodes.contains(node)));
+        plan.skipped.retain(|skipped| nodes.contains(&skipped.node));
+    }
+    Ok((observation, plan))
+}
+
+/// `diagnose`: prints what is stuck and why, and what `remediate` would do. Makes no mutating
+/// call.
+///
+/// # Errors
+/// As [`observe_and_plan`].
+pub async fn diagnose<B: Backend>(
+    cluster: &Cluster,
+    backend: &B,
+    policy: &Policy,
+    nodes: &BTreeSet<NodeName>,
+    output: Output,
+) -> Result<(), Error> {
+    let (observation, plan) = observe_and_plan(cluster, backend, policy, nodes, true).await?;
+    let diagnosis = report::diagnose(&observation, &plan, policy);
+    match output {
+        Output::Text => print!("{diagnosis}"),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&diagnosis).unwrap_or_else(|_| "{}".to_owned())
+        ),
+    }
+    Ok(())
+}
+
+/// How `remediate` may act.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mode {
+    /// Print the plan and stop: no mutating call.
+    pub dry_run: bool,
+    /// Act without asking.
+    pub yes: bool,
+}
+
+/// `remediate`: plans, asks (on a terminal, unless `--yes`), executes with progress, and
+/// prints a summary. Returns whether everything planned was done.
+///
+/// # Errors
+/// As [`observe_and_plan`]; also a usage error when confirmation is needed but stdin is no
+/// terminal.
+pub async fn remediate<B: Backend>(
+    cluster: &Cluster,
+    backend: &B,
+    policy: &Policy,
+    nodes: &BTreeSet<NodeName>,
+    mode: Mode,
+    output: Output,
+    options: execute::Options,
+) -> Result<bool, Error> {
+    let (observation, plan) = observe_and_plan(cluster, backend, policy, nodes, false).await?;
+    if output == Output::Text {
+        print!("{plan}");
+    }
+    if plan.is_empty() || mode.dry_run {
+        if output == Output::Json {
+            print_json(&serde_json::json!({ "plan": plan, "dry_run": mode.dry_run }));
+        } else if plan.is_empty() {
+            println!("Nothing to do.");
+        } else {
+            println!("Dry run: nothing was changed.");
+        }
+        return Ok(true);
+    }
+    if !mode.yes && !confirm(plan.steps.len())? {
+        println!("Cancelled: nothing was changed.");
+        return Ok(true);
+    }
+    let started = Instant::now();
+    let show = output == Output::Text;
+    let interactive = std::io::stderr().is_terminal();
+    let executor = Executor::new(cluster, backend, options);
+    let report = executor
+        .run(&plan, &observation, |event| {
+            if show {
+                print_progress(&event, started, interactive);
+            }
+        })
+        .await;
+    match output {
+        Output::Text => println!("{}", report::summary(&report)),
+        Output::Json => print_json(&serde_json::json!({ "plan": plan, "report": report })),
+    }
+    Ok(report.succeeded())
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".to_owned())
+    );
+}
+
+fn confirm(steps: usize) -> Result<bool, UsageError> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(UsageError(
+            "remediate asks before it acts, and stdin is not a terminal: pass --yes to act, \
+             or --dry-run to only look"
+                .to_owned(),
+        ));
+    }
+    print!("Carry out these {steps} step(s)? [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = stdin.lock().read_line(&mut answer);
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+/// Prints one progress event: a line per start and end; while waiting, a spinner that
+/// rewrites its own line on a terminal.
+pub fn print_progress(event: &Progressing<'_>, started: Instant, interactive: bool) {
+    const SPINNER: [char; 4] = ['|', '/', '-', '\\'];
+    let at = started.elapsed().as_secs_f64();
+    match event {
+        Progressing::Started(step) => println!("[{at:6.1}s] -> {}", step.action),
+        Progressing::Waiting(_, status) => {
+            if interactive {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let frame = SPINNER[(at * 4.0) as usize % SPINNER.len()];
+                eprint!("\r[{at:6.1}s] {frame} waiting: {status}        ");
+                let _ = std::io::stderr().flush();
+            }
+        }
+        Progressing::Ended(entry) => {
+            if interactive {
+                eprint!("\r{:60}\r", "");
+            }
+            match &entry.outcome {
+                Outcome::Done { millis } => {
+                    println!(
+                        "[{at:6.1}s]    done ({:.1}s, verified)",
+                        *millis as f64 / 1000.0
+                    );
+                }
+                Outcome::Failed { error, next_step } => {
+                    println!("[{at:6.1}s]    FAILED: {error}\n            next step: {next_step}");
+                }
+                Outcome::NotAttempted { because } => {
+                    println!("[{at:6.1}s]    not attempted: {because}");
+                }
+            }
+        }
+    }
+}
