@@ -1,0 +1,693 @@
+//! End to end against the emulators, through the production code paths: the `kube` client,
+//! the OpenStack settings and Keystone session, the Nova/Cinder backend, the planner and the
+//! executor. Each test proves a safety rule or an acceptance criterion from the request log and
+//! the emulated world.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use cinder_remediator::backend::openstack::OpenStack;
+use cinder_remediator::cluster::Cluster;
+use cinder_remediator::execute;
+use cinder_remediator::model::NodeName;
+use cinder_remediator::oneshot::{self, Mode, Output};
+use cinder_remediator::openstack::config::{Source, load};
+use cinder_remediator::openstack::session::{ConnectOptions, connect_with};
+use cinder_remediator::plan::{Action, FenceMode, Policy, Strategy};
+use cinder_remediator::sim::scenario::{Fault, Service};
+use cinder_remediator::sim::{self, RequestRecord, Running, Scenario};
+
+struct Setup {
+    running: Running,
+    cluster: Cluster,
+    backend: OpenStack,
+}
+
+async fn start(scenario: &Scenario) -> Setup {
+    start_with(scenario, ConnectOptions::default()).await
+}
+
+async fn start_with(scenario: &Scenario, options: ConnectOptions) -> Setup {
+    let running = sim::serve(scenario).await.unwrap();
+    let client = kube::Client::try_from(kube::Config::new(
+        running.endpoints.kubernetes.parse().unwrap(),
+    ))
+    .unwrap();
+    let credentials = running.world.lock().credentials.clone();
+    let source = Source::from_env([
+        ("OS_AUTH_URL", format!("{}/v3", running.endpoints.keystone)),
+        ("OS_USERNAME", credentials.username),
+        ("OS_PASSWORD", credentials.password),
+        ("OS_USER_DOMAIN_NAME", credentials.domain.clone()),
+        ("OS_PROJECT_NAME", credentials.project),
+        ("OS_PROJECT_DOMAIN_NAME", credentials.domain),
+        ("OS_REGION_NAME", "RegionOne".to_owned()),
+    ]);
+    let session = connect_with(&load(&source).unwrap(), &options)
+        .await
+        .unwrap();
+    Setup {
+        cluster: Cluster::new(client, "e2e"),
+        backend: OpenStack::new(&session),
+        running,
+    }
+}
+
+fn scenario(name: &str) -> Scenario {
+    Scenario::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scenarios")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn fast() -> execute::Options {
+    execute::Options {
+        verify_timeout: Duration::from_secs(10),
+        poll_interval: Duration::from_millis(100),
+        attacher_grace: Duration::from_secs(3),
+    }
+}
+
+const YES: Mode = Mode {
+    dry_run: false,
+    yes: true,
+};
+
+async fn remediate(setup: &Setup, policy: &Policy, options: execute::Options) -> bool {
+    oneshot::remediate(
+        &setup.cluster,
+        &setup.backend,
+        policy,
+        &BTreeSet::new(),
+        YES,
+        Output::Json,
+        options,
+    )
+    .await
+    .unwrap()
+}
+
+fn mutating(log: &[RequestRecord], services: &[Service]) -> Vec<String> {
+    log.iter()
+        .filter(|r| services.contains(&r.service) && r.is_mutating())
+        .map(|r| format!("{} {} {}", r.service.as_str(), r.method, r.path))
+        .collect()
+}
+
+const CLOUD: [Service; 2] = [Service::Nova, Service::Cinder];
+const EVERYTHING: [Service; 4] = [
+    Service::Nova,
+    Service::Cinder,
+    Service::Kubernetes,
+    Service::Linstor,
+];
+
+const SEED_VOLUME: &str = "4e41d530-cb5f-49a9-9c6f-a591abdb6f11";
+const SEED_SERVER: &str = "9454752c-f0e2-4447-9b7f-16434c49f7ac";
+
+fn volume_status(setup: &Setup, id: &str) -> String {
+    setup
+        .running
+        .world
+        .lock()
+        .cloud
+        .volume(id)
+        .unwrap()
+        .status
+        .clone()
+}
+
+fn attached_to(setup: &Setup, volume: &str, server: &str) -> bool {
+    let state = setup.running.world.lock();
+    state
+        .cloud
+        .volume(volume)
+        .unwrap()
+        .attachments
+        .iter()
+        .any(|a| a.server_id == server)
+}
+
+fn pod_exists(setup: &Setup, namespace: &str, name: &str) -> bool {
+    setup
+        .running
+        .world
+        .lock()
+        .kube
+        .get("pods", Some(namespace), name)
+        .is_some()
+}
+
+#[tokio::test]
+async fn the_seed_story_diagnose_dry_run_remediate_then_nothing_more() {
+    let setup = start(&Scenario::seed()).await;
+    let policy = Policy::default();
+
+    // S8: diagnose and the dry run make no mutating call, anywhere.
+    oneshot::diagnose(
+        &setup.cluster,
+        &setup.backend,
+        &policy,
+        &BTreeSet::new(),
+        Output::Json,
+    )
+    .await
+    .unwrap();
+    let dry = Mode {
+        dry_run: true,
+        yes: false,
+    };
+    let done = oneshot::remediate(
+        &setup.cluster,
+        &setup.backend,
+        &policy,
+        &BTreeSet::new(),
+        dry,
+        Output::Json,
+        fast(),
+    )
+    .await
+    .unwrap();
+    assert!(done);
+    assert_eq!(
+        mutating(&setup.running.requests(), &EVERYTHING),
+        Vec::<String>::new()
+    );
+    assert_eq!(volume_status(&setup, SEED_VOLUME), "in-use");
+
+    // The fix, verified.
+    assert!(remediate(&setup, &policy, fast()).await);
+    assert_eq!(volume_status(&setup, SEED_VOLUME), "available");
+    assert!(!pod_exists(
+        &setup,
+        "default",
+        "test-cinder-56bdb546dd-56mct"
+    ));
+    assert!(!pod_exists(
+        &setup,
+        "default",
+        "test-cinder-56bdb546dd-9vdsj"
+    ));
+    assert!(
+        setup
+            .running
+            .world
+            .lock()
+            .kube
+            .list("volumeattachments")
+            .is_empty()
+    );
+    let cloud_calls = mutating(&setup.running.requests(), &CLOUD);
+    assert_eq!(
+        cloud_calls,
+        [format!(
+            "nova DELETE /v2.1/servers/{SEED_SERVER}/os-volume_attachments/{SEED_VOLUME}"
+        )]
+    );
+    // The progress record is on the node (S7).
+    let node = setup
+        .running
+        .world
+        .lock()
+        .kube
+        .get("nodes", None, "node-4-nude")
+        .cloned()
+        .unwrap();
+    let progress = node["metadata"]["annotations"]["cinder-remediator.io/progress"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(progress.contains(SEED_VOLUME), "{progress}");
+    // Events on the objects touched.
+    let events = setup.running.world.lock().kube.list("events").len();
+    assert!(
+        events >= 2 + 3,
+        "expected the scenario's 2 events and ours, got {events}"
+    );
+
+    // S7: a second run plans nothing and calls nothing mutating.
+    let before = setup.running.requests().len();
+    assert!(remediate(&setup, &policy, fast()).await);
+    let after = setup.running.requests();
+    assert_eq!(
+        mutating(&after[before..], &EVERYTHING),
+        Vec::<String>::new()
+    );
+    setup.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn api_economy_is_at_most_3_plus_2k_requests_and_never_lists_the_project() {
+    // A dead node with k = 3 stuck volumes.
+    let mut text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/seed-node-shutdown.yaml"),
+    )
+    .unwrap();
+    let extra_volumes = "
+    - id: 11111111-0000-4000-8000-000000000001
+      attachments: [{server: 9454752c-f0e2-4447-9b7f-16434c49f7ac, device: /dev/vdc}]
+    - id: 11111111-0000-4000-8000-000000000002
+      attachments: [{server: 9454752c-f0e2-4447-9b7f-16434c49f7ac, device: /dev/vdd}]
+  behaviour:";
+    text = text.replacen("\n  behaviour:", extra_volumes, 1);
+    let extra_pvs = "
+    - name: pv-extra-1
+      csi: {driver: cinder.csi.openstack.org, volume_handle: 11111111-0000-4000-8000-000000000001}
+      claim: default/extra-1
+    - name: pv-extra-2
+      csi: {driver: cinder.csi.openstack.org, volume_handle: 11111111-0000-4000-8000-000000000002}
+      claim: default/extra-2
+  pods:";
+    text = text.replacen("\n  pods:", extra_pvs, 1);
+    text = text.replace(
+        "claims: [test-cinder-volume]\n      owner: {kind: ReplicaSet, name: test-cinder-56bdb546dd}\n      labels: {app: test-cinder}\n    - name: test-cinder-56bdb546dd-9vdsj",
+        "claims: [test-cinder-volume, extra-1, extra-2]\n      owner: {kind: ReplicaSet, name: test-cinder-56bdb546dd}\n      labels: {app: test-cinder}\n    - name: test-cinder-56bdb546dd-9vdsj",
+    );
+    let scenario = Scenario::parse(&text, Path::new("economy.yaml")).unwrap();
+    let setup = start(&scenario).await;
+    assert!(remediate(&setup, &Policy::default(), fast()).await);
+    for volume in [
+        SEED_VOLUME,
+        "11111111-0000-4000-8000-000000000001",
+        "11111111-0000-4000-8000-000000000002",
+    ] {
+        assert_eq!(volume_status(&setup, volume), "available", "{volume}");
+    }
+
+    let log = setup.running.requests();
+    let openstack: Vec<&RequestRecord> = log
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.service,
+                Service::Keystone | Service::Nova | Service::Cinder
+            )
+        })
+        .collect();
+    // Status polls are repeated reads of the same volume: count each volume read once.
+    let mut seen_volume_reads = BTreeSet::new();
+    let counted = openstack
+        .iter()
+        .filter(|r| {
+            !(r.method == "GET" && r.path.contains("/volumes/"))
+                || seen_volume_reads.insert(r.path.clone())
+        })
+        .count();
+    let k = 3;
+    assert!(
+        counted <= 3 + 2 * k,
+        "{counted} OpenStack requests besides status polls for k = {k}: {:#?}",
+        openstack
+            .iter()
+            .map(|r| format!("{} {} {}", r.service.as_str(), r.method, r.path))
+            .collect::<Vec<_>>()
+    );
+    for record in &openstack {
+        let unfiltered_list = record.query.is_none()
+            && (record.path.ends_with("/servers")
+                || record.path.ends_with("/servers/detail")
+                || record.path.ends_with("/volumes")
+                || record.path.ends_with("/volumes/detail"));
+        assert!(
+            !unfiltered_list,
+            "lists the whole project: {} {}",
+            record.method, record.path
+        );
+    }
+    setup.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_detach_is_reported_touches_nothing_after_it_and_converges_on_retry() {
+    let setup = start(&Scenario::seed()).await;
+    setup.running.world.lock().inject(Fault {
+        service: Some(Service::Nova),
+        method: "DELETE".into(),
+        path: "/servers/*/os-volume_attachments/*".into(),
+        status: Some(500),
+        delay_ms: 0,
+        times: Some(1),
+    });
+    let policy = Policy::default();
+    assert!(
+        !remediate(&setup, &policy, fast()).await,
+        "a 500 must fail the run"
+    );
+    // Nothing on the Kubernetes side was touched without a verified release.
+    assert!(pod_exists(
+        &setup,
+        "default",
+        "test-cinder-56bdb546dd-56mct"
+    ));
+    assert!(pod_exists(
+        &setup,
+        "default",
+        "test-cinder-56bdb546dd-9vdsj"
+    ));
+    assert_eq!(
+        setup
+            .running
+            .world
+            .lock()
+            .kube
+            .list("volumeattachments")
+            .len(),
+        1
+    );
+    assert!(attached_to(&setup, SEED_VOLUME, SEED_SERVER));
+
+    // The fault is gone: the next run converges.
+    assert!(remediate(&setup, &policy, fast()).await);
+    assert_eq!(volume_status(&setup, SEED_VOLUME), "available");
+    assert!(!pod_exists(
+        &setup,
+        "default",
+        "test-cinder-56bdb546dd-56mct"
+    ));
+    setup.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_detach_that_never_finishes_fails_with_a_next_step_and_cleans_nothing() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/seed-node-shutdown.yaml"),
+    )
+    .unwrap()
+    .replacen(
+        "      size: 3\n",
+        "      size: 3\n      detach_stuck: true\n",
+        1,
+    );
+    let setup = start(&Scenario::parse(&text, Path::new("stuck.yaml")).unwrap()).await;
+    let options = execute::Options {
+        verify_timeout: Duration::from_secs(1),
+        ..fast()
+    };
+    let observation_policy = Policy::default();
+    let (observation, plan) = oneshot::observe_and_plan(
+        &setup.cluster,
+        &setup.backend,
+        &observation_policy,
+        &BTreeSet::new(),
+        false,
+    )
+    .await
+    .unwrap();
+    let report = execute::Executor::new(&setup.cluster, &setup.backend, options)
+        .run(&plan, &observation, |_| {})
+        .await;
+    assert!(!report.succeeded());
+    let failure = report
+        .steps
+        .iter()
+        .find_map(|s| match &s.outcome {
+            execute::Outcome::Failed { error, next_step } => {
+                Some((error.clone(), next_step.clone()))
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert!(failure.0.contains("detaching"), "{failure:?}");
+    assert!(failure.1.contains("openstack volume show"), "{failure:?}");
+    assert!(
+        report
+            .steps
+            .iter()
+            .skip(1)
+            .all(|s| matches!(s.outcome, execute::Outcome::NotAttempted { .. }))
+    );
+    assert!(pod_exists(
+        &setup,
+        "default",
+        "test-cinder-56bdb546dd-56mct"
+    ));
+    assert_eq!(
+        setup
+            .running
+            .world
+            .lock()
+            .kube
+            .list("volumeattachments")
+            .len(),
+        1
+    );
+
+    // A second run sees the volume detaching and does not ask again.
+    let before = setup.running.requests().len();
+    remediate(&setup, &Policy::default(), options).await;
+    assert_eq!(
+        mutating(&setup.running.requests()[before..], &CLOUD),
+        Vec::<String>::new()
+    );
+    setup.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_timeout_reading_nova_means_no_action_then_convergence() {
+    let setup = start_with(
+        &Scenario::seed(),
+        ConnectOptions {
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_millis(700),
+        },
+    )
+    .await;
+    setup.running.world.lock().inject(Fault {
+        service: Some(Service::Nova),
+        method: "GET".into(),
+        path: "/servers/*".into(),
+        status: None,
+        delay_ms: 2_000,
+        times: Some(1),
+    });
+    let policy = Policy::default();
+    let (_, plan) = oneshot::observe_and_plan(
+        &setup.cluster,
+        &setup.backend,
+        &policy,
+        &BTreeSet::new(),
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(
+        plan.steps.is_empty(),
+        "acted on a node it could not read: {plan}"
+    );
+    let skip = plan
+        .skipped
+        .iter()
+        .find(|s| s.node.as_str() == "node-4-nude")
+        .unwrap();
+    assert!(skip.skip.to_string().contains("nova"), "{}", skip.skip);
+    assert_eq!(
+        mutating(&setup.running.requests(), &EVERYTHING),
+        Vec::<String>::new()
+    );
+
+    assert!(remediate(&setup, &policy, fast()).await);
+    assert_eq!(volume_status(&setup, SEED_VOLUME), "available");
+    setup.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_live_server_is_never_released_s1() {
+    for name in [
+        "network-partition.yaml",
+        "hypervisor-down.yaml",
+        "storm.yaml",
+    ] {
+        let setup = start(&scenario(name)).await;
+        assert!(
+            remediate(&setup, &Policy::default(), fast()).await,
+            "{name}"
+        );
+        assert_eq!(
+            mutating(&setup.running.requests(), &EVERYTHING),
+            Vec::<String>::new(),
+            "{name} must see no mutating call"
+        );
+        setup.running.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn nothing_happens_within_the_grace_period_s3() {
+    let setup = start(&Scenario::seed()).await;
+    let policy = Policy {
+        grace: Duration::from_secs(3600),
+        ..Policy::default()
+    };
+    assert!(remediate(&setup, &policy, fast()).await);
+    assert_eq!(
+        mutating(&setup.running.requests(), &EVERYTHING),
+        Vec::<String>::new()
+    );
+    // Within grace, the backend is not even read.
+    assert!(
+        !setup
+            .running
+            .requests()
+            .iter()
+            .any(|r| r.service == Service::Nova),
+        "read Nova for a node within grace"
+    );
+    setup.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_out_of_service_strategy_taints_instead_of_deleting_pods() {
+    let setup = start(&Scenario::seed()).await;
+    let policy = Policy {
+        strategy: Strategy::OutOfServiceTaint,
+        kick: false,
+        ..Policy::default()
+    };
+    assert!(remediate(&setup, &policy, fast()).await);
+    assert_eq!(volume_status(&setup, SEED_VOLUME), "available");
+    let node = setup
+        .running
+        .world
+        .lock()
+        .kube
+        .get("nodes", None, "node-4-nude")
+        .cloned()
+        .unwrap();
+    let taints = node["spec"]["taints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        taints
+            .iter()
+            .any(|t| t["key"] == "node.kubernetes.io/out-of-service"
+                && t["value"] == "nodeshutdown"
+                && t["effect"] == "NoExecute"),
+        "{taints:?}"
+    );
+    // The pods are left to Kubernetes (1.28+ force-deletes them itself); no kick with --no-kick.
+    assert!(pod_exists(
+        &setup,
+        "default",
+        "test-cinder-56bdb546dd-56mct"
+    ));
+    assert!(pod_exists(
+        &setup,
+        "default",
+        "test-cinder-56bdb546dd-9vdsj"
+    ));
+
+    // Recovery: the node is Ready again, our taint goes, and only ours.
+    setup
+        .running
+        .world
+        .lock()
+        .kube
+        .set_node_ready("node-4-nude", sim::scenario::Readiness::True);
+    assert!(remediate(&setup, &policy, fast()).await);
+    let node = setup
+        .running
+        .world
+        .lock()
+        .kube
+        .get("nodes", None, "node-4-nude")
+        .cloned()
+        .unwrap();
+    let taints = node["spec"]["taints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        !taints
+            .iter()
+            .any(|t| t["key"] == "node.kubernetes.io/out-of-service"),
+        "{taints:?}"
+    );
+    assert!(node["metadata"]["annotations"]["cinder-remediator.io/progress"].is_null());
+    setup.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn stop_fencing_stops_the_server_then_releases_in_a_later_round() {
+    let setup = start(&scenario("network-partition.yaml")).await;
+    let policy = Policy {
+        fence: FenceMode::Stop,
+        ..Policy::default()
+    };
+    let (_, plan) = oneshot::observe_and_plan(
+        &setup.cluster,
+        &setup.backend,
+        &policy,
+        &BTreeSet::new(),
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(plan.steps.as_slice(), [step] if matches!(step.action, Action::StopServer { .. })),
+        "{plan}"
+    );
+    assert!(remediate(&setup, &policy, fast()).await);
+    let server = "2c9b0a4e-8d1f-4b6a-9e7c-5f3d2a1b0002";
+    assert_eq!(
+        setup
+            .running
+            .world
+            .lock()
+            .cloud
+            .server(server)
+            .unwrap()
+            .status
+            .as_str(),
+        "SHUTOFF"
+    );
+    assert!(
+        attached_to(&setup, "91d2e3f4-5a6b-4c7d-8e9f-0a1b2c3d0001", server),
+        "released in the same round as the stop"
+    );
+    assert!(remediate(&setup, &policy, fast()).await);
+    assert_eq!(
+        volume_status(&setup, "91d2e3f4-5a6b-4c7d-8e9f-0a1b2c3d0001"),
+        "available"
+    );
+    setup.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn only_the_named_node_is_remediated() {
+    let setup = start(&scenario("multiattach-rwx.yaml")).await;
+    let nodes: BTreeSet<NodeName> = [NodeName::new("master1")].into_iter().collect();
+    oneshot::remediate(
+        &setup.cluster,
+        &setup.backend,
+        &Policy::default(),
+        &nodes,
+        YES,
+        Output::Json,
+        fast(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        mutating(&setup.running.requests(), &EVERYTHING),
+        Vec::<String>::new()
+    );
+    let unknown: BTreeSet<NodeName> = [NodeName::new("no-such-node")].into_iter().collect();
+    let err = oneshot::remediate(
+        &setup.cluster,
+        &setup.backend,
+        &Policy::default(),
+        &unknown,
+        YES,
+        Output::Json,
+        fast(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, oneshot::Error::Usage(_)));
+    assert!(err.to_string().contains("no-such-node"));
+    setup.running.shutdown().await;
+}
