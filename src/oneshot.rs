@@ -123,6 +123,18 @@ pub async fn remediate<B: Backend>(
     if output == Output::Text {
         print!("{plan}");
     }
+    // A node whose backend could not be read got no action (S2): that is a failure to report,
+    // and the exit code says so, even when everything else was done.
+    let unreadable = plan
+        .skipped
+        .iter()
+        .filter(|skipped| matches!(skipped.skip, plan::Skip::StorageError { .. }))
+        .count();
+    if unreadable > 0 && output == Output::Text {
+        println!(
+            "{unreadable} node(s) could not be checked: nothing was done for them; run again when the cloud answers"
+        );
+    }
     if plan.is_empty() || mode.dry_run {
         if output == Output::Json {
             print_json(&serde_json::json!({ "plan": plan, "dry_run": mode.dry_run }));
@@ -131,7 +143,7 @@ pub async fn remediate<B: Backend>(
         } else {
             println!("Dry run: nothing was changed.");
         }
-        return Ok(true);
+        return Ok(unreadable == 0);
     }
     if !mode.yes && !confirm(plan.steps.len())? {
         println!("Cancelled: nothing was changed.");
@@ -152,7 +164,7 @@ pub async fn remediate<B: Backend>(
         Output::Text => println!("{}", report::summary(&report)),
         Output::Json => print_json(&serde_json::json!({ "plan": plan, "report": report })),
     }
-    Ok(report.succeeded())
+    Ok(report.succeeded() && unreadable == 0)
 }
 
 fn print_json(value: &serde_json::Value) {

@@ -35,7 +35,8 @@ fn every_catalogue_scenario_passes_its_expectations() {
         .map(|file| {
             thread::spawn(move || {
                 let path = file.to_string_lossy().into_owned();
-                let (code, stdout, stderr) = demo(&["--check", "--output", "json", "--scenario", &path]);
+                let (code, stdout, stderr) =
+                    demo(&["--check", "--output", "json", "--scenario", &path]);
                 (path, code, stdout, stderr)
             })
         })
@@ -78,11 +79,17 @@ fn a_missed_expectation_fails_the_check() {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/network-partition.yaml"),
     )
     .unwrap()
-    .replace("within: 10s", "volumes_available: [91d2e3f4-5a6b-4c7d-8e9f-0a1b2c3d0001]\n  within: 2s");
+    .replace(
+        "within: 10s",
+        "volumes_available: [91d2e3f4-5a6b-4c7d-8e9f-0a1b2c3d0001]\n  within: 2s",
+    );
     let file = dir.path().join("impossible.yaml");
     std::fs::write(&file, text).unwrap();
     let (code, stdout, _) = demo(&["--check", "--scenario", file.to_str().unwrap()]);
     assert_eq!(code, Some(1), "{stdout}");
-    assert!(stdout.contains("MISS volume 91d2e3f4-5a6b-4c7d-8e9f-0a1b2c3d0001 available (in-use)"), "{stdout}");
+    assert!(
+        stdout.contains("MISS volume 91d2e3f4-5a6b-4c7d-8e9f-0a1b2c3d0001 available (in-use)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("Result: FAIL"));
 }
