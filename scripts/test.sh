@@ -30,4 +30,7 @@ scripts/openstack-cli-check.sh
 step "fidelity: the real kubectl against sim"
 scripts/kubectl-check.sh
 
+step "the operator's flow: diagnose, dry run, remediate, then the real CLIs"
+scripts/operator-flow-check.sh
+
 step "all checks passed"

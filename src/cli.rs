@@ -174,6 +174,10 @@ pub struct RemediateArgs {
     /// Print the plan and stop: no mutating call is made.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also release stale attachments of deleted servers that are no node (reads the volume of
+    /// every managed PV: one Cinder request each).
+    #[arg(long)]
+    pub orphans: bool,
     /// Act without asking.
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -295,13 +299,7 @@ pub fn load_scenario(path: Option<&Path>) -> Result<Scenario, sim::scenario::Err
 
 /// Prints an error and its causes on one line.
 fn report(err: &dyn std::error::Error) {
-    let mut line = format!("error: {err}");
-    let mut source = err.source();
-    while let Some(cause) = source {
-        line.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    eprintln!("{line}");
+    eprintln!("error: {}", one_line(err));
 }
 
 /// The cluster and the OpenStack backend, connected as the flags say.
@@ -390,6 +388,7 @@ async fn run_remediate(args: &RemediateArgs) -> Outcome {
     let mode = Mode {
         dry_run: args.dry_run,
         yes: args.yes,
+        orphans: args.orphans,
     };
     let options = execute::Options {
         verify_timeout: args.verify_timeout.into(),

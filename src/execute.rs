@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::backend::{self, Backend, Release, ReleaseState};
 use crate::cluster::{Cluster, Target};
+use crate::config::one_line;
 use crate::model::{NodeName, Observation, Progress, ReleasedVolume, Taint, VolumeId};
 use crate::plan::{Action, Plan, Step};
 
@@ -385,7 +386,7 @@ impl<'a, B: Backend> Executor<'a, B> {
             .set_progress(node.as_str(), Some(record))
             .await
             .map_err(|err| Failure {
-                error: format!("{err:#}"),
+                error: one_line(&err),
                 next_step: format!(
                     "the action was done but not recorded on node {node}; a later run reads the \
                      backend again and does not repeat it"
@@ -464,27 +465,16 @@ fn backend_failure(err: &backend::Error, step: &Step) -> Failure {
         "do it by hand"
     };
     Failure {
-        error: format!("{err:#}"),
+        error: one_line(err),
         next_step: format!("{retry}: {}", step.action.manual_command()),
     }
 }
 
 fn cluster_failure(err: &crate::cluster::Error, step: &Step) -> Failure {
     Failure {
-        error: chain(err),
+        error: one_line(err),
         next_step: format!("retry, or by hand: {}", step.action.manual_command()),
     }
-}
-
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn stuck_next_step(step: &Step) -> String {

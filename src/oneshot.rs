@@ -102,6 +102,8 @@ pub struct Mode {
     pub dry_run: bool,
     /// Act without asking.
     pub yes: bool,
+    /// Also read every managed PV's volume, to release stale attachments of deleted servers.
+    pub orphans: bool,
 }
 
 /// `remediate`: plans, asks (on a terminal, unless `--yes`), executes with progress, and
@@ -119,7 +121,8 @@ pub async fn remediate<B: Backend>(
     output: Output,
     options: execute::Options,
 ) -> Result<bool, Error> {
-    let (observation, plan) = observe_and_plan(cluster, backend, policy, nodes, false).await?;
+    let (observation, plan) =
+        observe_and_plan(cluster, backend, policy, nodes, mode.orphans).await?;
     if output == Output::Text {
         print!("{plan}");
     }

@@ -257,7 +257,7 @@ impl fmt::Display for Diagnosis {
         }
         for orphan in &self.orphans {
             let state = if orphan.server_gone {
-                "the server is gone: a stale attachment, released by `remediate`"
+                "the server is gone: a stale attachment, released by `remediate --all --orphans`"
             } else {
                 "the server is no Kubernetes node: left alone"
             };

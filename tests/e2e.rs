@@ -74,6 +74,7 @@ fn fast() -> execute::Options {
 const YES: Mode = Mode {
     dry_run: false,
     yes: true,
+    orphans: false,
 };
 
 async fn remediate(setup: &Setup, policy: &Policy, options: execute::Options) -> bool {
@@ -159,6 +160,7 @@ async fn the_seed_story_diagnose_dry_run_remediate_then_nothing_more() {
     let dry = Mode {
         dry_run: true,
         yes: false,
+        orphans: true,
     };
     let done = oneshot::remediate(
         &setup.cluster,
@@ -689,5 +691,91 @@ async fn only_the_named_node_is_remediated() {
     .unwrap_err();
     assert!(matches!(err, oneshot::Error::Usage(_)));
     assert!(err.to_string().contains("no-such-node"));
+    setup.running.shutdown().await;
+}
+
+const ORPHAN_SCENARIO: &str = r#"
+name: orphan
+openstack:
+  compute_hosts: [{name: compute-1}]
+  servers:
+    - {id: s-live, name: node-1, status: ACTIVE, host: compute-1, addresses: [10.0.0.1]}
+    - {id: s-gone, name: old-node, status: ACTIVE, host: compute-1, deleted: true}
+    - {id: s-other, name: bastion, status: ACTIVE, host: compute-1}
+  volumes:
+    - {id: v-stale, availability_zone: az-2, attachments: [{server: s-gone}]}
+    - {id: v-bastion, attachments: [{server: s-other}]}
+kubernetes:
+  nodes:
+    - {name: node-1, provider_id: "openstack:///s-live", labels: {topology.kubernetes.io/zone: az-1}}
+  persistent_volumes:
+    - {name: pv-stale, csi: {driver: cinder.csi.openstack.org, volume_handle: v-stale}, claim: default/stale}
+    - {name: pv-bastion, csi: {driver: cinder.csi.openstack.org, volume_handle: v-bastion}, claim: default/bastion}
+"#;
+
+#[tokio::test]
+async fn stale_attachments_of_deleted_servers_are_diagnosed_and_released_only_on_request() {
+    let scenario = Scenario::parse(ORPHAN_SCENARIO, Path::new("orphan.yaml")).unwrap();
+    let setup = start(&scenario).await;
+    let policy = Policy::default();
+    let (observation, plan) = oneshot::observe_and_plan(
+        &setup.cluster,
+        &setup.backend,
+        &policy,
+        &BTreeSet::new(),
+        true,
+    )
+    .await
+    .unwrap();
+    let diagnosis = cinder_remediator::report::diagnose(&observation, &plan, &policy);
+    let text = diagnosis.to_string();
+    assert!(
+        text.contains(
+            "ORPHAN volume v-stale (PV pv-stale) attached to server s-gone: the server is gone"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("ORPHAN volume v-bastion (PV pv-bastion) attached to server s-other: the server is no Kubernetes node: left alone"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "WARNING volume v-stale is in availability zone az-2, which has no Ready node"
+        ),
+        "{text}"
+    );
+
+    // Without --orphans, remediate does not even read them.
+    assert!(remediate(&setup, &policy, fast()).await);
+    assert!(attached_to(&setup, "v-stale", "s-gone"));
+
+    let mode = Mode {
+        orphans: true,
+        ..YES
+    };
+    let done = oneshot::remediate(
+        &setup.cluster,
+        &setup.backend,
+        &policy,
+        &BTreeSet::new(),
+        mode,
+        Output::Json,
+        fast(),
+    )
+    .await
+    .unwrap();
+    assert!(done);
+    assert_eq!(volume_status(&setup, "v-stale"), "available");
+    assert!(
+        attached_to(&setup, "v-bastion", "s-other"),
+        "a live server's attachment was touched"
+    );
+    let cloud_calls = mutating(&setup.running.requests(), &CLOUD);
+    assert_eq!(cloud_calls.len(), 1, "{cloud_calls:?}");
+    assert!(
+        cloud_calls[0].starts_with("cinder DELETE "),
+        "{cloud_calls:?}"
+    );
     setup.running.shutdown().await;
 }
