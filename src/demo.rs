@@ -295,17 +295,7 @@ fn kube_client(running: &Running) -> Result<kube::Client, Error> {
 /// The OpenStack session through the production path: settings from `OS_*` variables (a map,
 /// never the process environment), then the Keystone login of [`crate::openstack::session`].
 async fn openstack_session(running: &Running) -> Result<osauth::Session, Error> {
-    let credentials = running.world.lock().credentials.clone();
-    let region = running.world.lock().cloud.region().to_owned();
-    let source = crate::openstack::config::Source::from_env([
-        ("OS_AUTH_URL", format!("{}/v3", running.endpoints.keystone)),
-        ("OS_USERNAME", credentials.username),
-        ("OS_PASSWORD", credentials.password),
-        ("OS_USER_DOMAIN_NAME", credentials.domain.clone()),
-        ("OS_PROJECT_NAME", credentials.project),
-        ("OS_PROJECT_DOMAIN_NAME", credentials.domain),
-        ("OS_REGION_NAME", region),
-    ]);
+    let source = running.openstack_source();
     let settings = crate::openstack::config::load(&source)
         .map_err(|err| Error::Client(crate::config::one_line(&err)))?;
     crate::openstack::session::connect(&settings)

@@ -203,38 +203,34 @@ impl Nova {
     /// # Errors
     /// When Nova fails.
     pub async fn servers_named(&self, name: &str) -> Result<Vec<Server>, ApiError> {
-        let pattern = format!("^{}$", regex_escape(name));
-        let operation = format!("GET servers named {name}");
-        let root: ServersRoot = self
-            .call(
-                Method::GET,
-                &["servers", "detail"],
-                &[("name", pattern.as_str())],
-                None,
-                &operation,
-            )
-            .await?;
-        Ok(root
-            .servers
-            .into_iter()
-            .map(Server::from)
-            .filter(|server| server.name == name)
-            .collect())
+        self.servers_where("name", name, |server| server.name == name)
+            .await
     }
 
-    /// The servers that own the fixed address `ip` (Nova's `ip` filter, anchored and escaped,
-    /// and the answer filtered again here).
+    /// The servers that own the fixed address `ip` (Nova's `ip` filter matches prefixes too: it
+    /// is anchored and escaped, and the answer filtered again here).
     ///
     /// # Errors
     /// When Nova fails.
     pub async fn servers_with_ip(&self, ip: &str) -> Result<Vec<Server>, ApiError> {
-        let pattern = format!("^{}$", regex_escape(ip));
-        let operation = format!("GET servers with address {ip}");
+        self.servers_where("ip", ip, |server| server.addresses.iter().any(|a| a == ip))
+            .await
+    }
+
+    /// `GET /servers/detail?FILTER=^VALUE$`, keeping the servers `keep` accepts.
+    async fn servers_where(
+        &self,
+        filter: &str,
+        value: &str,
+        keep: impl Fn(&Server) -> bool,
+    ) -> Result<Vec<Server>, ApiError> {
+        let pattern = format!("^{}$", regex_escape(value));
+        let operation = format!("GET servers with {filter} {value}");
         let root: ServersRoot = self
             .call(
                 Method::GET,
                 &["servers", "detail"],
-                &[("ip", pattern.as_str())],
+                &[(filter, pattern.as_str())],
                 None,
                 &operation,
             )
@@ -243,7 +239,7 @@ impl Nova {
             .servers
             .into_iter()
             .map(Server::from)
-            .filter(|server| server.addresses.iter().any(|address| address == ip))
+            .filter(|server| keep(server))
             .collect())
     }
 

@@ -89,6 +89,23 @@ impl Running {
         while self.tasks.join_next().await.is_some() {}
     }
 
+    /// The emulated cloud's credentials as the `OS_*` variables of the `openstack` CLI (a map,
+    /// never the process environment), for the production settings loader.
+    #[must_use]
+    pub fn openstack_source(&self) -> crate::openstack::config::Source {
+        let state = self.world.lock();
+        let credentials = &state.credentials;
+        crate::openstack::config::Source::from_env([
+            ("OS_AUTH_URL", format!("{}/v3", self.endpoints.keystone)),
+            ("OS_USERNAME", credentials.username.clone()),
+            ("OS_PASSWORD", credentials.password.clone()),
+            ("OS_USER_DOMAIN_NAME", credentials.domain.clone()),
+            ("OS_PROJECT_NAME", credentials.project.clone()),
+            ("OS_PROJECT_DOMAIN_NAME", credentials.domain.clone()),
+            ("OS_REGION_NAME", state.cloud.region().to_owned()),
+        ])
+    }
+
     /// Writes `kubeconfig`, `clouds.yaml`, `endpoints.json` and, last, `ready` into `dir`.
     ///
     /// # Errors
