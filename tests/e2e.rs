@@ -12,7 +12,7 @@ use cinder_remediator::cluster::Cluster;
 use cinder_remediator::execute;
 use cinder_remediator::model::NodeName;
 use cinder_remediator::oneshot::{self, Mode, Output};
-use cinder_remediator::openstack::config::{Source, load};
+use cinder_remediator::openstack::config::load;
 use cinder_remediator::openstack::session::{ConnectOptions, connect_with};
 use cinder_remediator::plan::{Action, FenceMode, Policy, Strategy};
 use cinder_remediator::sim::scenario::{Fault, Service};
@@ -34,16 +34,7 @@ async fn start_with(scenario: &Scenario, options: ConnectOptions) -> Setup {
         running.endpoints.kubernetes.parse().unwrap(),
     ))
     .unwrap();
-    let credentials = running.world.lock().credentials.clone();
-    let source = Source::from_env([
-        ("OS_AUTH_URL", format!("{}/v3", running.endpoints.keystone)),
-        ("OS_USERNAME", credentials.username),
-        ("OS_PASSWORD", credentials.password),
-        ("OS_USER_DOMAIN_NAME", credentials.domain.clone()),
-        ("OS_PROJECT_NAME", credentials.project),
-        ("OS_PROJECT_DOMAIN_NAME", credentials.domain),
-        ("OS_REGION_NAME", "RegionOne".to_owned()),
-    ]);
+    let source = running.openstack_source();
     let session = connect_with(&load(&source).unwrap(), &options)
         .await
         .unwrap();
