@@ -25,6 +25,22 @@ use crate::model::{
 /// The name the remediator reports Events and field ownership under.
 pub const FIELD_MANAGER: &str = "cinder-remediator";
 
+/// The Kubernetes permissions this module uses, as (API group, resource, verbs).
+/// `manifests/rbac.yaml` grants exactly these; a test keeps the two in step.
+pub const PERMISSIONS: &[(&str, &str, &[&str])] = &[
+    ("", "events", &["list"]),
+    ("", "nodes", &["get", "list", "patch", "update"]),
+    ("", "persistentvolumeclaims", &["list"]),
+    ("", "persistentvolumes", &["list"]),
+    ("", "pods", &["delete", "list"]),
+    ("events.k8s.io", "events", &["create", "patch"]),
+    (
+        "storage.k8s.io",
+        "volumeattachments",
+        &["delete", "get", "list", "update"],
+    ),
+];
+
 /// How many times an update that lost a resourceVersion race is retried.
 const CONFLICT_RETRIES: usize = 3;
 
@@ -192,18 +208,6 @@ impl Cluster {
             Ok(_) => Ok(()),
             Err(err) if status_code(&err) == Some(404) => Ok(()),
             Err(err) => Err(Error::new(format!("delete pod {namespace}/{name}"), err)),
-        }
-    }
-
-    /// Whether a pod with this UID still exists.
-    ///
-    /// # Errors
-    /// When the read fails.
-    pub async fn pod_exists(&self, namespace: &str, name: &str, uid: &str) -> Result<bool, Error> {
-        let api = Api::<Pod>::namespaced(self.client.clone(), namespace);
-        match api.get_opt(name).await {
-            Ok(pod) => Ok(pod.is_some_and(|pod| pod.metadata.uid.as_deref() == Some(uid))),
-            Err(err) => Err(Error::new(format!("read pod {namespace}/{name}"), err)),
         }
     }
 

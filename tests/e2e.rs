@@ -770,3 +770,97 @@ async fn stale_attachments_of_deleted_servers_are_diagnosed_and_released_only_on
     );
     setup.running.shutdown().await;
 }
+
+/// (API group, resource, verb) of a Kubernetes request, as RBAC sees it.
+fn rbac_of(record: &RequestRecord) -> Option<(String, String, String)> {
+    let segments: Vec<&str> = record.path.trim_matches('/').split('/').collect();
+    let (group, rest) = match segments.as_slice() {
+        ["api", "v1", rest @ ..] => (String::new(), rest),
+        ["apis", group, _version, rest @ ..] => ((*group).to_owned(), rest),
+        _ => return None,
+    };
+    let rest = match rest {
+        ["namespaces", _namespace, rest @ ..] if !rest.is_empty() => rest,
+        other => other,
+    };
+    let (resource, named) = match rest {
+        [resource] => (*resource, false),
+        [resource, _name, ..] => (*resource, true),
+        _ => return None,
+    };
+    let watch = record
+        .query
+        .as_deref()
+        .is_some_and(|q| q.contains("watch=true"));
+    let verb = match (record.method.as_str(), named) {
+        ("GET", false) if watch => "watch",
+        ("GET", false) => "list",
+        ("GET", true) => "get",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", _) => "delete",
+        _ => return None,
+    };
+    Some((group, resource.to_owned(), verb.to_owned()))
+}
+
+#[tokio::test]
+async fn every_kubernetes_request_is_covered_by_the_declared_permissions() {
+    let declared: BTreeSet<(String, String, String)> = cinder_remediator::cluster::PERMISSIONS
+        .iter()
+        .flat_map(|(group, resource, verbs)| {
+            verbs.iter().map(move |verb| {
+                (
+                    (*group).to_owned(),
+                    (*resource).to_owned(),
+                    (*verb).to_owned(),
+                )
+            })
+        })
+        .collect();
+    let mut used = BTreeSet::new();
+    for strategy in [Strategy::Delete, Strategy::OutOfServiceTaint] {
+        let setup = start(&Scenario::seed()).await;
+        let policy = Policy {
+            strategy,
+            ..Policy::default()
+        };
+        // Short attacher grace: the finalizer removal path runs too when the attacher is slow.
+        let options = execute::Options {
+            attacher_grace: Duration::from_millis(100),
+            ..fast()
+        };
+        assert!(remediate(&setup, &policy, options).await);
+        setup
+            .running
+            .world
+            .lock()
+            .kube
+            .set_node_ready("node-4-nude", sim::scenario::Readiness::True);
+        assert!(remediate(&setup, &policy, options).await);
+        for record in setup.running.requests() {
+            if record.service == Service::Kubernetes {
+                used.insert(rbac_of(&record).unwrap_or_else(|| panic!("unparsed {record:?}")));
+            }
+        }
+        setup.running.shutdown().await;
+    }
+    let missing: Vec<_> = used.difference(&declared).collect();
+    assert!(
+        missing.is_empty(),
+        "requests not covered by PERMISSIONS: {missing:?}"
+    );
+    // Declared for paths this run does not take: the Recorder patches an Event it repeats
+    // (a series), and the executor removes a VolumeAttachment's finalizer only when the dead
+    // node's attacher does not within its grace (the emulated attacher always does).
+    let not_exercised: BTreeSet<(String, String, String)> = [
+        ("events.k8s.io", "events", "patch"),
+        ("storage.k8s.io", "volumeattachments", "update"),
+    ]
+    .into_iter()
+    .map(|(g, r, v)| (g.to_owned(), r.to_owned(), v.to_owned()))
+    .collect();
+    let unused: BTreeSet<_> = declared.difference(&used).cloned().collect();
+    assert_eq!(unused, not_exercised, "declared but never used");
+}
