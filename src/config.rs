@@ -116,7 +116,7 @@ pub async fn kube_client(
                     UsageError(format!(
                         "kubeconfig {}: {}; check the file or pass another with --kubeconfig",
                         path.display(),
-                        one_line(&err)
+                        first_lines(&err)
                     ))
                 })?;
                 let options = KubeConfigOptions {
@@ -172,6 +172,25 @@ pub fn one_line(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text.replace('\n', " ")
+}
+
+/// An error and its causes on one line, each cut at its first line break. A YAML parser's
+/// message goes on with a snippet of the file around the error, which can quote a token or a
+/// key from a kubeconfig (S9); its first line names the line and column, which is enough.
+#[must_use]
+pub fn first_lines(err: &dyn std::error::Error) -> String {
+    let first = |text: String| text.lines().next().unwrap_or_default().trim_end().to_owned();
+    let mut text = first(err.to_string());
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = first(cause.to_string());
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Where the OpenStack settings come from, as the flags say.
