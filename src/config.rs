@@ -179,7 +179,13 @@ pub fn one_line(err: &dyn std::error::Error) -> String {
 /// key from a kubeconfig (S9); its first line names the line and column, which is enough.
 #[must_use]
 pub fn first_lines(err: &dyn std::error::Error) -> String {
-    let first = |text: String| text.lines().next().unwrap_or_default().trim_end().to_owned();
+    let first = |text: String| {
+        text.lines()
+            .next()
+            .unwrap_or_default()
+            .trim_end()
+            .to_owned()
+    };
     let mut text = first(err.to_string());
     let mut source = err.source();
     while let Some(cause) = source {

@@ -35,8 +35,7 @@ fn fixture(name: &str) -> PathBuf {
 fn isolate(command: &mut Command) {
     for (key, _) in std::env::vars_os() {
         let Some(key) = key.to_str() else { continue };
-        if key.starts_with("OS_") || key == "KUBECONFIG" || key.starts_with("CINDER_REMEDIATOR_")
-        {
+        if key.starts_with("OS_") || key == "KUBECONFIG" || key.starts_with("CINDER_REMEDIATOR_") {
             command.env_remove(key);
         }
     }
@@ -89,7 +88,10 @@ impl Sim {
             if let Some(exit) = sim.child.try_wait().unwrap() {
                 panic!("sim exited before it was ready: {exit:?}");
             }
-            assert!(start.elapsed() < SIM_START, "sim never wrote its ready file");
+            assert!(
+                start.elapsed() < SIM_START,
+                "sim never wrote its ready file"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         sim.endpoints = serde_json::from_str(&sim.read("endpoints.json")).unwrap();
@@ -101,7 +103,10 @@ impl Sim {
             (&kubeconfig, "token:"),
         ] {
             let value = yaml_value(text, key).unwrap_or_else(|| panic!("no {key} in {text}"));
-            assert!(value.len() >= 8, "{key} {value:?} is too short to search for");
+            assert!(
+                value.len() >= 8,
+                "{key} {value:?} is too short to search for"
+            );
             sim.secrets.push(value);
         }
         sim
@@ -341,19 +346,36 @@ fn broken_openstack_settings_are_refused_with_exit_2_and_one_line() {
     let cases: [(&str, &[&str]); 4] = [
         (
             "unknown-key.conf",
-            &["unknown-key.conf:6", "`regoin`", "[Global]", "did you mean `region`"],
+            &[
+                "unknown-key.conf:6",
+                "`regoin`",
+                "[Global]",
+                "did you mean `region`",
+            ],
         ),
         (
             "missing-password.conf",
-            &["missing-password.conf:2", "no password", "set the user's password"],
+            &[
+                "missing-password.conf:2",
+                "no password",
+                "set the user's password",
+            ],
         ),
         (
             "unterminated-quote.conf",
-            &["unterminated-quote.conf:5", "unterminated", "add the closing"],
+            &[
+                "unterminated-quote.conf:5",
+                "unterminated",
+                "add the closing",
+            ],
         ),
         (
             "bad-auth-url.conf",
-            &["bad-auth-url.conf:3", "auth-url", "must start with https://"],
+            &[
+                "bad-auth-url.conf:3",
+                "auth-url",
+                "must start with https://",
+            ],
         ),
     ];
     for (name, needles) in cases {
