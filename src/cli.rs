@@ -408,7 +408,15 @@ async fn connect(
         tracing::warn!("{warning}");
     }
     let session = session::connect(&settings).await.map_err(|err| {
-        report(&err);
+        if err.is_transient() && matches!(err, session::SessionError::Keystone { .. }) {
+            // Keystone's own 5xx message says nothing of what to do.
+            eprintln!(
+                "error: {}; nothing was changed: retry later",
+                one_line(&err)
+            );
+        } else {
+            report(&err);
+        }
         if err.is_transient() {
             Outcome::Failed
         } else {

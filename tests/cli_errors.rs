@@ -574,7 +574,7 @@ fn keystone_down_is_a_transient_failure_that_changes_nothing() {
     let keystone = sim.endpoint("keystone").to_owned();
     for args in [&["diagnose"][..], &["remediate", "--all", "--yes"]] {
         sim.run_prepared(sim.command(args))
-            .assert_one_line_error(1, &[&keystone, "503"]);
+            .assert_one_line_error(1, &[&keystone, "503", "nothing was changed", "retry"]);
     }
     let requests = sim.requests();
     assert!(
