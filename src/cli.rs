@@ -437,10 +437,19 @@ fn node_names(nodes: &[String]) -> BTreeSet<NodeName> {
 }
 
 fn oneshot_outcome(err: &oneshot::Error) -> Outcome {
-    eprintln!("error: {}", one_line(err));
     match err {
-        oneshot::Error::Usage(_) => Outcome::Usage,
-        oneshot::Error::Cluster(_) => Outcome::Failed,
+        oneshot::Error::Usage(_) => {
+            eprintln!("error: {}", one_line(err));
+            Outcome::Usage
+        }
+        oneshot::Error::Cluster(_) => {
+            // Only reading the cluster fails this way, before any action.
+            eprintln!(
+                "error: {}; nothing was changed: check the Kubernetes API server and retry",
+                one_line(err)
+            );
+            Outcome::Failed
+        }
     }
 }
 

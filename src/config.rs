@@ -150,6 +150,11 @@ pub async fn kube_client(
             }
             }
         };
+    // kube's default retry of 429/503/504 backs off up to 15 times, growing to 1000 s: an API
+    // server that answers 503 would hold a one-shot command for many minutes. Fail at once
+    // instead (exit 1); the operator, or the controller's own backoff, tries again.
+    let mut config = config;
+    config.default_retry = false;
     kube::Client::try_from(config).map_err(|err| {
         UsageError(format!(
             "cannot build a Kubernetes client: {}",
