@@ -458,13 +458,23 @@ fn wrong_credentials_are_refused_with_exit_2_and_never_shown() {
 
     let keystone = sim.endpoint("keystone").to_owned();
     for cloud in ["sim", "sim-appcred"] {
-        for args in [&["diagnose"][..], &["remediate", "--all", "--yes"]] {
+        for args in [
+            &["diagnose"][..],
+            &["--log-level", "trace", "diagnose"],
+            &["remediate", "--all", "--yes"],
+        ] {
             let mut command = sim.command(args);
             command
                 .env("OS_CLIENT_CONFIG_FILE", &wrong)
                 .env("OS_CLOUD", cloud);
-            sim.run(command, &[wrong_password, wrong_secret])
-                .assert_usage(&[&keystone, "refused the credentials (401)", "check the"]);
+            let run = sim.run(command, &[wrong_password, wrong_secret]);
+            if args[0] == "--log-level" {
+                // Every log line goes to stderr too; the last one is the error.
+                assert_eq!(run.code, Some(2), "{run:#?}");
+                assert!(run.stderr.contains("TRACE"), "nothing at trace: {run:#?}");
+                continue;
+            }
+            run.assert_usage(&[&keystone, "refused the credentials (401)", "check the"]);
         }
     }
     let refused = sim
@@ -472,7 +482,7 @@ fn wrong_credentials_are_refused_with_exit_2_and_never_shown() {
         .iter()
         .filter(|request| request["service"] == "keystone" && request["status"] == 401)
         .count();
-    assert!(refused >= 4, "Keystone never refused: {:?}", sim.requests());
+    assert!(refused >= 6, "Keystone never refused: {:?}", sim.requests());
     sim.assert_nothing_mutated("wrong credentials");
 }
 
@@ -554,22 +564,29 @@ fn no_secret_shows_in_output_logs_or_events() {
     }
 }
 
-#[test]
-fn keystone_down_is_a_transient_failure_that_changes_nothing() {
+/// The seed scenario with every request to `service` answered 503, written into `dir`.
+fn seed_with_service_down(dir: &Path, service: &str) -> PathBuf {
     let seed = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/seed-node-shutdown.yaml"),
     )
     .unwrap();
     let faulty = seed.replacen(
         "\n  behaviour:\n",
-        "\n  behaviour:\n    faults: [{service: keystone, path: \"**\", status: 503}]\n",
+        &format!(
+            "\n  behaviour:\n    faults: [{{service: {service}, path: \"**\", status: 503}}]\n"
+        ),
         1,
     );
     assert_ne!(faulty, seed, "the seed scenario has no openstack.behaviour");
-    let scenario_dir = tempfile::tempdir().unwrap();
-    let scenario = scenario_dir.path().join("keystone-down.yaml");
+    let scenario = dir.join(format!("{service}-down.yaml"));
     std::fs::write(&scenario, faulty).unwrap();
+    scenario
+}
 
+#[test]
+fn keystone_down_is_a_transient_failure_that_changes_nothing() {
+    let scenario_dir = tempfile::tempdir().unwrap();
+    let scenario = seed_with_service_down(scenario_dir.path(), "keystone");
     let sim = Sim::start_scenario(Some(&scenario));
     let keystone = sim.endpoint("keystone").to_owned();
     for args in [&["diagnose"][..], &["remediate", "--all", "--yes"]] {
@@ -592,4 +609,61 @@ fn keystone_down_is_a_transient_failure_that_changes_nothing() {
         touched.is_empty(),
         "mutating requests with Keystone down: {touched:?}"
     );
+}
+
+/// A cloud.conf value that wrapped onto a line of its own is reported as an unknown key,
+/// quoting the line: the password. The parser is `src/openstack/config/cloud_conf.rs`.
+#[test]
+#[ignore = "S9 defect in src/openstack/config/cloud_conf.rs: a bare line is echoed as an unknown key"]
+fn wrapped_password_is_not_echoed() {
+    let sim = Sim::start();
+    let mut command = sim.command(&["diagnose", "--cloud-config"]);
+    command.arg(fixture("wrapped-password.conf"));
+    sim.run(command, &[&fixture_secret("wrapped-password.conf")])
+        .assert_usage(&["wrapped-password.conf:7"]);
+}
+
+/// The Kubernetes API answering 503: a transient failure (exit 1) at once, not minutes of
+/// retries, and nothing changed.
+#[test]
+fn kubernetes_down_fails_fast_with_exit_1() {
+    let scenario_dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start_scenario(Some(&seed_with_service_down(
+        scenario_dir.path(),
+        "kubernetes",
+    )));
+    for args in [&["diagnose"][..], &["remediate", "--all", "--yes"]] {
+        let start = Instant::now();
+        let run = sim.run_args(args);
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{args:?} took {:?}",
+            start.elapsed()
+        );
+        assert_eq!(run.code, Some(1), "{run:#?}");
+        // kube's client also logs each failed response at ERROR; the last line is ours.
+        let last = run.stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with("error: kubernetes"), "{run:#?}");
+        assert!(last.contains("nothing was changed"), "{run:#?}");
+    }
+    sim.assert_nothing_mutated("Kubernetes down");
+}
+
+/// Nova answering 503: no action on the node (S2), and `remediate` does not claim success.
+#[test]
+fn nova_down_is_no_success() {
+    let scenario_dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start_scenario(Some(&seed_with_service_down(scenario_dir.path(), "nova")));
+    for args in [
+        &["remediate", "--all", "--yes"][..],
+        &["remediate", "--all", "--dry-run"],
+    ] {
+        let run = sim.run_args(args);
+        assert_eq!(run.code, Some(1), "{run:#?}");
+        assert!(
+            run.stdout.contains("could not be read") || args.contains(&"--dry-run"),
+            "{run:#?}"
+        );
+    }
+    sim.assert_nothing_mutated("Nova down");
 }
