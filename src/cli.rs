@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::backend::openstack::OpenStack;
 use crate::cluster::Cluster;
@@ -21,7 +21,8 @@ use crate::sim::scenario::{FenceName, StrategyName};
 use crate::sim::{self, Scenario};
 
 /// Fences dead Kubernetes nodes on OpenStack and releases their Cinder volumes.
-#[derive(Debug, Parser)]
+// `Args` is derived and `Parser` written out (below) so that usage errors are one line.
+#[derive(Debug, clap::Args)]
 #[command(version, about, propagate_version = true)]
 pub struct Cli {
     /// Log filter, e.g. `info` or `cinder_remediator=debug,warn`.
@@ -36,6 +37,35 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// What `#[derive(Parser)]` generates: a command named after the package.
+impl CommandFactory for Cli {
+    fn command() -> clap::Command {
+        <Self as clap::Args>::augment_args(clap::Command::new(env!("CARGO_PKG_NAME")))
+    }
+
+    fn command_for_update() -> clap::Command {
+        <Self as clap::Args>::augment_args_for_update(clap::Command::new(env!("CARGO_PKG_NAME")))
+    }
+}
+
+impl Parser for Cli {
+    /// Parses the process's arguments. A usage error is printed as ONE line naming the flag and
+    /// what is wrong, pointing at `--help`, and the process exits with code 2 (clap's own
+    /// message spans several lines: the message, a usage synopsis, a hint); `--help` and
+    /// `--version` print as clap does and exit 0.
+    fn parse() -> Self {
+        match Self::try_parse() {
+            Ok(cli) => cli,
+            Err(err) if !err.use_stderr() => err.exit(),
+            Err(err) => {
+                let args: Vec<String> = std::env::args().skip(1).collect();
+                eprintln!("error: {}", clap_error_line(&err, &args));
+                std::process::exit(2)
+            }
+        }
+    }
 }
 
 /// The subcommands.
@@ -82,7 +112,7 @@ pub struct OpenStackArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct PolicyArgs {
     /// How long a node must have been not Ready before it is considered (e.g. 30s, 2m).
-    #[arg(long, env = "CINDER_REMEDIATOR_GRACE")]
+    #[arg(long, env = "CINDER_REMEDIATOR_GRACE", value_parser = parse_duration)]
     pub grace: Option<humantime::Duration>,
     /// How the Kubernetes side is cleaned: `delete` (its VolumeAttachments and pods; any
     /// Kubernetes version) or `out-of-service-taint` (Kubernetes 1.28+ does the rest).
@@ -115,6 +145,11 @@ impl PolicyArgs {
             trust_forced_down: self.trust_forced_down,
         }
     }
+}
+
+fn parse_duration(text: &str) -> Result<humantime::Duration, String> {
+    text.parse()
+        .map_err(|err| format!("not a duration ({err}); write e.g. 30s, 2m or 1h"))
 }
 
 fn parse_strategy(text: &str) -> Result<StrategyName, String> {
@@ -182,7 +217,12 @@ pub struct RemediateArgs {
     #[arg(long, short = 'y')]
     pub yes: bool,
     /// How long a release may take to show done before it counts as failed.
-    #[arg(long, default_value = "2m", env = "CINDER_REMEDIATOR_VERIFY_TIMEOUT")]
+    #[arg(
+        long,
+        default_value = "2m",
+        env = "CINDER_REMEDIATOR_VERIFY_TIMEOUT",
+        value_parser = parse_duration
+    )]
     pub verify_timeout: humantime::Duration,
     /// `table` for a person, `json` for tools.
     #[arg(long, default_value = "table", value_parser = parse_output)]
@@ -286,6 +326,47 @@ fn init_logging(filter: &str) {
         .try_init();
 }
 
+/// A clap error as one line: its message without the usage synopsis and the generic hint, then
+/// where to read the usage (`cinder-remediator remediate --help` when a subcommand was named).
+fn clap_error_line(err: &clap::Error, args: &[String]) -> String {
+    let command = Cli::command();
+    let name = command.get_name().to_owned();
+    let message = if err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    {
+        let commands: Vec<&str> = command
+            .get_subcommands()
+            .map(clap::Command::get_name)
+            .filter(|sub| *sub != "help")
+            .collect();
+        format!("no command given: name one of {}", commands.join(", "))
+    } else {
+        let rendered = err.render().to_string();
+        let mut message = String::new();
+        for line in rendered.lines().map(str::trim) {
+            if line.is_empty()
+                || line.starts_with("Usage:")
+                || line.starts_with("For more information")
+            {
+                continue;
+            }
+            if !message.is_empty() {
+                message.push_str(if message.ends_with(':') { " " } else { "; " });
+            }
+            message.push_str(line.strip_prefix("error: ").unwrap_or(line));
+        }
+        message
+    };
+    let subcommand = args.iter().find(|arg| {
+        command
+            .get_subcommands()
+            .any(|sub| sub.get_name() == arg.as_str())
+    });
+    match subcommand {
+        Some(sub) => format!("{message}; see `{name} {sub} --help`"),
+        None => format!("{message}; see `{name} --help`"),
+    }
+}
+
 /// Loads the scenario named on the command line, or the built-in seed story.
 ///
 /// # Errors
@@ -325,7 +406,15 @@ async fn connect(
         tracing::warn!("{warning}");
     }
     let session = session::connect(&settings).await.map_err(|err| {
-        report(&err);
+        if err.is_transient() && matches!(err, session::SessionError::Keystone { .. }) {
+            // Keystone's own 5xx message says nothing of what to do.
+            eprintln!(
+                "error: {}; nothing was changed: retry later",
+                one_line(&err)
+            );
+        } else {
+            report(&err);
+        }
         if err.is_transient() {
             Outcome::Failed
         } else {
@@ -346,10 +435,19 @@ fn node_names(nodes: &[String]) -> BTreeSet<NodeName> {
 }
 
 fn oneshot_outcome(err: &oneshot::Error) -> Outcome {
-    eprintln!("error: {}", one_line(err));
     match err {
-        oneshot::Error::Usage(_) => Outcome::Usage,
-        oneshot::Error::Cluster(_) => Outcome::Failed,
+        oneshot::Error::Usage(_) => {
+            eprintln!("error: {}", one_line(err));
+            Outcome::Usage
+        }
+        oneshot::Error::Cluster(_) => {
+            // Only reading the cluster fails this way, before any action.
+            eprintln!(
+                "error: {}; nothing was changed: check the Kubernetes API server and retry",
+                one_line(err)
+            );
+            Outcome::Failed
+        }
     }
 }
 

@@ -116,7 +116,7 @@ pub async fn kube_client(
                     UsageError(format!(
                         "kubeconfig {}: {}; check the file or pass another with --kubeconfig",
                         path.display(),
-                        one_line(&err)
+                        first_lines(&err)
                     ))
                 })?;
                 let options = KubeConfigOptions {
@@ -150,6 +150,11 @@ pub async fn kube_client(
             }
             }
         };
+    // kube's default retry of 429/503/504 backs off up to 15 times, growing to 1000 s: an API
+    // server that answers 503 would hold a one-shot command for many minutes. Fail at once
+    // instead (exit 1); the operator, or the controller's own backoff, tries again.
+    let mut config = config;
+    config.default_retry = false;
     kube::Client::try_from(config).map_err(|err| {
         UsageError(format!(
             "cannot build a Kubernetes client: {}",
@@ -172,6 +177,31 @@ pub fn one_line(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text.replace('\n', " ")
+}
+
+/// An error and its causes on one line, each cut at its first line break. A YAML parser's
+/// message goes on with a snippet of the file around the error, which can quote a token or a
+/// key from a kubeconfig (S9); its first line names the line and column, which is enough.
+#[must_use]
+pub fn first_lines(err: &dyn std::error::Error) -> String {
+    let first = |text: String| {
+        text.lines()
+            .next()
+            .unwrap_or_default()
+            .trim_end()
+            .to_owned()
+    };
+    let mut text = first(err.to_string());
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = first(cause.to_string());
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Where the OpenStack settings come from, as the flags say.

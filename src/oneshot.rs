@@ -14,7 +14,7 @@ use crate::config::UsageError;
 use crate::execute::{self, Executor, Outcome, Progressing};
 use crate::model::{NodeName, Observation};
 use crate::observe::{self, Scope};
-use crate::plan::{self, Plan, Policy};
+use crate::plan::{self, Plan, Policy, Skip};
 use crate::report;
 
 /// How results are printed.
@@ -107,7 +107,8 @@ pub struct Mode {
 }
 
 /// `remediate`: plans, asks (on a terminal, unless `--yes`), executes with progress, and
-/// prints a summary. Returns whether everything planned was done.
+/// prints a summary. Returns whether everything planned was done and every node in scope
+/// could be read.
 ///
 /// # Errors
 /// As [`observe_and_plan`]; also a usage error when confirmation is needed but stdin is no
@@ -126,27 +127,29 @@ pub async fn remediate<B: Backend>(
     if output == Output::Text {
         print!("{plan}");
     }
-    // A node whose backend could not be read got no action (S2): that is a failure to report,
-    // and the exit code says so, even when everything else was done.
-    let unreadable = plan
+    // A node whose storage could not be read is left alone (S2); for this run that is a
+    // failure to retry, not "nothing to do".
+    let unread = plan
         .skipped
         .iter()
-        .filter(|skipped| matches!(skipped.skip, plan::Skip::StorageError { .. }))
+        .filter(|s| {
+            matches!(
+                s.skip,
+                Skip::StorageError { .. } | Skip::VolumeUnread { .. }
+            )
+        })
         .count();
-    if unreadable > 0 && output == Output::Text {
-        println!(
-            "{unreadable} node(s) could not be checked: nothing was done for them; run again when the cloud answers"
-        );
-    }
     if plan.is_empty() || mode.dry_run {
         if output == Output::Json {
             print_json(&serde_json::json!({ "plan": plan, "dry_run": mode.dry_run }));
-        } else if plan.is_empty() {
-            println!("Nothing to do.");
-        } else {
+        } else if mode.dry_run {
             println!("Dry run: nothing was changed.");
+        } else if unread > 0 {
+            println!("Nothing was done: {unread} node(s) could not be read; retry later.");
+        } else {
+            println!("Nothing to do.");
         }
-        return Ok(unreadable == 0);
+        return Ok(unread == 0);
     }
     if !mode.yes && !confirm(plan.steps.len())? {
         println!("Cancelled: nothing was changed.");
@@ -167,7 +170,10 @@ pub async fn remediate<B: Backend>(
         Output::Text => println!("{}", report::summary(&report)),
         Output::Json => print_json(&serde_json::json!({ "plan": plan, "report": report })),
     }
-    Ok(report.succeeded() && unreadable == 0)
+    if unread > 0 && output == Output::Text {
+        println!("{unread} node(s) could not be read and were left alone; retry later.");
+    }
+    Ok(report.succeeded() && unread == 0)
 }
 
 fn print_json(value: &serde_json::Value) {
