@@ -30,7 +30,7 @@ pub struct Cli {
         long,
         global = true,
         env = "CINDER_REMEDIATOR_LOG",
-        default_value = "cinder_remediator=info,warn"
+        default_value = "cinder_remediator=info,kube_client=off,warn"
     )]
     pub log_level: String,
 
@@ -318,8 +318,9 @@ impl Cli {
 }
 
 fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("cinder_remediator=info,warn"));
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("cinder_remediator=info,kube_client=off,warn")
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -44,34 +44,39 @@ pub const PERMISSIONS: &[(&str, &str, &[&str])] = &[
 /// How many times an update that lost a resourceVersion race is retried.
 const CONFLICT_RETRIES: usize = 3;
 
-/// A failed Kubernetes call.
+/// A failed Kubernetes call: what was attempted and what the API server (or the connection)
+/// said, on one line.
 #[derive(Debug, thiserror::Error)]
-#[error("kubernetes: failed to {operation}")]
+#[error("kubernetes: failed to {operation}: {detail}")]
 pub struct Error {
     /// What was attempted.
     pub operation: String,
-    /// The client's error.
-    #[source]
-    pub source: kube::Error,
+    /// What went wrong: `CODE Reason: message` for an API answer, else the client's error.
+    pub detail: String,
+    /// The HTTP status of an API answer.
+    pub code: Option<u16>,
 }
 
 impl Error {
     fn new(operation: impl Into<String>, source: kube::Error) -> Self {
+        let detail = match &source {
+            kube::Error::Api(status) => {
+                format!("{} {}: {}", status.code, status.reason, status.message)
+            }
+            other => crate::config::one_line(other),
+        };
         Self {
             operation: operation.into(),
-            source,
+            detail,
+            code: status_code(&source),
         }
     }
 
     /// Whether a retry later may succeed (server errors, conflicts, connection problems).
     #[must_use]
     pub fn is_transient(&self) -> bool {
-        match &self.source {
-            kube::Error::Api(status) => {
-                status.code >= 500 || status.code == 409 || status.code == 429
-            }
-            _ => true,
-        }
+        self.code
+            .is_none_or(|code| code >= 500 || code == 409 || code == 429)
     }
 }
 

@@ -111,6 +111,20 @@ pub(super) fn load(path: &Path, source: &Source) -> Result<OpenStackConfig, Conf
         };
         let lower = entry.key.to_ascii_lowercase();
         let Some((_, key)) = KEYS.iter().find(|(name, _)| *name == lower) else {
+            if entry.value.is_none() {
+                // A bare word that is no known key is most likely a value that wrapped onto a
+                // line of its own (a long password or secret): never echo it.
+                return Err(ConfigError::Invalid {
+                    at: Place::File {
+                        path: path.to_owned(),
+                        line: Some(entry.line),
+                        key: None,
+                    },
+                    message: "a word with no `key =` before it; if a value wrapped onto this \
+                              line, join it to its key's line (quote it if it holds ; or #)"
+                        .into(),
+                });
+            }
             return Err(ConfigError::UnknownKey {
                 path: path.to_owned(),
                 line: entry.line,
@@ -275,7 +289,7 @@ fn parse(path: &Path, text: &str) -> Result<Global, ConfigError> {
             index = next;
             Some(value)
         } else {
-            return Err(syntax(start, format!("expected `=` after key `{key}`")));
+            return Err(syntax(start, "expected `=` after the key".to_owned()));
         };
         match section.as_deref() {
             None => {
