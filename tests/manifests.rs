@@ -60,3 +60,73 @@ fn the_cluster_role_grants_exactly_what_the_code_uses() {
         .collect();
     assert_eq!(granted, used);
 }
+
+#[derive(Deserialize)]
+struct Job {
+    spec: JobSpec,
+}
+
+#[derive(Deserialize)]
+struct JobSpec {
+    template: PodTemplate,
+}
+
+#[derive(Deserialize)]
+struct PodTemplate {
+    spec: PodSpec,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodSpec {
+    service_account_name: String,
+    containers: Vec<Container>,
+    volumes: Vec<Volume>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Container {
+    args: Vec<String>,
+    volume_mounts: Vec<Mount>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Mount {
+    name: String,
+    mount_path: String,
+}
+
+#[derive(Deserialize)]
+struct Volume {
+    name: String,
+}
+
+#[test]
+fn the_job_runs_a_command_line_the_binary_accepts_with_the_mounted_cloud_conf() {
+    use clap::Parser;
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/remediate-job.yaml"),
+    )
+    .unwrap();
+    let job: Job = serde_saphyr::from_str(&text).unwrap();
+    let pod = job.spec.template.spec;
+    assert_eq!(pod.service_account_name, "cinder-remediator");
+    let container = &pod.containers[0];
+    let argv =
+        std::iter::once("cinder-remediator".to_owned()).chain(container.args.iter().cloned());
+    let cli = cinder_remediator::cli::Cli::try_parse_from(argv).unwrap();
+    let cinder_remediator::cli::Command::Remediate(args) = cli.command else {
+        panic!("the Job does not run remediate");
+    };
+    assert!(args.all && args.yes && !args.dry_run);
+    let cloud_conf = args.openstack.cloud_config.unwrap();
+    let mount = &container.volume_mounts[0];
+    assert!(
+        cloud_conf.starts_with(&mount.mount_path),
+        "{cloud_conf:?} is not under {}",
+        mount.mount_path
+    );
+    assert!(pod.volumes.iter().any(|v| v.name == mount.name));
+}
