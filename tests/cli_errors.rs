@@ -671,3 +671,38 @@ fn nova_down_is_no_success() {
     }
     sim.assert_nothing_mutated("Nova down");
 }
+
+/// Keystone down for one request: the first run fails (exit 1) and changes nothing; once
+/// Keystone answers again, the next run converges.
+#[test]
+fn after_keystone_comes_back_the_next_run_converges() {
+    let scenario_dir = tempfile::tempdir().unwrap();
+    let once = seed_with_service_down(scenario_dir.path(), "keystone");
+    let text = std::fs::read_to_string(&once)
+        .unwrap()
+        .replace("status: 503}", "status: 503, times: 1}");
+    std::fs::write(&once, text).unwrap();
+    let sim = Sim::start_scenario(Some(&once));
+    let first = sim.run_args(&["remediate", "--all", "--yes"]);
+    first.assert_one_line_error(1, &["Keystone", "503", "nothing was changed"]);
+    sim.assert_nothing_mutated("Keystone down");
+
+    let second = sim.run_args(&["remediate", "--all", "--yes"]);
+    assert_eq!(second.code, Some(0), "{second:#?}");
+    assert!(second.stdout.contains("4 of 4 step(s) done"), "{second:#?}");
+    let released = sim.requests().iter().any(|r| {
+        r["service"] == "nova"
+            && r["method"] == "DELETE"
+            && r["path"].as_str().unwrap_or_default().ends_with(
+                "/servers/9454752c-f0e2-4447-9b7f-16434c49f7ac/os-volume_attachments/4e41d530-cb5f-49a9-9c6f-a591abdb6f11",
+            )
+            && r["status"] == 202
+    });
+    assert!(
+        released,
+        "the volume was not released once Keystone answered"
+    );
+    let third = sim.run_args(&["remediate", "--all", "--yes"]);
+    assert_eq!(third.code, Some(0), "{third:#?}");
+    assert!(third.stdout.contains("Nothing to do."), "{third:#?}");
+}
