@@ -172,10 +172,15 @@ fn parse_fence(text: &str) -> Result<FenceName, String> {
 #[derive(Debug, clap::Args)]
 pub struct DiagnoseArgs {
     /// Only this node (repeatable); every node not Ready when left out.
-    #[arg(long = "node", value_name = "NODE")]
+    #[arg(
+        long = "node",
+        value_name = "NODE",
+        env = "CINDER_REMEDIATOR_NODES",
+        value_delimiter = ','
+    )]
     pub nodes: Vec<String>,
     /// `table` for a person, `json` for tools.
-    #[arg(long, default_value = "table", value_parser = parse_output)]
+    #[arg(long, default_value = "table", value_parser = parse_output, env = "CINDER_REMEDIATOR_OUTPUT")]
     pub output: Output,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -201,20 +206,25 @@ fn parse_output(text: &str) -> Result<Output, String> {
 #[command(group(clap::ArgGroup::new("which").required(true).args(["nodes", "all"])))]
 pub struct RemediateArgs {
     /// Remediate this node (repeatable).
-    #[arg(long = "node", value_name = "NODE")]
+    #[arg(
+        long = "node",
+        value_name = "NODE",
+        env = "CINDER_REMEDIATOR_NODES",
+        value_delimiter = ','
+    )]
     pub nodes: Vec<String>,
     /// Remediate every node that needs it.
-    #[arg(long)]
+    #[arg(long, env = "CINDER_REMEDIATOR_ALL")]
     pub all: bool,
     /// Print the plan and stop: no mutating call is made.
-    #[arg(long)]
+    #[arg(long, env = "CINDER_REMEDIATOR_DRY_RUN")]
     pub dry_run: bool,
     /// Also release stale attachments of deleted servers that are no node (reads the volume of
     /// every managed PV: one Cinder request each).
-    #[arg(long)]
+    #[arg(long, env = "CINDER_REMEDIATOR_ORPHANS")]
     pub orphans: bool,
     /// Act without asking.
-    #[arg(long, short = 'y')]
+    #[arg(long, short = 'y', env = "CINDER_REMEDIATOR_YES")]
     pub yes: bool,
     /// How long a release may take to show done before it counts as failed.
     #[arg(
@@ -225,7 +235,7 @@ pub struct RemediateArgs {
     )]
     pub verify_timeout: humantime::Duration,
     /// `table` for a person, `json` for tools.
-    #[arg(long, default_value = "table", value_parser = parse_output)]
+    #[arg(long, default_value = "table", value_parser = parse_output, env = "CINDER_REMEDIATOR_OUTPUT")]
     pub output: Output,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -245,10 +255,10 @@ pub struct DemoArgs {
     #[arg(long, env = "CINDER_REMEDIATOR_SCENARIO")]
     pub scenario: Option<PathBuf>,
     /// Check the scenario's `expect` block; exit 1 when an expectation is missed.
-    #[arg(long)]
+    #[arg(long, env = "CINDER_REMEDIATOR_CHECK")]
     pub check: bool,
     /// `table` for a person, `json` for tools.
-    #[arg(long, default_value = "table", value_parser = parse_output)]
+    #[arg(long, default_value = "table", value_parser = parse_output, env = "CINDER_REMEDIATOR_OUTPUT")]
     pub output: Output,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -597,4 +607,16 @@ async fn wait_for_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }
