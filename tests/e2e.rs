@@ -123,6 +123,11 @@ fn attached_to(setup: &Setup, volume: &str, server: &str) -> bool {
         .any(|a| a.server_id == server)
 }
 
+fn node_object(setup: &Setup, name: &str) -> serde_json::Value {
+    let state = setup.running.world.lock();
+    state.kube.get("nodes", None, name).cloned().unwrap()
+}
+
 fn pod_exists(setup: &Setup, namespace: &str, name: &str) -> bool {
     setup
         .running
@@ -201,14 +206,7 @@ async fn the_seed_story_diagnose_dry_run_remediate_then_nothing_more() {
         )]
     );
     // The progress record is on the node (S7).
-    let node = setup
-        .running
-        .world
-        .lock()
-        .kube
-        .get("nodes", None, "node-4-nude")
-        .cloned()
-        .unwrap();
+    let node = node_object(&setup, "node-4-nude");
     let progress = node["metadata"]["annotations"]["cinder-remediator.io/progress"]
         .as_str()
         .unwrap()
@@ -541,14 +539,7 @@ async fn the_out_of_service_strategy_taints_instead_of_deleting_pods() {
     };
     assert!(remediate(&setup, &policy, fast()).await);
     assert_eq!(volume_status(&setup, SEED_VOLUME), "available");
-    let node = setup
-        .running
-        .world
-        .lock()
-        .kube
-        .get("nodes", None, "node-4-nude")
-        .cloned()
-        .unwrap();
+    let node = node_object(&setup, "node-4-nude");
     let taints = node["spec"]["taints"]
         .as_array()
         .cloned()
@@ -581,14 +572,7 @@ async fn the_out_of_service_strategy_taints_instead_of_deleting_pods() {
         .kube
         .set_node_ready("node-4-nude", sim::scenario::Readiness::True);
     assert!(remediate(&setup, &policy, fast()).await);
-    let node = setup
-        .running
-        .world
-        .lock()
-        .kube
-        .get("nodes", None, "node-4-nude")
-        .cloned()
-        .unwrap();
+    let node = node_object(&setup, "node-4-nude");
     let taints = node["spec"]["taints"]
         .as_array()
         .cloned()

@@ -47,7 +47,7 @@ pub fn keystone(status: StatusCode, message: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// A Kubernetes `Status` object with the reason the API server would give.
+/// A Kubernetes `Status` error with the reason the API server gives for its code.
 #[must_use]
 pub fn kubernetes(status: StatusCode, message: &str) -> Response {
     let reason = match status.as_u16() {
@@ -65,7 +65,13 @@ pub fn kubernetes(status: StatusCode, message: &str) -> Response {
         503 => "ServiceUnavailable",
         _ => "InternalError",
     };
-    let body = json!({
+    (status, Json(kubernetes_status(status, reason, message))).into_response()
+}
+
+/// A failure `Status` object, as sent in a response body or an ERROR watch event.
+#[must_use]
+pub fn kubernetes_status(status: StatusCode, reason: &str, message: &str) -> serde_json::Value {
+    json!({
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
@@ -73,8 +79,7 @@ pub fn kubernetes(status: StatusCode, message: &str) -> Response {
         "message": message,
         "reason": reason,
         "code": status.as_u16(),
-    });
-    (status, Json(body)).into_response()
+    })
 }
 
 /// A LINSTOR error: a list of `ApiCallRc` entries with an error bit set in `ret_code`.

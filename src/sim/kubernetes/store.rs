@@ -107,25 +107,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.already_exists {
-            let body = status_object(self.status, "AlreadyExists", &self.message);
+            let body = fault::kubernetes_status(self.status, "AlreadyExists", &self.message);
             return (self.status, axum::Json(body)).into_response();
         }
         fault::kubernetes(self.status, &self.message)
     }
-}
-
-/// A failure `Status` object, as sent in a response body or an ERROR watch event.
-#[must_use]
-pub(super) fn status_object(status: StatusCode, reason: &str, message: &str) -> Value {
-    json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": status.as_u16(),
-    })
 }
 
 /// `plural` or `plural.group`, as the API server names a resource in messages.

@@ -18,8 +18,9 @@ use super::convert;
 use super::output::Output;
 use super::resource::Resource;
 use super::selector::Selector;
-use super::store::{Change, ChangeKind, Store, status_object};
+use super::store::{Change, ChangeKind, Store};
 use super::table::{self, Include};
+use crate::sim::fault::kubernetes_status;
 use crate::sim::world::World;
 
 /// How often a watch that asked for bookmarks gets one.
@@ -233,7 +234,7 @@ fn bookmark(request: &Request, revision: u64, initial_events_end: bool) -> Bytes
 fn gone(asked: u64, oldest: u64) -> Bytes {
     line(
         "ERROR",
-        status_object(
+        kubernetes_status(
             StatusCode::GONE,
             "Expired",
             &format!("too old resource version: {asked} ({oldest})"),
