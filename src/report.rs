@@ -46,6 +46,15 @@ pub struct NodeDiagnosis {
     pub why: String,
     /// Why the node gets no action, when it gets none.
     pub skipped: Option<String>,
+    /// What the operator can do when the remediator will not act.
+    pub next_step: Option<String>,
+    /// Volumes of managed PVs that the node's pods or VolumeAttachments use, with what the
+    /// backend shows.
+    pub volumes: Vec<String>,
+    /// Pods on the node that use PersistentVolumeClaims.
+    pub pods: Vec<String>,
+    /// VolumeAttachments naming the node.
+    pub volume_attachments: Vec<String>,
     /// Volumes of the node held back, with why.
     pub held: Vec<String>,
     /// The node's steps: what, and the command to do it by hand.
@@ -136,7 +145,12 @@ fn node_diagnosis(
             command: step.action.manual_command(),
         })
         .collect();
+    let stuck = stuck_objects(node, observation);
     NodeDiagnosis {
+        next_step: next_step(&node.storage, &verdict, policy),
+        volumes: stuck.volumes,
+        pods: stuck.pods,
+        volume_attachments: stuck.volume_attachments,
         node: node.name.to_string(),
         ready: format!("{:?}", node.ready),
         not_ready_for: humantime::format_duration(std::time::Duration::from_secs(
@@ -167,6 +181,129 @@ fn node_diagnosis(
             .collect(),
         steps,
     }
+}
+
+/// What an operator can do about a node the remediator will not touch.
+fn next_step(storage: &StorageView, verdict: &str, policy: &Policy) -> Option<String> {
+    let StorageView::OpenStack(server) = storage else {
+        return match storage {
+            StorageView::Ambiguous { .. } | StorageView::NoMatch => Some(
+                "set the node's spec.providerID to openstack:///SERVER-ID (the cloud controller \
+                 manager does), so the node matches exactly one server"
+                    .to_owned(),
+            ),
+            StorageView::Error { .. } => Some("retry when the cloud answers".to_owned()),
+            _ => None,
+        };
+    };
+    match verdict {
+        "stoppable" => Some(format!(
+            "if the node is truly lost, power the server off (`openstack server stop {}`) or \
+             run `remediate --fence stop`; a server that is running may still write",
+            server.id
+        )),
+        "not fenced" if server.task_state.is_some() => {
+            Some("wait for the server's task to finish, then run again".to_owned())
+        }
+        "not fenced" if server.status == "ACTIVE" => {
+            let host = server.host.as_deref().unwrap_or("HOST");
+            let trust = if policy.trust_forced_down {
+                ""
+            } else {
+                " and run with --trust-forced-down"
+            };
+            Some(format!(
+                "once the compute host is fenced (powered off), mark it: `openstack compute \
+                 service set --down {host} nova-compute`{trust}"
+            ))
+        }
+        "not fenced" => Some(format!(
+            "make sure server {} is off, then `openstack server stop {}` and run again",
+            server.id, server.id
+        )),
+        _ => None,
+    }
+}
+
+/// The volumes, pods and VolumeAttachments of a node, as text.
+#[derive(Default)]
+struct Stuck {
+    volumes: Vec<String>,
+    pods: Vec<String>,
+    volume_attachments: Vec<String>,
+}
+
+fn stuck_objects(node: &NodeView, observation: &Observation) -> Stuck {
+    let mut stuck = Stuck::default();
+    let mut pvs = std::collections::BTreeSet::new();
+    for pod in observation
+        .pods
+        .iter()
+        .filter(|pod| pod.node.as_ref() == Some(&node.name) && !pod.claims.is_empty())
+    {
+        let state = if pod.deleting {
+            "Terminating".to_owned()
+        } else {
+            pod.waiting_reason
+                .clone()
+                .unwrap_or_else(|| pod.phase.clone())
+        };
+        stuck
+            .pods
+            .push(format!("{}/{} ({state})", pod.namespace, pod.name));
+        for claim in &pod.claims {
+            let bound = observation
+                .claims
+                .iter()
+                .find(|c| c.namespace == pod.namespace && c.name == *claim)
+                .and_then(|c| c.volume.clone());
+            pvs.extend(bound);
+        }
+    }
+    for va in observation
+        .volume_attachments
+        .iter()
+        .filter(|va| va.node == node.name)
+    {
+        let pv = va.pv.as_ref().map_or("(inline)", |pv| pv.as_str());
+        let deleting = if va.deleting { ", deleting" } else { "" };
+        stuck
+            .volume_attachments
+            .push(format!("{} (PV {pv}{deleting})", va.name));
+        pvs.extend(va.pv.clone());
+    }
+    for pv in observation
+        .persistent_volumes
+        .iter()
+        .filter(|pv| pvs.contains(&pv.name))
+    {
+        let shown = match &pv.backend {
+            Some(crate::model::BackendVolume::Cinder(volume)) => {
+                let holders: Vec<String> = volume
+                    .attachments
+                    .iter()
+                    .map(|a| a.server.to_string())
+                    .collect();
+                if holders.is_empty() {
+                    volume.status.clone()
+                } else {
+                    format!("{}, attached to {}", volume.status, holders.join(", "))
+                }
+            }
+            Some(crate::model::BackendVolume::Linstor(resource)) => {
+                format!(
+                    "LINSTOR resource with {} replica(s)",
+                    resource.replicas.len()
+                )
+            }
+            None => "not read".to_owned(),
+        };
+        stuck.volumes.push(format!(
+            "{} (PV {}, {}): {shown}",
+            pv.volume_id, pv.name, pv.driver
+        ));
+    }
+    stuck
 }
 
 fn verdict_words(verdict: &Verdict) -> (String, String) {
@@ -243,11 +380,23 @@ impl fmt::Display for Diagnosis {
                 node.verdict.to_uppercase(),
                 node.why
             )?;
+            for volume in &node.volumes {
+                writeln!(f, "  volume    {volume}")?;
+            }
+            for pod in &node.pods {
+                writeln!(f, "  pod       {pod}")?;
+            }
+            for va in &node.volume_attachments {
+                writeln!(f, "  attached  {va}")?;
+            }
             for held in &node.held {
                 writeln!(f, "  held      {held}")?;
             }
             if let Some(skip) = &node.skipped {
                 writeln!(f, "  no action {skip}")?;
+            }
+            if let (Some(next), true) = (&node.next_step, node.steps.is_empty()) {
+                writeln!(f, "  next step {next}")?;
             }
             for (number, step) in node.steps.iter().enumerate() {
                 writeln!(f, "  {:>2}. {}", number + 1, step.action)?;

@@ -848,3 +848,34 @@ async fn every_kubernetes_request_is_covered_by_the_declared_permissions() {
     let unused: BTreeSet<_> = declared.difference(&used).cloned().collect();
     assert_eq!(unused, not_exercised, "declared but never used");
 }
+
+#[tokio::test]
+async fn diagnose_shows_what_is_stuck_and_the_next_step_on_a_node_it_will_not_touch() {
+    let setup = start(&scenario("hypervisor-down.yaml")).await;
+    let policy = Policy::default();
+    let (observation, plan) = oneshot::observe_and_plan(
+        &setup.cluster,
+        &setup.backend,
+        &policy,
+        &BTreeSet::new(),
+        true,
+    )
+    .await
+    .unwrap();
+    let text = cinder_remediator::report::diagnose(&observation, &plan, &policy).to_string();
+    for line in [
+        "verdict   NOT FENCED: server 5d7f4c0e-1b7a-4f43-9a53-0c1f1f6e0002 is ACTIVE (power state 1 RUNNING) on compute host compute-2, which is down (not forced down)",
+        "volume    7a1c9e52-3f0b-4f5e-8d0e-2b6c7d8e0001 (PV pvc-0b7e1a52-6c44-4c1e-9f5e-4a2f3c9d0001, cinder.csi.openstack.org): in-use, attached to 5d7f4c0e-1b7a-4f43-9a53-0c1f1f6e0002",
+        "pod       db/postgres-0 (Running)",
+        "attached  csi-",
+        "next step once the compute host is fenced (powered off), mark it: `openstack compute service set --down compute-2 nova-compute` and run with --trust-forced-down",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    assert!(!text.contains("$ openstack server remove volume"), "{text}");
+    assert_eq!(
+        mutating(&setup.running.requests(), &EVERYTHING),
+        Vec::<String>::new()
+    );
+    setup.running.shutdown().await;
+}
