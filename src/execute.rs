@@ -459,14 +459,34 @@ impl<'a, B: Backend> Executor<'a, B> {
 }
 
 fn backend_failure(err: &backend::Error, step: &Step) -> Failure {
-    let retry = if err.is_transient() {
-        "a transient failure: the next run retries it"
-    } else {
-        "do it by hand"
+    use crate::openstack::error::ErrorKind;
+    let manual = step.action.manual_command();
+    let next_step = match err {
+        _ if err.is_transient() => {
+            format!("a transient failure: the next run retries it (by hand: {manual})")
+        }
+        backend::Error::OpenStack(api) => match &api.kind {
+            ErrorKind::Conflict(_) => format!(
+                "Nova refuses while the server has a task in progress or is in a state it cannot \
+                 detach from: check `openstack server show` and run again once the task is done \
+                 (by hand: {manual})"
+            ),
+            ErrorKind::BadRequest(_) => format!(
+                "the volume is not detachable as it stands (a root disk, or not in-use): check \
+                 `openstack volume show` before doing anything by hand ({manual})"
+            ),
+            ErrorKind::Denied(_) => format!(
+                "the OpenStack user lacks the right: grant it, or do it as an admin ({manual})"
+            ),
+            ErrorKind::NotFound | ErrorKind::Invalid(_) | ErrorKind::Unavailable(_) => {
+                format!("check by hand: {manual}")
+            }
+        },
+        backend::Error::Unsupported(_) => format!("do it by hand: {manual}"),
     };
     Failure {
         error: one_line(err),
-        next_step: format!("{retry}: {}", step.action.manual_command()),
+        next_step,
     }
 }
 

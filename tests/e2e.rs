@@ -879,3 +879,43 @@ async fn diagnose_shows_what_is_stuck_and_the_next_step_on_a_node_it_will_not_to
     );
     setup.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_refused_detach_says_why_and_what_to_do() {
+    let setup = start(&Scenario::seed()).await;
+    setup.running.world.lock().inject(Fault {
+        service: Some(Service::Nova),
+        method: "DELETE".into(),
+        path: "/servers/*/os-volume_attachments/*".into(),
+        status: Some(409),
+        delay_ms: 0,
+        times: Some(1),
+    });
+    let policy = Policy::default();
+    let (observation, plan) = oneshot::observe_and_plan(
+        &setup.cluster,
+        &setup.backend,
+        &policy,
+        &BTreeSet::new(),
+        false,
+    )
+    .await
+    .unwrap();
+    let report = execute::Executor::new(&setup.cluster, &setup.backend, fast())
+        .run(&plan, &observation, |_| {})
+        .await;
+    let execute::Outcome::Failed { error, next_step } = &report.steps[0].outcome else {
+        panic!("the release did not fail: {report:?}");
+    };
+    assert!(error.contains("conflict (409)"), "{error}");
+    assert!(next_step.contains("task in progress"), "{next_step}");
+    assert!(next_step.contains(&format!(
+        "openstack server remove volume {SEED_SERVER} {SEED_VOLUME}"
+    )));
+    assert!(pod_exists(
+        &setup,
+        "default",
+        "test-cinder-56bdb546dd-56mct"
+    ));
+    setup.running.shutdown().await;
+}
