@@ -82,6 +82,38 @@ async fn remediate(setup: &Setup, policy: &Policy, options: execute::Options) ->
     .unwrap()
 }
 
+/// Observes and plans once, as `diagnose` and `remediate` do.
+async fn plan_now(
+    setup: &Setup,
+    policy: &Policy,
+    orphans: bool,
+) -> (
+    cinder_remediator::model::Observation,
+    cinder_remediator::plan::Plan,
+) {
+    oneshot::observe_and_plan(
+        &setup.cluster,
+        &setup.backend,
+        policy,
+        &BTreeSet::new(),
+        orphans,
+    )
+    .await
+    .unwrap()
+}
+
+/// Runs a plan through the executor.
+async fn run_plan(
+    setup: &Setup,
+    options: execute::Options,
+    observation: &cinder_remediator::model::Observation,
+    plan: &cinder_remediator::plan::Plan,
+) -> execute::Report {
+    execute::Executor::new(&setup.cluster, &setup.backend, options)
+        .run(plan, observation, |_| {})
+        .await
+}
+
 fn mutating(log: &[RequestRecord], services: &[Service]) -> Vec<String> {
     log.iter()
         .filter(|r| services.contains(&r.service) && r.is_mutating())
@@ -378,18 +410,8 @@ async fn a_detach_that_never_finishes_fails_with_a_next_step_and_cleans_nothing(
         ..fast()
     };
     let observation_policy = Policy::default();
-    let (observation, plan) = oneshot::observe_and_plan(
-        &setup.cluster,
-        &setup.backend,
-        &observation_policy,
-        &BTreeSet::new(),
-        false,
-    )
-    .await
-    .unwrap();
-    let report = execute::Executor::new(&setup.cluster, &setup.backend, options)
-        .run(&plan, &observation, |_| {})
-        .await;
+    let (observation, plan) = plan_now(&setup, &observation_policy, false).await;
+    let report = run_plan(&setup, options, &observation, &plan).await;
     assert!(!report.succeeded());
     let failure = report
         .steps
@@ -455,15 +477,7 @@ async fn a_timeout_reading_nova_means_no_action_then_convergence() {
         times: Some(1),
     });
     let policy = Policy::default();
-    let (_, plan) = oneshot::observe_and_plan(
-        &setup.cluster,
-        &setup.backend,
-        &policy,
-        &BTreeSet::new(),
-        false,
-    )
-    .await
-    .unwrap();
+    let (_, plan) = plan_now(&setup, &policy, false).await;
     assert!(
         plan.steps.is_empty(),
         "acted on a node it could not read: {plan}"
@@ -594,15 +608,7 @@ async fn stop_fencing_stops_the_server_then_releases_in_a_later_round() {
         fence: FenceMode::Stop,
         ..Policy::default()
     };
-    let (_, plan) = oneshot::observe_and_plan(
-        &setup.cluster,
-        &setup.backend,
-        &policy,
-        &BTreeSet::new(),
-        false,
-    )
-    .await
-    .unwrap();
+    let (_, plan) = plan_now(&setup, &policy, false).await;
     assert!(
         matches!(plan.steps.as_slice(), [step] if matches!(step.action, Action::StopServer { .. })),
         "{plan}"
@@ -693,15 +699,7 @@ async fn stale_attachments_of_deleted_servers_are_diagnosed_and_released_only_on
     let scenario = Scenario::parse(ORPHAN_SCENARIO, Path::new("orphan.yaml")).unwrap();
     let setup = start(&scenario).await;
     let policy = Policy::default();
-    let (observation, plan) = oneshot::observe_and_plan(
-        &setup.cluster,
-        &setup.backend,
-        &policy,
-        &BTreeSet::new(),
-        true,
-    )
-    .await
-    .unwrap();
+    let (observation, plan) = plan_now(&setup, &policy, true).await;
     let diagnosis = cinder_remediator::report::diagnose(&observation, &plan, &policy);
     let text = diagnosis.to_string();
     assert!(
@@ -853,15 +851,7 @@ async fn every_kubernetes_request_is_covered_by_the_declared_permissions() {
 async fn diagnose_shows_what_is_stuck_and_the_next_step_on_a_node_it_will_not_touch() {
     let setup = start(&scenario("hypervisor-down.yaml")).await;
     let policy = Policy::default();
-    let (observation, plan) = oneshot::observe_and_plan(
-        &setup.cluster,
-        &setup.backend,
-        &policy,
-        &BTreeSet::new(),
-        true,
-    )
-    .await
-    .unwrap();
+    let (observation, plan) = plan_now(&setup, &policy, true).await;
     let text = cinder_remediator::report::diagnose(&observation, &plan, &policy).to_string();
     for line in [
         "verdict   NOT FENCED: server 5d7f4c0e-1b7a-4f43-9a53-0c1f1f6e0002 is ACTIVE (power state 1 RUNNING) on compute host compute-2, which is down (not forced down)",
@@ -892,18 +882,8 @@ async fn a_refused_detach_says_why_and_what_to_do() {
         times: Some(1),
     });
     let policy = Policy::default();
-    let (observation, plan) = oneshot::observe_and_plan(
-        &setup.cluster,
-        &setup.backend,
-        &policy,
-        &BTreeSet::new(),
-        false,
-    )
-    .await
-    .unwrap();
-    let report = execute::Executor::new(&setup.cluster, &setup.backend, fast())
-        .run(&plan, &observation, |_| {})
-        .await;
+    let (observation, plan) = plan_now(&setup, &policy, false).await;
+    let report = run_plan(&setup, fast(), &observation, &plan).await;
     let execute::Outcome::Failed { error, next_step } = &report.steps[0].outcome else {
         panic!("the release did not fail: {report:?}");
     };
