@@ -18,11 +18,14 @@ done
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy (all targets, warnings are errors)"
-cargo clippy --all-targets --locked -- -D warnings
+step "cargo clippy (every crate, all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test"
-cargo test --locked
+step "the fencing core stays pure: no async, HTTP or Kubernetes crate in its tree"
+scripts/check-boundaries.sh
+
+step "cargo test (the whole workspace)"
+cargo test --workspace --locked
 
 step "fidelity: the real openstack CLI against sim"
 scripts/openstack-cli-check.sh

@@ -13,12 +13,12 @@ use crate::backend::openstack::OpenStack;
 use crate::cluster::Cluster;
 use crate::config::{self, PolicyFlags, UsageError, one_line};
 use crate::execute;
-use crate::model::NodeName;
 use crate::oneshot::{self, Mode, Output};
 use crate::openstack::config::Source;
 use crate::openstack::session;
-use crate::sim::scenario::{FenceName, StrategyName};
-use crate::sim::{self, Scenario};
+use fencing::model::NodeName;
+use fencing::plan::{FenceMode, Strategy};
+use sim::{self, Scenario};
 
 /// Fences dead Kubernetes nodes on OpenStack and releases their Cinder volumes.
 // `Args` is derived and `Parser` written out (below) so that usage errors are one line.
@@ -116,8 +116,8 @@ pub struct PolicyArgs {
     pub grace: Option<humantime::Duration>,
     /// How the Kubernetes side is cleaned: `delete` (its VolumeAttachments and pods; any
     /// Kubernetes version) or `out-of-service-taint` (Kubernetes 1.28+ does the rest).
-    #[arg(long, env = "CINDER_REMEDIATOR_STRATEGY", value_parser = parse_strategy)]
-    pub strategy: Option<StrategyName>,
+    #[arg(long, env = "CINDER_REMEDIATOR_STRATEGY", value_parser = config::parse_strategy)]
+    pub strategy: Option<Strategy>,
     /// Storm guard: act on no node when more than this many are not Ready at once: a share
     /// (`40%`, the default) or a count (`3`). One node is always allowed.
     #[arg(long, env = "CINDER_REMEDIATOR_MAX_UNHEALTHY")]
@@ -127,8 +127,8 @@ pub struct PolicyArgs {
     pub no_kick: bool,
     /// `observe` (default): act only on servers the cloud shows off; `stop`: also stop
     /// (`os-stop`) an ACTIVE server on an up host, and release once it shows SHUTOFF.
-    #[arg(long, env = "CINDER_REMEDIATOR_FENCE", value_parser = parse_fence)]
-    pub fence: Option<FenceName>,
+    #[arg(long, env = "CINDER_REMEDIATOR_FENCE", value_parser = config::parse_fence)]
+    pub fence: Option<FenceMode>,
     /// Accept a compute host marked forced down in Nova as proof that its servers are off.
     #[arg(long, env = "CINDER_REMEDIATOR_TRUST_FORCED_DOWN")]
     pub trust_forced_down: bool,
@@ -140,9 +140,9 @@ impl PolicyArgs {
             grace: self.grace.map(Into::into),
             strategy: self.strategy,
             max_unhealthy: self.max_unhealthy.clone(),
-            no_kick: self.no_kick,
+            kick: self.no_kick.then_some(false),
             fence: self.fence,
-            trust_forced_down: self.trust_forced_down,
+            trust_forced_down: self.trust_forced_down.then_some(true),
         }
     }
 }
@@ -150,22 +150,6 @@ impl PolicyArgs {
 fn parse_duration(text: &str) -> Result<humantime::Duration, String> {
     text.parse()
         .map_err(|err| format!("not a duration ({err}); write e.g. 30s, 2m or 1h"))
-}
-
-fn parse_strategy(text: &str) -> Result<StrategyName, String> {
-    match text {
-        "delete" => Ok(StrategyName::Delete),
-        "out-of-service-taint" => Ok(StrategyName::OutOfServiceTaint),
-        _ => Err("expected `delete` or `out-of-service-taint`".to_owned()),
-    }
-}
-
-fn parse_fence(text: &str) -> Result<FenceName, String> {
-    match text {
-        "observe" => Ok(FenceName::Observe),
-        "stop" => Ok(FenceName::Stop),
-        _ => Err("expected `observe` or `stop`".to_owned()),
-    }
 }
 
 /// Arguments of `diagnose`.
@@ -533,7 +517,10 @@ async fn run_demo(args: &DemoArgs) -> Outcome {
             return Outcome::Usage;
         }
     };
-    let policy = match config::policy(&args.policy.flags(), Some(&scenario.remediator)) {
+    let policy = match config::policy(
+        &args.policy.flags(),
+        Some(&crate::demo::scenario_policy(&scenario.remediator)),
+    ) {
         Ok(policy) => policy,
         Err(err) => return usage(&err),
     };

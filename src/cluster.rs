@@ -17,7 +17,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, P
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use serde_json::json;
 
-use crate::model::{
+use fencing::model::{
     ClaimName, ClaimRef, ClaimView, Driver, NodeName, NodeView, OwnerRef, PROGRESS_ANNOTATION,
     PodView, Progress, PvName, PvView, Readiness, StorageView, Taint, VaName, VaView, VolumeId,
 };

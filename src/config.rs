@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use crate::plan::{FenceMode, Policy, Strategy, Threshold};
-use crate::sim::scenario::{FenceName, Remediator, StrategyName};
+use fencing::plan::{FenceMode, Policy, Strategy, Threshold};
 
 /// A setting that makes no sense: printed as one line, exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -41,28 +40,53 @@ pub fn parse_threshold(text: &str) -> Result<Threshold, String> {
     }
 }
 
-/// The policy flags as given (every one optional, so scenario settings can fill the gaps).
+/// Policy settings as given: every one optional, so that a lower layer (a scenario's
+/// `remediator:` block, for `demo`) or the default can fill the gaps.
 #[derive(Debug, Clone, Default)]
 pub struct PolicyFlags {
     /// `--grace`.
     pub grace: Option<Duration>,
     /// `--strategy`.
-    pub strategy: Option<StrategyName>,
+    pub strategy: Option<Strategy>,
     /// `--max-unhealthy`.
     pub max_unhealthy: Option<String>,
-    /// `--no-kick`.
-    pub no_kick: bool,
+    /// Whether to kick waiting pods (`--no-kick` gives `Some(false)`).
+    pub kick: Option<bool>,
     /// `--fence`.
-    pub fence: Option<FenceName>,
-    /// `--trust-forced-down`.
-    pub trust_forced_down: bool,
+    pub fence: Option<FenceMode>,
+    /// `--trust-forced-down` (given: `Some(true)`).
+    pub trust_forced_down: Option<bool>,
+}
+
+/// Parses a Kubernetes-side strategy as flags and scenario files spell it.
+///
+/// # Errors
+/// Anything but `delete` or `out-of-service-taint`.
+pub fn parse_strategy(text: &str) -> Result<Strategy, String> {
+    match text {
+        "delete" => Ok(Strategy::Delete),
+        "out-of-service-taint" => Ok(Strategy::OutOfServiceTaint),
+        _ => Err("expected `delete` or `out-of-service-taint`".to_owned()),
+    }
+}
+
+/// Parses a fence mode as flags and scenario files spell it.
+///
+/// # Errors
+/// Anything but `observe` or `stop`.
+pub fn parse_fence(text: &str) -> Result<FenceMode, String> {
+    match text {
+        "observe" => Ok(FenceMode::Observe),
+        "stop" => Ok(FenceMode::Stop),
+        _ => Err("expected `observe` or `stop`".to_owned()),
+    }
 }
 
 /// The policy the flags ask for, over the scenario's settings (for `demo`), over the defaults.
 ///
 /// # Errors
 /// A malformed `--max-unhealthy`, naming where it came from.
-pub fn policy(flags: &PolicyFlags, scenario: Option<&Remediator>) -> Result<Policy, UsageError> {
+pub fn policy(flags: &PolicyFlags, scenario: Option<&PolicyFlags>) -> Result<Policy, UsageError> {
     let defaults = Policy::default();
     let from_scenario = scenario.cloned().unwrap_or_default();
     let max_unhealthy = match (&flags.max_unhealthy, &from_scenario.max_unhealthy) {
@@ -73,29 +97,25 @@ pub fn policy(flags: &PolicyFlags, scenario: Option<&Remediator>) -> Result<Poli
             .map_err(|err| UsageError(format!("scenario remediator.max_unhealthy: {err}")))?,
         (None, None) => defaults.max_unhealthy,
     };
-    let strategy = match flags.strategy.or(from_scenario.strategy) {
-        Some(StrategyName::Delete) => Strategy::Delete,
-        Some(StrategyName::OutOfServiceTaint) => Strategy::OutOfServiceTaint,
-        None => defaults.strategy,
-    };
-    let fence = match flags.fence.or(from_scenario.fence) {
-        Some(FenceName::Observe) => FenceMode::Observe,
-        Some(FenceName::Stop) => FenceMode::Stop,
-        None => defaults.fence,
-    };
     Ok(Policy {
         grace: flags
             .grace
             .or(from_scenario.grace)
             .unwrap_or(defaults.grace),
-        strategy,
+        strategy: flags
+            .strategy
+            .or(from_scenario.strategy)
+            .unwrap_or(defaults.strategy),
         max_unhealthy,
-        kick: !flags.no_kick && from_scenario.kick.unwrap_or(defaults.kick),
-        fence,
-        trust_forced_down: flags.trust_forced_down
-            || from_scenario
-                .trust_forced_down
-                .unwrap_or(defaults.trust_forced_down),
+        kick: flags.kick.or(from_scenario.kick).unwrap_or(defaults.kick),
+        fence: flags
+            .fence
+            .or(from_scenario.fence)
+            .unwrap_or(defaults.fence),
+        trust_forced_down: flags
+            .trust_forced_down
+            .or(from_scenario.trust_forced_down)
+            .unwrap_or(defaults.trust_forced_down),
         managed_drivers: defaults.managed_drivers,
     })
 }
@@ -216,7 +236,7 @@ pub struct OpenStackFlags {
 #[cfg(test)]
 mod tests {
     use super::{PolicyFlags, parse_threshold, policy};
-    use crate::sim::scenario::{Remediator, StrategyName};
+    use fencing::plan::Strategy;
     use std::time::Duration;
 
     #[test]
@@ -229,10 +249,11 @@ mod tests {
 
     #[test]
     fn flags_override_the_scenario_which_overrides_the_defaults() {
-        let scenario = Remediator {
+        let scenario = PolicyFlags {
             grace: Some(Duration::from_secs(5)),
-            strategy: Some(StrategyName::OutOfServiceTaint),
-            ..Remediator::default()
+            strategy: Some(Strategy::OutOfServiceTaint),
+            kick: Some(false),
+            ..PolicyFlags::default()
         };
         let flags = PolicyFlags {
             grace: Some(Duration::from_secs(1)),
@@ -240,7 +261,11 @@ mod tests {
         };
         let merged = policy(&flags, Some(&scenario)).unwrap();
         assert_eq!(merged.grace, Duration::from_secs(1));
-        assert_eq!(merged.strategy, crate::plan::Strategy::OutOfServiceTaint);
+        assert_eq!(merged.strategy, Strategy::OutOfServiceTaint);
+        assert!(
+            !merged.kick,
+            "the scenario's kick: false holds when no flag says otherwise"
+        );
         assert_eq!(
             policy(&PolicyFlags::default(), None).unwrap().grace,
             Duration::from_secs(30)

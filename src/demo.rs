@@ -16,11 +16,13 @@ use serde::Serialize;
 
 use crate::backend::openstack::OpenStack;
 use crate::cluster::Cluster;
+use crate::config::PolicyFlags;
 use crate::execute::{self, Executor, Report};
 use crate::oneshot::{self, Output};
-use crate::plan::{Plan, Policy, Skip};
-use crate::sim::expect::{self, Check};
-use crate::sim::{self, Running, Scenario};
+use fencing::plan::{FenceMode, Plan, Policy, Skip, Strategy};
+use sim::expect::{self, Check};
+use sim::scenario::{FenceName, Remediator, StrategyName};
+use sim::{self, Running, Scenario};
 
 /// How long `demo` waits without an `expect` block.
 const DEFAULT_WITHIN: Duration = Duration::from_secs(60);
@@ -187,9 +189,7 @@ async fn run_against(
     let mut checks = Vec::new();
     if let (true, Some(expect)) = (check, scenario.expect.as_ref()) {
         loop {
-            checks = expect::evaluate(expect, running, &client)
-                .await
-                .map_err(|err| Error::Client(crate::config::one_line(&err)))?;
+            checks = expect::evaluate(expect, &running.world);
             if checks.iter().all(|c| c.holds) || started.elapsed() >= within {
                 break;
             }
@@ -271,7 +271,7 @@ fn narrate(plan: &Plan, started: Instant, said: &mut BTreeMap<String, String>) {
     for step in &plan.steps {
         let verdict = matches!(
             step.action,
-            crate::plan::Action::ReleaseVolume { .. } | crate::plan::Action::StopServer { .. }
+            fencing::plan::Action::ReleaseVolume { .. } | fencing::plan::Action::StopServer { .. }
         );
         if let (true, Some(node)) = (verdict, &step.node) {
             let line = format!("fenced: {}", step.detail);
@@ -295,12 +295,48 @@ fn kube_client(running: &Running) -> Result<kube::Client, Error> {
 /// The OpenStack session through the production path: settings from `OS_*` variables (a map,
 /// never the process environment), then the Keystone login of [`crate::openstack::session`].
 async fn openstack_session(running: &Running) -> Result<osauth::Session, Error> {
-    let source = running.openstack_source();
+    let source = openstack_source(running);
     let settings = crate::openstack::config::load(&source)
         .map_err(|err| Error::Client(crate::config::one_line(&err)))?;
     crate::openstack::session::connect(&settings)
         .await
         .map_err(|err| Error::Client(crate::config::one_line(&err)))
+}
+
+/// The emulated cloud's credentials as the `OS_*` variables of the `openstack` CLI (a map,
+/// never the process environment), for the production settings loader.
+#[must_use]
+pub fn openstack_source(running: &Running) -> crate::openstack::config::Source {
+    let state = running.world.lock();
+    let credentials = &state.credentials;
+    crate::openstack::config::Source::from_env([
+        ("OS_AUTH_URL", format!("{}/v3", running.endpoints.keystone)),
+        ("OS_USERNAME", credentials.username.clone()),
+        ("OS_PASSWORD", credentials.password.clone()),
+        ("OS_USER_DOMAIN_NAME", credentials.domain.clone()),
+        ("OS_PROJECT_NAME", credentials.project.clone()),
+        ("OS_PROJECT_DOMAIN_NAME", credentials.domain.clone()),
+        ("OS_REGION_NAME", state.cloud.region().to_owned()),
+    ])
+}
+
+/// The policy settings of a scenario's `remediator:` block, beneath the command's flags.
+#[must_use]
+pub fn scenario_policy(remediator: &Remediator) -> PolicyFlags {
+    PolicyFlags {
+        grace: remediator.grace,
+        strategy: remediator.strategy.map(|name| match name {
+            StrategyName::Delete => Strategy::Delete,
+            StrategyName::OutOfServiceTaint => Strategy::OutOfServiceTaint,
+        }),
+        max_unhealthy: remediator.max_unhealthy.clone(),
+        kick: remediator.kick,
+        fence: remediator.fence.map(|name| match name {
+            FenceName::Observe => FenceMode::Observe,
+            FenceName::Stop => FenceMode::Stop,
+        }),
+        trust_forced_down: remediator.trust_forced_down,
+    }
 }
 
 async fn print_state(running: &Running, client: &kube::Client) -> Result<(), Error> {

@@ -2,7 +2,7 @@
 //! progress on the Node so a restart resumes without repeating a verified release (S7), record
 //! an Event on every object touched, and stop a node's sequence at its first failure.
 //!
-//! The executor never decides: every step comes from [`crate::plan`].
+//! The executor never decides: every step comes from [`fencing::plan`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -12,8 +12,8 @@ use serde::Serialize;
 use crate::backend::{self, Backend, Release, ReleaseState};
 use crate::cluster::{Cluster, Target};
 use crate::config::one_line;
-use crate::model::{NodeName, Observation, Progress, ReleasedVolume, Taint, VolumeId};
-use crate::plan::{Action, Plan, Step};
+use fencing::model::{NodeName, Observation, Progress, ReleasedVolume, Taint, VolumeId};
+use fencing::plan::{Action, Plan, Step};
 
 /// How patient the executor is.
 #[derive(Debug, Clone, Copy)]

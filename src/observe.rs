@@ -9,8 +9,8 @@ use jiff::Timestamp;
 
 use crate::backend::Backend;
 use crate::cluster::{Cluster, ClusterState};
-use crate::model::{NodeName, Observation, PvName, ServerId, StorageView};
-use crate::plan::Policy;
+use fencing::model::{NodeName, Observation, PvName, ServerId, StorageView};
+use fencing::plan::Policy;
 
 /// What to read beyond the nodes the planner may act on.
 #[derive(Debug, Clone, Default)]
@@ -141,8 +141,8 @@ pub async fn complete<B: Backend>(
 
 /// Servers that hold attachments of managed volumes, are no node's server, and are gone.
 async fn stale_servers<B: Backend>(
-    nodes: &[crate::model::NodeView],
-    pvs: &[crate::model::PvView],
+    nodes: &[fencing::model::NodeView],
+    pvs: &[fencing::model::PvView],
     backend: &B,
 ) -> Vec<ServerId> {
     let known: BTreeSet<ServerId> = nodes
@@ -156,7 +156,7 @@ async fn stale_servers<B: Backend>(
     let holders: BTreeSet<ServerId> = pvs
         .iter()
         .filter_map(|pv| match &pv.backend {
-            Some(crate::model::BackendVolume::Cinder(volume)) => Some(volume),
+            Some(fencing::model::BackendVolume::Cinder(volume)) => Some(volume),
             _ => None,
         })
         .flat_map(|volume| volume.attachments.iter().map(|a| a.server.clone()))

@@ -12,10 +12,10 @@ use crate::backend::Backend;
 use crate::cluster::Cluster;
 use crate::config::UsageError;
 use crate::execute::{self, Executor, Outcome, Progressing};
-use crate::model::{NodeName, Observation};
 use crate::observe::{self, Scope};
-use crate::plan::{self, Plan, Policy, Skip};
 use crate::report;
+use fencing::model::{NodeName, Observation};
+use fencing::plan::{self, Plan, Policy, Skip};
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

@@ -7,8 +7,8 @@ use std::fmt::{self, Write as _};
 use serde::Serialize;
 
 use crate::execute::{Outcome, Report};
-use crate::model::{NodeView, Observation, Readiness, StorageView};
-use crate::plan::{self, Plan, Policy, Verdict};
+use fencing::model::{NodeView, Observation, Readiness, StorageView};
+use fencing::plan::{self, Plan, Policy, Verdict};
 
 /// The diagnosis of one cluster.
 #[derive(Debug, Clone, Serialize)]
@@ -278,7 +278,7 @@ fn stuck_objects(node: &NodeView, observation: &Observation) -> Stuck {
         .filter(|pv| pvs.contains(&pv.name))
     {
         let shown = match &pv.backend {
-            Some(crate::model::BackendVolume::Cinder(volume)) => {
+            Some(fencing::model::BackendVolume::Cinder(volume)) => {
                 let holders: Vec<String> = volume
                     .attachments
                     .iter()
@@ -290,7 +290,7 @@ fn stuck_objects(node: &NodeView, observation: &Observation) -> Stuck {
                     format!("{}, attached to {}", volume.status, holders.join(", "))
                 }
             }
-            Some(crate::model::BackendVolume::Linstor(resource)) => {
+            Some(fencing::model::BackendVolume::Linstor(resource)) => {
                 format!(
                     "LINSTOR resource with {} replica(s)",
                     resource.replicas.len()

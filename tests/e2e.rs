@@ -10,13 +10,13 @@ use std::time::Duration;
 use cinder_remediator::backend::openstack::OpenStack;
 use cinder_remediator::cluster::Cluster;
 use cinder_remediator::execute;
-use cinder_remediator::model::NodeName;
 use cinder_remediator::oneshot::{self, Mode, Output};
 use cinder_remediator::openstack::config::load;
 use cinder_remediator::openstack::session::{ConnectOptions, connect_with};
-use cinder_remediator::plan::{Action, FenceMode, Policy, Strategy};
-use cinder_remediator::sim::scenario::{Fault, Service};
-use cinder_remediator::sim::{self, RequestRecord, Running, Scenario};
+use fencing::model::NodeName;
+use fencing::plan::{Action, FenceMode, Policy, Strategy};
+use sim::scenario::{Fault, Service};
+use sim::{self, RequestRecord, Running, Scenario};
 
 struct Setup {
     running: Running,
@@ -34,7 +34,7 @@ async fn start_with(scenario: &Scenario, options: ConnectOptions) -> Setup {
         running.endpoints.kubernetes.parse().unwrap(),
     ))
     .unwrap();
-    let source = running.openstack_source();
+    let source = cinder_remediator::demo::openstack_source(&running);
     let session = connect_with(&load(&source).unwrap(), &options)
         .await
         .unwrap();
@@ -87,10 +87,7 @@ async fn plan_now(
     setup: &Setup,
     policy: &Policy,
     orphans: bool,
-) -> (
-    cinder_remediator::model::Observation,
-    cinder_remediator::plan::Plan,
-) {
+) -> (fencing::model::Observation, fencing::plan::Plan) {
     oneshot::observe_and_plan(
         &setup.cluster,
         &setup.backend,
@@ -106,8 +103,8 @@ async fn plan_now(
 async fn run_plan(
     setup: &Setup,
     options: execute::Options,
-    observation: &cinder_remediator::model::Observation,
-    plan: &cinder_remediator::plan::Plan,
+    observation: &fencing::model::Observation,
+    plan: &fencing::plan::Plan,
 ) -> execute::Report {
     execute::Executor::new(&setup.cluster, &setup.backend, options)
         .run(plan, observation, |_| {})

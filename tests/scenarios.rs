@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cinder_remediator::sim::Scenario;
+use sim::Scenario;
 
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)

@@ -6,9 +6,6 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use cinder_remediator::sim::kubernetes::{CINDER_DRIVER, attachment_name, uid};
-use cinder_remediator::sim::scenario::Readiness;
-use cinder_remediator::sim::{self, Running, Scenario};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
@@ -24,6 +21,9 @@ use kube::runtime::events::{Event as RecorderEvent, EventType, Recorder, Reporte
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
+use sim::kubernetes::{CINDER_DRIVER, attachment_name, uid};
+use sim::scenario::Readiness;
+use sim::{self, Running, Scenario};
 use tokio::time::timeout;
 
 const NODE_DEAD: &str = "node-4-nude";

@@ -2,16 +2,16 @@
 //!
 //! A backend reads (a node's storage side, a volume) and acts (stop a server, release a volume,
 //! read back whether that worked). It never decides: the fence verdict and the plan come from
-//! the pure [`crate::plan`] over what it read.
+//! the pure [`fencing::plan`] over what it read.
 
 pub mod openstack;
 
 use std::future::Future;
 
-use crate::model::{
+use fencing::model::{
     AttachmentId, BackendVolume, Driver, NodeView, ServerId, StorageView, VolumeId,
 };
-use crate::plan::ReleaseVia;
+use fencing::plan::ReleaseVia;
 
 /// A failed backend call.
 #[derive(Debug, thiserror::Error)]

@@ -10,14 +10,14 @@ use std::collections::BTreeMap;
 use osauth::Session;
 
 use super::{Backend, Error, Release, ReleaseState};
-use crate::model::{
-    AttachmentId, BackendVolume, CinderAttachment, CinderVolumeView, Driver, HostView, NodeView,
-    ServerId, ServerView, StorageView, VolumeId,
-};
 use crate::openstack::cinder::{Cinder, Volume};
 use crate::openstack::error::ApiError;
 use crate::openstack::nova::{Nova, Server};
-use crate::plan::ReleaseVia;
+use fencing::model::{
+    AttachmentId, BackendVolume, CinderAttachment, CinderVolumeView, Driver, HostView, NodeView,
+    ServerId, ServerView, StorageView, VolumeId,
+};
+use fencing::plan::ReleaseVia;
 
 /// Nova and Cinder through one authenticated session.
 #[derive(Debug, Clone)]

@@ -20,8 +20,8 @@ use super::resource::Resource;
 use super::selector::Selector;
 use super::store::{Change, ChangeKind, Store};
 use super::table::{self, Include};
-use crate::sim::fault::kubernetes_status;
-use crate::sim::world::World;
+use crate::fault::kubernetes_status;
+use crate::world::World;
 
 /// How often a watch that asked for bookmarks gets one.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(2);

@@ -1,9 +1,11 @@
-//! The emulated cloud and cluster used by `sim`, `demo` and the tests.
+//! The emulated cloud and cluster behind cinder-remediator's `sim` and `demo` commands and its
+//! tests.
 //!
 //! Each emulator (Keystone, Nova, Cinder, Kubernetes, LINSTOR) is its own axum router over one
 //! shared [`World`], listening on its own loopback port. They speak the real wire protocols, so
-//! the production clients (the `kube` client, the `openstack` crate, the `openstack` CLI and
-//! `kubectl`) run against them unchanged. None of them reuses a client crate's types.
+//! the production clients (the `kube` client, the product's osauth session, the `openstack` CLI
+//! and `kubectl`) run against them unchanged. This crate depends on neither the product nor its
+//! fencing core, and on no client crate: a serialization bug cannot hide by being shared.
 
 pub mod cinder;
 pub mod cloud;
@@ -87,23 +89,6 @@ impl Running {
         self.world.lock().kube.stop_watches();
         self.stop.cancel();
         while self.tasks.join_next().await.is_some() {}
-    }
-
-    /// The emulated cloud's credentials as the `OS_*` variables of the `openstack` CLI (a map,
-    /// never the process environment), for the production settings loader.
-    #[must_use]
-    pub fn openstack_source(&self) -> crate::openstack::config::Source {
-        let state = self.world.lock();
-        let credentials = &state.credentials;
-        crate::openstack::config::Source::from_env([
-            ("OS_AUTH_URL", format!("{}/v3", self.endpoints.keystone)),
-            ("OS_USERNAME", credentials.username.clone()),
-            ("OS_PASSWORD", credentials.password.clone()),
-            ("OS_USER_DOMAIN_NAME", credentials.domain.clone()),
-            ("OS_PROJECT_NAME", credentials.project.clone()),
-            ("OS_PROJECT_DOMAIN_NAME", credentials.domain.clone()),
-            ("OS_REGION_NAME", state.cloud.region().to_owned()),
-        ])
     }
 
     /// Writes `kubeconfig`, `clouds.yaml`, `endpoints.json` and, last, `ready` into `dir`.

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::attacher;
 use super::resource::{self, Resource};
-use crate::sim::fault;
-use crate::sim::scenario::Readiness;
+use crate::fault;
+use crate::scenario::Readiness;
 
 /// How many changes the store keeps for watches that resume from a resourceVersion.
 const HISTORY: usize = 4096;

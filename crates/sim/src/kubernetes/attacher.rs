@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::resource;
 use super::seed::{CINDER_DRIVER, attacher_finalizer};
 use super::store::{Key, Part, Store, finalizers, str_at, time};
-use crate::sim::world::State;
+use crate::world::State;
 
 /// How long the attacher waits before retrying a refused detach.
 const RETRY_MS: u64 = 1000;

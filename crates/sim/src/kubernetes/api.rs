@@ -21,7 +21,7 @@ use super::selector::Selector;
 use super::store::{ApiError, DeleteOptions, Key, Part, Store};
 use super::table::{self, Include};
 use super::watch;
-use crate::sim::world::World;
+use crate::world::World;
 
 /// What a path names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -514,7 +514,7 @@ impl Call {
 #[cfg(test)]
 mod tests {
     use super::{Target, parse_path};
-    use crate::sim::kubernetes::store::Part;
+    use crate::kubernetes::store::Part;
 
     fn object(path: &str) -> Option<(String, Option<String>, String, Part)> {
         match parse_path(path)? {

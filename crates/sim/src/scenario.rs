@@ -14,7 +14,7 @@ use serde::de::{self, Deserializer};
 use serde_saphyr::Spanned;
 
 /// The seed story (seeds 000/001), built in as the default scenario of `demo`.
-pub const SEED_SCENARIO: &str = include_str!("../../scenarios/seed-node-shutdown.yaml");
+pub const SEED_SCENARIO: &str = include_str!("../../../scenarios/seed-node-shutdown.yaml");
 
 /// A scenario that could not be loaded: names the file, the line and the key.
 #[derive(Debug, thiserror::Error)]

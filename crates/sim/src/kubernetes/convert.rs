@@ -78,7 +78,7 @@ mod tests {
     use serde_json::json;
 
     use super::{to_storage, to_view};
-    use crate::sim::kubernetes::resource::find;
+    use crate::kubernetes::resource::find;
 
     #[test]
     fn events_round_trip() {

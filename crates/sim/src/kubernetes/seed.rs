@@ -7,7 +7,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
 use super::store::{Key, Store, micro_time, str_at, time};
-use crate::sim::scenario::{self, Readiness, Scenario};
+use crate::scenario::{self, Readiness, Scenario};
 
 /// The CSI driver of OpenStack Cinder; in-tree Cinder PVs migrate to it.
 pub const CINDER_DRIVER: &str = "cinder.csi.openstack.org";

@@ -1,0 +1,135 @@
+//! Evaluates a scenario's `expect` block against the emulated cloud and cluster: the volumes,
+//! the Kubernetes objects and the request budget, all straight from the world (the client under
+//! test never grades itself).
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::World;
+use super::scenario::{Expect, Service, split_ref};
+
+/// One expectation and whether it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What is expected, e.g. `volume 4e41… available`.
+    pub expectation: String,
+    /// Whether it holds.
+    pub holds: bool,
+    /// What was found.
+    pub found: String,
+}
+
+/// Checks every expectation once, against the world as it is now.
+#[must_use]
+pub fn evaluate(expect: &Expect, world: &World) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let state = world.lock();
+    for volume in &expect.volumes_available {
+        let status = state
+            .cloud
+            .volume(&volume.value)
+            .map_or_else(|| "missing".to_owned(), |v| v.status.clone());
+        checks.push(Check {
+            expectation: format!("volume {} available", volume.value),
+            holds: status == "available",
+            found: status,
+        });
+    }
+    for (pair, want) in expect
+        .volumes_attached
+        .iter()
+        .map(|p| (p, true))
+        .chain(expect.volumes_detached.iter().map(|p| (p, false)))
+    {
+        let attached = state.cloud.volume(&pair.volume.value).is_some_and(|v| {
+            v.attachments
+                .iter()
+                .any(|a| a.server_id == pair.server.value)
+        });
+        let word = if want { "attached to" } else { "released from" };
+        checks.push(Check {
+            expectation: format!(
+                "volume {} {word} server {}",
+                pair.volume.value, pair.server.value
+            ),
+            holds: attached == want,
+            found: if attached { "attached" } else { "not attached" }.to_owned(),
+        });
+    }
+    if let Some(limit) = expect.max_mutating_openstack_requests {
+        let mutating: Vec<String> = state
+            .requests()
+            .iter()
+            .filter(|r| matches!(r.service, Service::Nova | Service::Cinder))
+            .filter(|r| r.is_mutating())
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        checks.push(Check {
+            expectation: format!("at most {limit} mutating Nova/Cinder request(s)"),
+            holds: mutating.len() <= usize::try_from(limit).unwrap_or(usize::MAX),
+            found: if mutating.is_empty() {
+                "none".to_owned()
+            } else {
+                format!("{}: {}", mutating.len(), mutating.join(", "))
+            },
+        });
+    }
+
+    for (list, want_gone) in [(&expect.pods_deleted, true), (&expect.pods_kept, false)] {
+        for pod in list {
+            let Some((namespace, name)) = split_ref(&pod.value) else {
+                continue;
+            };
+            let exists = state.kube.get("pods", Some(namespace), name).is_some();
+            let word = if want_gone { "deleted" } else { "kept" };
+            checks.push(Check {
+                expectation: format!("pod {} {word}", pod.value),
+                holds: exists != want_gone,
+                found: if exists { "exists" } else { "gone" }.to_owned(),
+            });
+        }
+    }
+
+    if !expect.volume_attachments_deleted.is_empty() {
+        let attachments = state.kube.list("volumeattachments");
+        for wanted in &expect.volume_attachments_deleted {
+            let present = attachments.iter().any(|va| {
+                let pv = text(va, "/spec/source/persistentVolumeName");
+                let node = text(va, "/spec/nodeName");
+                format!("{pv}@{node}") == wanted.value
+            });
+            checks.push(Check {
+                expectation: format!("VolumeAttachment {} deleted", wanted.value),
+                holds: !present,
+                found: if present { "exists" } else { "gone" }.to_owned(),
+            });
+        }
+    }
+
+    for node in &expect.nodes_tainted_out_of_service {
+        let tainted = state
+            .kube
+            .get("nodes", None, &node.value)
+            .and_then(|n| n.pointer("/spec/taints"))
+            .and_then(Value::as_array)
+            .is_some_and(|taints| {
+                taints
+                    .iter()
+                    .any(|t| t["key"] == "node.kubernetes.io/out-of-service")
+            });
+        checks.push(Check {
+            expectation: format!("node {} tainted out-of-service", node.value),
+            holds: tainted,
+            found: if tainted { "tainted" } else { "not tainted" }.to_owned(),
+        });
+    }
+    checks
+}
+
+/// The string at `pointer` in an object, or empty.
+fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
+    object
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
