@@ -17,13 +17,14 @@ git clone --quiet "$REPO" "$work/clone"
 cd "$work/clone"
 
 step() { # label, command...
-    local label="$1" start rc
+    local label="$1" start rc log
     shift
+    log="$work/step-${label//[^A-Za-z0-9]/_}.log"
     start=$(date +%s.%N)
-    if "$@" >"$work/$label.log" 2>&1; then rc=0; else rc=$?; fi
+    if "$@" >"$log" 2>&1; then rc=0; else rc=$?; fi
     printf 'first-hour: %-28s %7.1f s  exit %d\n' "$label" "$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')" "$rc"
     if ((rc != 0)); then
-        tail -20 "$work/$label.log"
+        tail -20 "$log"
         exit 1
     fi
 }
