@@ -417,7 +417,10 @@ async fn connect(
         }
     })?;
     let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| "cli".to_owned());
-    Ok((Cluster::new(client, &instance), OpenStack::new(&session)))
+    Ok((
+        Cluster::new(client, &instance),
+        OpenStack::new(&session, settings.region()),
+    ))
 }
 
 fn usage(err: &UsageError) -> Outcome {

@@ -13,13 +13,13 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::storage::v1::VolumeAttachment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use serde_json::json;
 
 use fencing::model::{
-    ClaimName, ClaimRef, ClaimView, Driver, NodeName, NodeView, OwnerRef, PROGRESS_ANNOTATION,
-    PodView, Progress, PvName, PvView, Readiness, StorageView, Taint, VaName, VaView, VolumeId,
+    ClaimName, ClaimRef, ClaimView, Driver, NodeName, NodeUid, NodeView, OwnerRef,
+    PROGRESS_ANNOTATION, PodView, Progress, PvName, PvView, Readiness, StorageView, Taint, VaName,
+    VaUid, VaView, VolumeId,
 };
 
 /// The name the remediator reports Events and field ownership under.
@@ -29,7 +29,7 @@ pub const FIELD_MANAGER: &str = "cinder-remediator";
 /// `manifests/rbac.yaml` grants exactly these; a test keeps the two in step.
 pub const PERMISSIONS: &[(&str, &str, &[&str])] = &[
     ("", "events", &["list"]),
-    ("", "nodes", &["get", "list", "patch", "update"]),
+    ("", "nodes", &["get", "list", "update"]),
     ("", "persistentvolumeclaims", &["list"]),
     ("", "persistentvolumes", &["list"]),
     ("", "pods", &["delete", "list"]),
@@ -216,14 +216,22 @@ impl Cluster {
         }
     }
 
-    /// Deletes a VolumeAttachment (its external-attacher then detaches and drops its
-    /// finalizer). One already gone is success.
+    /// Deletes a VolumeAttachment with a UID precondition (its external-attacher then detaches
+    /// and drops its finalizer). One already gone is success.
     ///
     /// # Errors
-    /// When the delete fails.
-    pub async fn delete_volume_attachment(&self, name: &str) -> Result<(), Error> {
+    /// When the delete fails (a UID mismatch is a 409: another node's VolumeAttachment now has
+    /// that name, not ours to touch).
+    pub async fn delete_volume_attachment(&self, name: &str, uid: &VaUid) -> Result<(), Error> {
         let api = Api::<VolumeAttachment>::all(self.client.clone());
-        match api.delete(name, &DeleteParams::default()).await {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(name, &params).await {
             Ok(_) => Ok(()),
             Err(err) if status_code(&err) == Some(404) => Ok(()),
             Err(err) => Err(Error::new(format!("delete volume attachment {name}"), err)),
@@ -250,7 +258,7 @@ impl Cluster {
     ///
     /// # Errors
     /// When the update fails.
-    pub async fn remove_attacher_finalizer(&self, name: &str) -> Result<(), Error> {
+    pub async fn remove_attacher_finalizer(&self, name: &str, uid: &VaUid) -> Result<(), Error> {
         let api = Api::<VolumeAttachment>::all(self.client.clone());
         for _ in 0..CONFLICT_RETRIES {
             let Some(mut va) = api
@@ -260,6 +268,9 @@ impl Cluster {
             else {
                 return Ok(());
             };
+            if va.metadata.uid.as_deref() != Some(uid.as_str()) {
+                return Ok(()); // ours is gone; this one is another node's
+            }
             let finalizers = va.metadata.finalizers.take().unwrap_or_default();
             let kept: Vec<String> = finalizers
                 .iter()
@@ -285,12 +296,16 @@ impl Cluster {
         ))
     }
 
-    /// Adds `taint` to a node unless it has it; optimistic concurrency, retried on conflict.
+    /// Adds `taint` to the node of that UID unless it has it; optimistic concurrency (the
+    /// replace carries the resourceVersion read), retried on conflict. `true` when this write
+    /// added it: only then is the taint ours.
     ///
     /// # Errors
-    /// When the update fails.
-    pub async fn add_taint(&self, node: &str, taint: &Taint) -> Result<(), Error> {
-        self.update_taints(node, |taints| {
+    /// When the node is gone or re-created (another UID), or the update fails.
+    pub async fn add_taint(&self, node: &str, uid: &NodeUid, taint: &Taint) -> Result<bool, Error> {
+        self.update_node(node, uid, "add the out-of-service taint", |object| {
+            let spec = object.spec.get_or_insert_with(Default::default);
+            let taints = spec.taints.get_or_insert_with(Vec::new);
             if taints.iter().any(|t| same_taint(t, taint)) {
                 false
             } else {
@@ -301,65 +316,108 @@ impl Cluster {
         .await
     }
 
-    /// Removes `taint` (matched on key, value and effect) from a node.
+    /// Removes `taint` (matched on key, value and effect) from the node of that UID.
     ///
     /// # Errors
-    /// When the update fails.
-    pub async fn remove_taint(&self, node: &str, taint: &Taint) -> Result<(), Error> {
-        self.update_taints(node, |taints| {
+    /// When the node is gone or re-created, or the update fails.
+    pub async fn remove_taint(
+        &self,
+        node: &str,
+        uid: &NodeUid,
+        taint: &Taint,
+    ) -> Result<(), Error> {
+        self.update_node(node, uid, "remove the out-of-service taint", |object| {
+            let Some(taints) = object.spec.as_mut().and_then(|spec| spec.taints.as_mut()) else {
+                return false;
+            };
             let before = taints.len();
             taints.retain(|t| !same_taint(t, taint));
             taints.len() != before
         })
         .await
+        .map(drop)
     }
 
-    async fn update_taints(
+    /// Writes (or, with `None`, removes) the remediator's progress record on the node of that
+    /// UID.
+    ///
+    /// # Errors
+    /// When the node is gone or re-created, or the update fails.
+    pub async fn set_progress(
         &self,
         node: &str,
-        change: impl Fn(&mut Vec<k8s_openapi::api::core::v1::Taint>) -> bool,
+        uid: &NodeUid,
+        progress: Option<&Progress>,
     ) -> Result<(), Error> {
+        let value = progress.map(|p| serde_json::to_string(p).unwrap_or_else(|_| "{}".to_owned()));
+        self.update_node(node, uid, "record progress", |object| {
+            let annotations = object
+                .metadata
+                .annotations
+                .get_or_insert_with(BTreeMap::new);
+            match &value {
+                Some(text) => {
+                    annotations
+                        .insert(PROGRESS_ANNOTATION.to_owned(), text.clone())
+                        .as_ref()
+                        != Some(text)
+                }
+                None => annotations.remove(PROGRESS_ANNOTATION).is_some(),
+            }
+        })
+        .await
+        .map(drop)
+    }
+
+    /// The node of that name as the planner sees it (storage unobserved), `None` when gone.
+    ///
+    /// # Errors
+    /// When the read fails.
+    pub async fn node(&self, name: &str) -> Result<Option<NodeView>, Error> {
+        Api::<Node>::all(self.client.clone())
+            .get_opt(name)
+            .await
+            .map(|node| node.as_ref().map(node_view))
+            .map_err(|e| Error::new(format!("read node {name}"), e))
+    }
+
+    /// Read, check the UID, change, replace (with the resourceVersion read); retried on
+    /// conflict. `true` when `change` changed something and it was written.
+    async fn update_node(
+        &self,
+        node: &str,
+        uid: &NodeUid,
+        what: &str,
+        change: impl Fn(&mut Node) -> bool,
+    ) -> Result<bool, Error> {
         let api = Api::<Node>::all(self.client.clone());
         for _ in 0..CONFLICT_RETRIES {
             let mut object = api
                 .get(node)
                 .await
                 .map_err(|e| Error::new(format!("read node {node}"), e))?;
-            let spec = object.spec.get_or_insert_with(Default::default);
-            let mut taints = spec.taints.take().unwrap_or_default();
-            if !change(&mut taints) {
-                return Ok(());
+            if object.metadata.uid.as_deref() != Some(uid.as_str()) {
+                return Err(Error::new(
+                    format!("{what} on node {node}"),
+                    precondition_error(&format!(
+                        "node {node} was re-created (UID {} is not the observed {uid})",
+                        object.metadata.uid.as_deref().unwrap_or("(none)")
+                    )),
+                ));
             }
-            spec.taints = Some(taints);
+            if !change(&mut object) {
+                return Ok(false);
+            }
             match api.replace(node, &PostParams::default(), &object).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(true),
                 Err(err) if status_code(&err) == Some(409) => continue,
-                Err(err) => return Err(Error::new(format!("update the taints of {node}"), err)),
+                Err(err) => return Err(Error::new(format!("{what} on node {node}"), err)),
             }
         }
         Err(Error::new(
-            format!("update the taints of {node}"),
+            format!("{what} on node {node}"),
             conflict_error(),
         ))
-    }
-
-    /// Writes (or, with `None`, removes) the remediator's progress record on a node.
-    ///
-    /// # Errors
-    /// When the patch fails.
-    pub async fn set_progress(&self, node: &str, progress: Option<&Progress>) -> Result<(), Error> {
-        let value = match progress {
-            Some(progress) => serde_json::Value::String(
-                serde_json::to_string(progress).unwrap_or_else(|_| "{}".to_owned()),
-            ),
-            None => serde_json::Value::Null,
-        };
-        let patch = json!({ "metadata": { "annotations": { PROGRESS_ANNOTATION: value } } });
-        Api::<Node>::all(self.client.clone())
-            .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map(drop)
-            .map_err(|e| Error::new(format!("record progress on node {node}"), e))
     }
 
     /// Records an Event about `target`. Failing to record is logged, never fatal: the action it
@@ -388,6 +446,14 @@ impl Cluster {
             tracing::warn!(error = %err, reason, "Could not record an Event");
         }
     }
+}
+
+fn precondition_error(message: &str) -> kube::Error {
+    kube::Error::Api(
+        kube::core::Status::failure(message, "Conflict")
+            .with_code(409)
+            .boxed(),
+    )
 }
 
 fn conflict_error() -> kube::Error {
@@ -467,14 +533,20 @@ fn node_view(node: &Node) -> NodeView {
         .unwrap_or(Timestamp::UNIX_EPOCH);
     let spec = node.spec.clone().unwrap_or_default();
     let labels = node.metadata.labels.clone().unwrap_or_default();
-    let progress = node
+    let (progress, progress_error) = match node
         .metadata
         .annotations
         .as_ref()
         .and_then(|annotations| annotations.get(PROGRESS_ANNOTATION))
-        .and_then(|text| serde_json::from_str::<Progress>(text).ok());
+        .map(|text| serde_json::from_str::<Progress>(text))
+    {
+        None => (None, None),
+        Some(Ok(progress)) => (Some(progress), None),
+        Some(Err(err)) => (None, Some(err.to_string())),
+    };
     NodeView {
         name: NodeName::new(name_of(&node.metadata)),
+        uid: node.metadata.uid.clone().map(NodeUid::new),
         ready,
         ready_since,
         taints: spec
@@ -505,6 +577,7 @@ fn node_view(node: &Node) -> NodeView {
             .or_else(|| labels.get("failure-domain.beta.kubernetes.io/zone"))
             .cloned(),
         progress,
+        progress_error,
         storage: StorageView::Unobserved,
     }
 }
@@ -599,6 +672,7 @@ fn pod_view(pod: &Pod, failures: &BTreeMap<(String, String), Vec<String>>) -> Po
 fn va_view(va: &VolumeAttachment) -> VaView {
     VaView {
         name: VaName::new(name_of(&va.metadata)),
+        uid: va.metadata.uid.clone().map(VaUid::new),
         node: NodeName::new(va.spec.node_name.clone()),
         pv: va
             .spec

@@ -93,9 +93,8 @@ async fn run_against(
     let text = output == Output::Text;
     let started = Instant::now();
     let client = kube_client(running)?;
-    let session = openstack_session(running).await?;
+    let backend = openstack_backend(running).await?;
     let cluster = Cluster::new(client.clone(), "demo");
-    let backend = OpenStack::new(&session);
     let within = scenario
         .expect
         .as_ref()
@@ -147,7 +146,7 @@ async fn run_against(
                     plan.steps.len()
                 );
             }
-            let executor = Executor::new(&cluster, &backend, demo_options());
+            let executor = Executor::new(&cluster, &backend, policy, demo_options());
             let report = executor
                 .run(&plan, &observation, |event| {
                     if text {
@@ -292,15 +291,16 @@ fn kube_client(running: &Running) -> Result<kube::Client, Error> {
         .map_err(|err| Error::Client(crate::config::one_line(&err)))
 }
 
-/// The OpenStack session through the production path: settings from `OS_*` variables (a map,
+/// The OpenStack backend through the production path: settings from `OS_*` variables (a map,
 /// never the process environment), then the Keystone login of [`crate::openstack::session`].
-async fn openstack_session(running: &Running) -> Result<osauth::Session, Error> {
+async fn openstack_backend(running: &Running) -> Result<OpenStack, Error> {
     let source = openstack_source(running);
     let settings = crate::openstack::config::load(&source)
         .map_err(|err| Error::Client(crate::config::one_line(&err)))?;
-    crate::openstack::session::connect(&settings)
+    let session = crate::openstack::session::connect(&settings)
         .await
-        .map_err(|err| Error::Client(crate::config::one_line(&err)))
+        .map_err(|err| Error::Client(crate::config::one_line(&err)))?;
+    Ok(OpenStack::new(&session, settings.region()))
 }
 
 /// The emulated cloud's credentials as the `OS_*` variables of the `openstack` CLI (a map,

@@ -1,6 +1,13 @@
-//! Runs a plan step by step: act, verify by reading back (never by trusting a 202), record
-//! progress on the Node so a restart resumes without repeating a verified release (S7), record
-//! an Event on every object touched, and stop a node's sequence at its first failure.
+//! Runs a plan step by step: re-verify, act, verify by reading back (never by trusting a 202),
+//! record progress on the Node so a restart resumes without repeating a verified release (S7),
+//! record an Event on every object touched, and stop a node's sequence at its first failure.
+//!
+//! Re-verification at the moment of acting: right before each release or stop, and before the
+//! first Kubernetes-side step of a node, the Node and its server are read again and
+//! [`fencing::plan::recheck`] must accept them (same UID, still not Ready past the grace, the
+//! same server still proven fenced). A plan may be minutes old (an operator's "y", a slow read):
+//! anything changed stops that node's remaining steps. Every write carries a precondition (the
+//! Node's or VolumeAttachment's UID, the resourceVersion read).
 //!
 //! The executor never decides: every step comes from [`fencing::plan`].
 
@@ -9,11 +16,15 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use jiff::Timestamp;
+
 use crate::backend::{self, Backend, Release, ReleaseState};
 use crate::cluster::{Cluster, Target};
 use crate::config::one_line;
-use fencing::model::{NodeName, Observation, Progress, ReleasedVolume, Taint, VolumeId};
-use fencing::plan::{Action, Plan, Step};
+use fencing::model::{
+    NodeName, NodeUid, NodeView, Observation, Progress, ReleasedVolume, Taint, VolumeId,
+};
+use fencing::plan::{Action, Plan, Policy, Purpose, ReleaseVia, Step, recheck};
 
 /// How patient the executor is.
 #[derive(Debug, Clone, Copy)]
@@ -101,6 +112,7 @@ pub enum Progressing<'a> {
 pub struct Executor<'a, B> {
     cluster: &'a Cluster,
     backend: &'a B,
+    policy: &'a Policy,
     options: Options,
 }
 
@@ -109,13 +121,23 @@ struct Failure {
     next_step: String,
 }
 
+/// What a run knows of one node: its observed view, and whether its Kubernetes side was
+/// re-verified already this run.
+struct NodeState<'o> {
+    observed: &'o NodeView,
+    progress: Progress,
+    kubernetes_verified: bool,
+}
+
 impl<'a, B: Backend> Executor<'a, B> {
-    /// An executor over `cluster` and `backend`.
+    /// An executor over `cluster` and `backend`, re-verifying with the `policy` the plan was
+    /// made with.
     #[must_use]
-    pub fn new(cluster: &'a Cluster, backend: &'a B, options: Options) -> Self {
+    pub fn new(cluster: &'a Cluster, backend: &'a B, policy: &'a Policy, options: Options) -> Self {
         Self {
             cluster,
             backend,
+            policy,
             options,
         }
     }
@@ -127,11 +149,17 @@ impl<'a, B: Backend> Executor<'a, B> {
         observation: &Observation,
         mut on_progress: impl FnMut(Progressing<'_>),
     ) -> Report {
-        let mut progress: BTreeMap<NodeName, Progress> = observation
-            .nodes
-            .iter()
-            .map(|node| (node.name.clone(), node.progress.clone().unwrap_or_default()))
-            .collect();
+        let mut nodes: BTreeMap<NodeName, NodeState<'_>> = BTreeMap::new();
+        for node in &observation.nodes {
+            nodes.insert(
+                node.name.clone(),
+                NodeState {
+                    observed: node,
+                    progress: node.progress.clone().unwrap_or_default(),
+                    kubernetes_verified: false,
+                },
+            );
+        }
         let mut failed_nodes: BTreeMap<NodeName, String> = BTreeMap::new();
         let mut failed_volumes: BTreeSet<VolumeId> = BTreeSet::new();
         let mut report = Report::default();
@@ -151,7 +179,11 @@ impl<'a, B: Backend> Executor<'a, B> {
             } else {
                 on_progress(Progressing::Started(step));
                 let started = Instant::now();
-                match self.perform(step, &mut progress, &mut on_progress).await {
+                let result = match self.reverify(step, observation, &mut nodes).await {
+                    Ok(()) => self.perform(step, &mut nodes, &mut on_progress).await,
+                    Err(failure) => Err(failure),
+                };
+                match result {
                     Ok(()) => Outcome::Done {
                         millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                     },
@@ -182,10 +214,79 @@ impl<'a, B: Backend> Executor<'a, B> {
         report
     }
 
+    /// Re-reads what the step relies on and checks the evidence still holds (see the module
+    /// documentation). An orphan's release needs its server still gone.
+    async fn reverify(
+        &self,
+        step: &Step,
+        observation: &Observation,
+        nodes: &mut BTreeMap<NodeName, NodeState<'_>>,
+    ) -> Result<(), Failure> {
+        let Some(name) = &step.node else {
+            if let Action::ReleaseVolume { server, .. } = &step.action {
+                return match self.backend.server_gone(server).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(changed(step, format!("server {server} exists again"))),
+                    Err(err) => Err(changed(
+                        step,
+                        format!(
+                            "server {server} could not be read again: {}",
+                            one_line(&err)
+                        ),
+                    )),
+                };
+            }
+            return Ok(());
+        };
+        let Some(state) = nodes.get_mut(name) else {
+            return Err(changed(step, format!("node {name} was not observed")));
+        };
+        let purpose = match &step.action {
+            Action::StopServer { .. } => Purpose::Stop,
+            Action::ReleaseVolume { .. } => Purpose::Fenced,
+            Action::RemoveTaint { .. } | Action::ClearProgress { .. } => Purpose::Recover,
+            Action::DeleteVolumeAttachment { .. }
+            | Action::ForceDeletePod { .. }
+            | Action::TaintNode { .. }
+            | Action::KickPod { .. } => Purpose::Fenced,
+        };
+        let kubernetes_side = !step.action.is_cloud_action();
+        if kubernetes_side && state.kubernetes_verified {
+            return Ok(());
+        }
+        let fresh = match self.cluster.node(name.as_str()).await {
+            Ok(Some(fresh)) => fresh,
+            Ok(None) => return Err(changed(step, format!("node {name} was deleted"))),
+            Err(err) => {
+                return Err(changed(
+                    step,
+                    format!("node {name} could not be read again: {}", one_line(&err)),
+                ));
+            }
+        };
+        let mut fresh = fresh;
+        if purpose != Purpose::Recover {
+            fresh.storage = self.backend.observe_node(&fresh).await;
+        }
+        recheck(
+            state.observed,
+            &fresh,
+            observation.region.as_deref(),
+            Timestamp::now(),
+            self.policy,
+            purpose,
+        )
+        .map_err(|why| changed(step, why))?;
+        if kubernetes_side {
+            state.kubernetes_verified = true;
+        }
+        Ok(())
+    }
+
     async fn perform(
         &self,
         step: &Step,
-        progress: &mut BTreeMap<NodeName, Progress>,
+        nodes: &mut BTreeMap<NodeName, NodeState<'_>>,
         on_progress: &mut impl FnMut(Progressing<'_>),
     ) -> Result<(), Failure> {
         let reason = step.reason.as_event_reason();
@@ -251,15 +352,17 @@ impl<'a, B: Backend> Executor<'a, B> {
                 })
                 .await?;
                 if let Some(node) = node {
-                    let record = progress.entry(node.clone()).or_default();
+                    let state = node_state(nodes, node, step)?;
                     let released = ReleasedVolume {
                         volume: volume.clone(),
                         server: server.clone(),
+                        attachment_id: attachment_id.clone(),
                     };
-                    if !record.released.contains(&released) {
-                        record.released.push(released);
+                    if !state.progress.released.contains(&released) {
+                        state.progress.released.push(released);
                     }
-                    self.save_progress(node, record).await?;
+                    let uid = node_uid(state.observed, step)?;
+                    self.save_progress(node, &uid, &state.progress).await?;
                     let note = format!(
                         "Released volume {volume} (PV {pv}) from server {server}: {}",
                         step.detail
@@ -275,7 +378,21 @@ impl<'a, B: Backend> Executor<'a, B> {
                         .await;
                 }
             }
-            Action::DeleteVolumeAttachment { name, node, pv } => {
+            Action::DeleteVolumeAttachment {
+                name,
+                uid,
+                node,
+                pv,
+                volume,
+                server,
+                attachment_id,
+            } => {
+                let Some(uid) = uid else {
+                    return Err(Failure {
+                        error: format!("VolumeAttachment {name} was observed without a UID"),
+                        next_step: format!("check it by hand: {}", step.action.manual_command()),
+                    });
+                };
                 let note = format!(
                     "Deleting VolumeAttachment of PV {pv} on fenced node {node}: its volume is released"
                 );
@@ -289,11 +406,23 @@ impl<'a, B: Backend> Executor<'a, B> {
                     )
                     .await;
                 self.cluster
-                    .delete_volume_attachment(name.as_str())
+                    .delete_volume_attachment(name.as_str(), uid)
                     .await
                     .map_err(|err| cluster_failure(&err, step))?;
-                self.finish_volume_attachment(step, name.as_str(), on_progress)
-                    .await?;
+                let release = server.as_ref().map(|server| Release {
+                    server: server.clone(),
+                    volume: volume.clone(),
+                    attachment_id: attachment_id.clone(),
+                    via: ReleaseVia::Nova,
+                });
+                self.finish_volume_attachment(
+                    step,
+                    name.as_str(),
+                    uid,
+                    release.as_ref(),
+                    on_progress,
+                )
+                .await?;
             }
             Action::ForceDeletePod {
                 namespace,
@@ -342,21 +471,27 @@ impl<'a, B: Backend> Executor<'a, B> {
                     .map_err(|err| cluster_failure(&err, step))?;
             }
             Action::TaintNode { node } => {
-                self.cluster
-                    .add_taint(node.as_str(), &Taint::out_of_service())
+                let state = node_state(nodes, node, step)?;
+                let uid = node_uid(state.observed, step)?;
+                let added = self
+                    .cluster
+                    .add_taint(node.as_str(), &uid, &Taint::out_of_service())
                     .await
                     .map_err(|err| cluster_failure(&err, step))?;
-                let record = progress.entry(node.clone()).or_default();
-                record.out_of_service_taint = true;
-                self.save_progress(node, record).await?;
+                if added {
+                    // Ours only when our write added it: one someone else added stays theirs.
+                    state.progress.out_of_service_taint = true;
+                    self.save_progress(node, &uid, &state.progress).await?;
+                }
                 let note = format!("Added the out-of-service taint: {}", step.detail);
                 self.cluster
                     .event(&Target::Node(node.clone()), true, reason, "TaintNode", note)
                     .await;
             }
             Action::RemoveTaint { node } => {
+                let uid = node_uid(node_state(nodes, node, step)?.observed, step)?;
                 self.cluster
-                    .remove_taint(node.as_str(), &Taint::out_of_service())
+                    .remove_taint(node.as_str(), &uid, &Taint::out_of_service())
                     .await
                     .map_err(|err| cluster_failure(&err, step))?;
                 let note = "Removed the out-of-service taint cinder-remediator added: the node is Ready again".to_owned();
@@ -371,19 +506,26 @@ impl<'a, B: Backend> Executor<'a, B> {
                     .await;
             }
             Action::ClearProgress { node } => {
+                let state = node_state(nodes, node, step)?;
+                let uid = node_uid(state.observed, step)?;
                 self.cluster
-                    .set_progress(node.as_str(), None)
+                    .set_progress(node.as_str(), &uid, None)
                     .await
                     .map_err(|err| cluster_failure(&err, step))?;
-                progress.remove(node);
+                state.progress = Progress::default();
             }
         }
         Ok(())
     }
 
-    async fn save_progress(&self, node: &NodeName, record: &Progress) -> Result<(), Failure> {
+    async fn save_progress(
+        &self,
+        node: &NodeName,
+        uid: &NodeUid,
+        record: &Progress,
+    ) -> Result<(), Failure> {
         self.cluster
-            .set_progress(node.as_str(), Some(record))
+            .set_progress(node.as_str(), uid, Some(record))
             .await
             .map_err(|err| Failure {
                 error: one_line(&err),
@@ -394,12 +536,16 @@ impl<'a, B: Backend> Executor<'a, B> {
             })
     }
 
-    /// Waits for a deleted VolumeAttachment to go; removes its attacher finalizer when the
-    /// attacher of the dead node does not within the grace (the volume is released already).
+    /// Waits for a deleted VolumeAttachment to go; when the attacher of the dead node does not
+    /// drop its finalizer within the grace, removes it, but only once Cinder, read again at
+    /// that moment, shows the volume's attachment to the node's server gone (`release`; none
+    /// for LINSTOR, whose survivors took over).
     async fn finish_volume_attachment(
         &self,
         step: &Step,
         name: &str,
+        uid: &fencing::model::VaUid,
+        release: Option<&Release>,
         on_progress: &mut impl FnMut(Progressing<'_>),
     ) -> Result<(), Failure> {
         let deadline = Instant::now() + self.options.attacher_grace;
@@ -413,9 +559,25 @@ impl<'a, B: Backend> Executor<'a, B> {
                 return Ok(());
             };
             if Instant::now() >= deadline {
+                if let Some(release) = release {
+                    match self.backend.release_state(release).await {
+                        Ok(ReleaseState::Released) => {}
+                        Ok(ReleaseState::Pending(status)) => {
+                            return Err(Failure {
+                                error: format!(
+                                    "Cinder still shows volume {} on server {} ({status}): the \
+                                     attacher's finalizer is kept",
+                                    release.volume, release.server
+                                ),
+                                next_step: stuck_next_step(step),
+                            });
+                        }
+                        Err(err) => return Err(backend_failure(&err, step)),
+                    }
+                }
                 return self
                     .cluster
-                    .remove_attacher_finalizer(name)
+                    .remove_attacher_finalizer(name, uid)
                     .await
                     .map_err(|err| cluster_failure(&err, step));
             }
@@ -456,6 +618,37 @@ impl<'a, B: Backend> Executor<'a, B> {
             tokio::time::sleep(self.options.poll_interval).await;
         }
     }
+}
+
+/// The evidence a step relied on no longer holds: nothing more for its node this run.
+fn changed(step: &Step, why: String) -> Failure {
+    let node = step
+        .node
+        .as_ref()
+        .map_or_else(|| "this volume".to_owned(), |node| format!("node {node}"));
+    Failure {
+        error: format!("not done, the evidence changed since planning: {why}"),
+        next_step: format!(
+            "nothing more is done for {node} in this run; the next run reads it again and plans afresh"
+        ),
+    }
+}
+
+fn node_state<'s, 'o>(
+    nodes: &'s mut BTreeMap<NodeName, NodeState<'o>>,
+    node: &NodeName,
+    step: &Step,
+) -> Result<&'s mut NodeState<'o>, Failure> {
+    nodes
+        .get_mut(node)
+        .ok_or_else(|| changed(step, format!("node {node} was not observed")))
+}
+
+fn node_uid(node: &NodeView, step: &Step) -> Result<NodeUid, Failure> {
+    node.uid.clone().ok_or_else(|| Failure {
+        error: format!("node {} was observed without a UID", node.name),
+        next_step: format!("check it by hand: {}", step.action.manual_command()),
+    })
 }
 
 fn backend_failure(err: &backend::Error, step: &Step) -> Failure {

@@ -63,19 +63,26 @@ pub async fn complete<B: Backend>(
         .filter(|node| now.duration_since(node.ready_since) >= grace)
         .map(|node| node.name.clone())
         .collect();
+    // For orphans, every node without providerID is matched too: a server no node maps to by
+    // any route is the only one whose stale attachments may be released.
+    let matched: BTreeSet<NodeName> = nodes
+        .iter()
+        .filter(|node| {
+            candidates.contains(&node.name)
+                || (scope.orphans && node.provider_server_id().is_none())
+        })
+        .map(|node| node.name.clone())
+        .collect();
 
     let views = join_all(
         nodes
             .iter()
-            .filter(|node| candidates.contains(&node.name))
+            .filter(|node| matched.contains(&node.name))
             .map(|node| backend.observe_node(node)),
     )
     .await;
     let mut views = views.into_iter();
-    for node in nodes
-        .iter_mut()
-        .filter(|node| candidates.contains(&node.name))
-    {
+    for node in nodes.iter_mut().filter(|node| matched.contains(&node.name)) {
         node.storage = views.next().unwrap_or(StorageView::Unobserved);
     }
 
@@ -136,6 +143,7 @@ pub async fn complete<B: Backend>(
         pods,
         volume_attachments,
         gone_servers,
+        region: backend.region().map(str::to_owned),
     }
 }
 
@@ -147,10 +155,14 @@ async fn stale_servers<B: Backend>(
 ) -> Vec<ServerId> {
     let known: BTreeSet<ServerId> = nodes
         .iter()
-        .filter_map(|node| match &node.storage {
-            StorageView::OpenStack(server) => Some(server.id.clone()),
-            StorageView::ServerGone { id } => Some(id.clone()),
-            _ => node.provider_server_id(),
+        .flat_map(|node| {
+            let matched = match &node.storage {
+                StorageView::OpenStack(server) => vec![server.id.clone()],
+                StorageView::ServerGone { id } => vec![id.clone()],
+                StorageView::Ambiguous { candidates } => candidates.clone(),
+                _ => Vec::new(),
+            };
+            matched.into_iter().chain(node.provider_server_id())
         })
         .collect();
     let holders: BTreeSet<ServerId> = pvs

@@ -9,7 +9,7 @@ use std::time::Instant;
 use jiff::Timestamp;
 
 use crate::backend::Backend;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Target};
 use crate::config::UsageError;
 use crate::execute::{self, Executor, Outcome, Progressing};
 use crate::observe::{self, Scope};
@@ -106,6 +106,34 @@ pub struct Mode {
     pub orphans: bool,
 }
 
+/// A Warning Event on each node whose progress annotation is unreadable: the node is left
+/// alone until an operator fixes or removes it.
+pub async fn report_unreadable_progress(cluster: &Cluster, plan: &Plan) {
+    let skipped = plan.skipped.iter().filter_map(|s| match &s.skip {
+        Skip::ProgressUnreadable { detail } => Some((&s.node, detail)),
+        _ => None,
+    });
+    let warned = plan.warnings.iter().filter_map(|w| match w {
+        plan::Warning::ProgressUnreadable { node, detail } => Some((node, detail)),
+        _ => None,
+    });
+    for (node, detail) in skipped.chain(warned) {
+        let note = format!(
+            "The {} annotation is unreadable ({detail}): nothing is done on this node until it is fixed or removed",
+            fencing::model::PROGRESS_ANNOTATION
+        );
+        cluster
+            .event(
+                &Target::Node(node.clone()),
+                true,
+                "ProgressUnreadable",
+                "Skip",
+                note,
+            )
+            .await;
+    }
+}
+
 /// `remediate`: plans, asks (on a terminal, unless `--yes`), executes with progress, and
 /// prints a summary. Returns whether everything planned was done and every node in scope
 /// could be read.
@@ -127,25 +155,35 @@ pub async fn remediate<B: Backend>(
     if output == Output::Text {
         print!("{plan}");
     }
-    // A node whose storage could not be read is left alone (S2); for this run that is a
-    // failure to retry, not "nothing to do".
+    // A node whose storage could not be read, or whose evidence contradicts itself, is left
+    // alone (S2); for this run that is a failure to retry or to look at, not "nothing to do".
     let unread = plan
         .skipped
         .iter()
         .filter(|s| {
             matches!(
                 s.skip,
-                Skip::StorageError { .. } | Skip::VolumeUnread { .. }
+                Skip::StorageError { .. }
+                    | Skip::VolumeUnread { .. }
+                    | Skip::VolumeNotFound { .. }
+                    | Skip::Invisible { .. }
+                    | Skip::Contradiction { .. }
+                    | Skip::ProgressUnreadable { .. }
             )
         })
         .count();
+    if !mode.dry_run {
+        report_unreadable_progress(cluster, &plan).await;
+    }
     if plan.is_empty() || mode.dry_run {
         if output == Output::Json {
             print_json(&serde_json::json!({ "plan": plan, "dry_run": mode.dry_run }));
         } else if mode.dry_run {
             println!("Dry run: nothing was changed.");
         } else if unread > 0 {
-            println!("Nothing was done: {unread} node(s) could not be read; retry later.");
+            println!(
+                "Nothing was done: {unread} node(s) could not be read or need an operator (see above); retry later."
+            );
         } else {
             println!("Nothing to do.");
         }
@@ -158,7 +196,7 @@ pub async fn remediate<B: Backend>(
     let started = Instant::now();
     let show = output == Output::Text;
     let interactive = std::io::stderr().is_terminal();
-    let executor = Executor::new(cluster, backend, options);
+    let executor = Executor::new(cluster, backend, policy, options);
     let report = executor
         .run(&plan, &observation, |event| {
             if show {

@@ -296,6 +296,9 @@ fn stuck_objects(node: &NodeView, observation: &Observation) -> Stuck {
                     resource.replicas.len()
                 )
             }
+            Some(fencing::model::BackendVolume::NotFound) => {
+                "Cinder answers 404: invisible to these credentials".to_owned()
+            }
             None => "not read".to_owned(),
         };
         stuck.volumes.push(format!(

@@ -35,12 +35,11 @@ async fn start_with(scenario: &Scenario, options: ConnectOptions) -> Setup {
     ))
     .unwrap();
     let source = cinder_remediator::demo::openstack_source(&running);
-    let session = connect_with(&load(&source).unwrap(), &options)
-        .await
-        .unwrap();
+    let settings = load(&source).unwrap();
+    let session = connect_with(&settings, &options).await.unwrap();
     Setup {
         cluster: Cluster::new(client, "e2e"),
-        backend: OpenStack::new(&session),
+        backend: OpenStack::new(&session, settings.region()),
         running,
     }
 }
@@ -102,11 +101,12 @@ async fn plan_now(
 /// Runs a plan through the executor.
 async fn run_plan(
     setup: &Setup,
+    policy: &Policy,
     options: execute::Options,
     observation: &fencing::model::Observation,
     plan: &fencing::plan::Plan,
 ) -> execute::Report {
-    execute::Executor::new(&setup.cluster, &setup.backend, options)
+    execute::Executor::new(&setup.cluster, &setup.backend, policy, options)
         .run(plan, observation, |_| {})
         .await
 }
@@ -260,7 +260,7 @@ async fn the_seed_story_diagnose_dry_run_remediate_then_nothing_more() {
 }
 
 #[tokio::test]
-async fn api_economy_is_at_most_3_plus_2k_requests_and_never_lists_the_project() {
+async fn api_economy_is_at_most_4_plus_3k_requests_and_never_lists_the_project() {
     // A dead node with k = 3 stuck volumes.
     let mut text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/seed-node-shutdown.yaml"),
@@ -316,9 +316,12 @@ async fn api_economy_is_at_most_3_plus_2k_requests_and_never_lists_the_project()
                 || seen_volume_reads.insert(r.path.clone())
         })
         .count();
+    // Issue 3's budget, 3 + 2k (a token, a server read, per volume a read and a release), plus
+    // issue 7's re-verification: the server read again before each release and before the
+    // Kubernetes side.
     let k = 3;
     assert!(
-        counted <= 3 + 2 * k,
+        counted <= 3 + 2 * k + (k + 1),
         "{counted} OpenStack requests besides status polls for k = {k}: {:#?}",
         openstack
             .iter()
@@ -408,7 +411,7 @@ async fn a_detach_that_never_finishes_fails_with_a_next_step_and_cleans_nothing(
     };
     let observation_policy = Policy::default();
     let (observation, plan) = plan_now(&setup, &observation_policy, false).await;
-    let report = run_plan(&setup, options, &observation, &plan).await;
+    let report = run_plan(&setup, &observation_policy, options, &observation, &plan).await;
     assert!(!report.succeeded());
     let failure = report
         .steps
@@ -880,7 +883,7 @@ async fn a_refused_detach_says_why_and_what_to_do() {
     });
     let policy = Policy::default();
     let (observation, plan) = plan_now(&setup, &policy, false).await;
-    let report = run_plan(&setup, fast(), &observation, &plan).await;
+    let report = run_plan(&setup, &policy, fast(), &observation, &plan).await;
     let execute::Outcome::Failed { error, next_step } = &report.steps[0].outcome else {
         panic!("the release did not fail: {report:?}");
     };

@@ -75,7 +75,11 @@ pub trait Backend: Send + Sync {
     /// why none could be read. Never fails: an error is a view ([`StorageView::Error`]).
     fn observe_node(&self, node: &NodeView) -> impl Future<Output = StorageView> + Send;
 
-    /// A volume with its attachments (a volume the backend does not know shows none).
+    /// The region the backend's session reaches, when configured (OpenStack).
+    fn region(&self) -> Option<&str>;
+
+    /// A volume with its attachments; [`BackendVolume::NotFound`] when the backend answers
+    /// that it has none of that id (unread, never free).
     fn observe_volume(
         &self,
         volume: &VolumeId,

@@ -14,32 +14,37 @@ use crate::openstack::cinder::{Cinder, Volume};
 use crate::openstack::error::ApiError;
 use crate::openstack::nova::{Nova, Server};
 use fencing::model::{
-    AttachmentId, BackendVolume, CinderAttachment, CinderVolumeView, Driver, HostView, NodeView,
-    ServerId, ServerView, StorageView, VolumeId,
+    AttachmentId, BackendVolume, CinderAttachment, CinderVolumeView, Driver, HostView, MatchRoute,
+    NodeView, ServerId, ServerView, StorageView, VolumeId,
 };
 use fencing::plan::ReleaseVia;
 
-/// Nova and Cinder through one authenticated session.
+/// Nova and Cinder through one authenticated session, in one region.
 #[derive(Debug, Clone)]
 pub struct OpenStack {
     nova: Nova,
     cinder: Cinder,
+    region: Option<String>,
 }
 
 impl OpenStack {
-    /// The backend over `session`.
+    /// The backend over `session`, whose endpoints are those of `region` (the configured
+    /// `region_name`; `None` when none is configured).
     #[must_use]
-    pub fn new(session: &Session) -> Self {
+    pub fn new(session: &Session, region: Option<&str>) -> Self {
         Self {
             nova: Nova::new(session.clone()),
             cinder: Cinder::new(session.clone()),
+            region: region.map(str::to_owned),
         }
     }
 
     async fn find_server(&self, node: &NodeView) -> Result<StorageView, ApiError> {
         if let Some(id) = node.provider_server_id() {
             return Ok(match self.nova.server(id.as_str()).await? {
-                Some(server) => StorageView::OpenStack(self.server_view(server).await?),
+                Some(server) => {
+                    StorageView::OpenStack(self.server_view(server, MatchRoute::ProviderId).await?)
+                }
                 None => StorageView::ServerGone { id },
             });
         }
@@ -47,29 +52,44 @@ impl OpenStack {
         if named.len() > 1 {
             return Ok(ambiguous(named));
         }
-        if let Some(server) = named.pop() {
-            return Ok(StorageView::OpenStack(self.server_view(server).await?));
-        }
+        // Every route is taken: a server named like the node and another owning its address
+        // make the match ambiguous (a leftover server of that name, the real VM renamed).
         let mut by_address: BTreeMap<String, Server> = BTreeMap::new();
         for address in &node.addresses {
             for server in self.nova.servers_with_ip(address).await? {
                 by_address.insert(server.id.clone(), server);
             }
         }
+        if let Some(server) = named.pop() {
+            if by_address.keys().any(|id| *id != server.id) {
+                by_address.insert(server.id.clone(), server);
+                return Ok(ambiguous(by_address.into_values().collect()));
+            }
+            return Ok(StorageView::OpenStack(
+                self.server_view(server, MatchRoute::Name).await?,
+            ));
+        }
         if by_address.len() > 1 {
             return Ok(ambiguous(by_address.into_values().collect()));
         }
         match by_address.into_values().next() {
-            Some(server) => Ok(StorageView::OpenStack(self.server_view(server).await?)),
+            Some(server) => Ok(StorageView::OpenStack(
+                self.server_view(server, MatchRoute::Address).await?,
+            )),
             None => Ok(StorageView::NoMatch),
         }
     }
 
-    /// The server as the fence verdict needs it. The compute service is read only where it can
-    /// change the verdict or its explanation: an `ACTIVE` server whose host is not shown up.
-    async fn server_view(&self, server: Server) -> Result<ServerView, ApiError> {
+    /// The server as the fence verdict needs it. The compute service is read where it can
+    /// change the verdict or its explanation: an `ACTIVE` server whose host Nova does not show
+    /// `UP` (`MAINTENANCE` is a disabled service, whose liveness Nova does not say).
+    async fn server_view(
+        &self,
+        server: Server,
+        matched_by: MatchRoute,
+    ) -> Result<ServerView, ApiError> {
         let mut host_state = match server.host_status.as_deref() {
-            Some("UP" | "MAINTENANCE") => Some(HostView {
+            Some("UP") => Some(HostView {
                 up: true,
                 forced_down: false,
             }),
@@ -91,6 +111,8 @@ impl OpenStack {
         Ok(ServerView {
             id: ServerId::new(server.id),
             name: server.name,
+            matched_by,
+            addresses: Some(server.addresses),
             status: server.status,
             power_state: server.power_state,
             task_state: server.task_state,
@@ -140,16 +162,14 @@ impl Backend for OpenStack {
         }
     }
 
+    fn region(&self) -> Option<&str> {
+        self.region.as_deref()
+    }
+
     async fn observe_volume(&self, volume: &VolumeId) -> Result<BackendVolume, Error> {
         Ok(match self.cinder.volume(volume.as_str()).await? {
             Some(found) => volume_view(found),
-            None => BackendVolume::Cinder(CinderVolumeView {
-                status: "not-found".to_owned(),
-                multiattach: false,
-                bootable: false,
-                availability_zone: None,
-                attachments: Vec::new(),
-            }),
+            None => BackendVolume::NotFound,
         })
     }
 
@@ -189,12 +209,19 @@ impl Backend for OpenStack {
 
     async fn release_state(&self, release: &Release) -> Result<ReleaseState, Error> {
         let Some(volume) = self.cinder.volume(release.volume.as_str()).await? else {
-            return Ok(ReleaseState::Released);
+            return Ok(ReleaseState::Pending(
+                "not shown: Cinder answers 404 for the volume".to_owned(),
+            ));
         };
-        let held = volume
-            .attachments
-            .iter()
-            .any(|attachment| attachment.server_id == release.server.as_str());
+        // Released: no attachment to the server, and the very attachment released (when its
+        // id is known) gone too.
+        let held = volume.attachments.iter().any(|attachment| {
+            attachment.server_id == release.server.as_str()
+                || release
+                    .attachment_id
+                    .as_ref()
+                    .is_some_and(|id| attachment.attachment_id.as_deref() == Some(id.as_str()))
+        });
         Ok(if held {
             ReleaseState::Pending(volume.status)
         } else {

@@ -73,13 +73,29 @@ pub fn classify(status: u16, body: &str) -> ErrorKind {
     match status {
         400 => ErrorKind::BadRequest(message),
         401 | 403 => ErrorKind::Denied(message),
-        404 => ErrorKind::NotFound,
+        // Only the service's own fault is an answer about the object; a 404 from a proxy, a
+        // wrong endpoint or an unknown route says nothing about it.
+        404 if is_item_not_found(body) => ErrorKind::NotFound,
+        404 => ErrorKind::Invalid(format!(
+            "HTTP 404 without the service's itemNotFound fault ({message}): check the endpoint"
+        )),
         409 => ErrorKind::Conflict(message),
         _ if status >= 500 || status == 429 || status == 408 => {
             ErrorKind::Unavailable(format!("HTTP {status}: {message}"))
         }
         _ => ErrorKind::Invalid(format!("HTTP {status}: {message}")),
     }
+}
+
+/// Whether the body is Nova's or Cinder's `{"itemNotFound": {...}}` fault.
+fn is_item_not_found(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .is_some_and(|value| {
+            value
+                .get("itemNotFound")
+                .is_some_and(serde_json::Value::is_object)
+        })
 }
 
 fn fault_message(body: &str) -> String {
@@ -108,7 +124,15 @@ mod tests {
                 "Cannot 'detach_volume' instance x while it is in vm_state error".into()
             )
         );
-        assert_eq!(classify(404, "{}"), ErrorKind::NotFound);
+        let missing =
+            r#"{"itemNotFound": {"code": 404, "message": "Instance x could not be found."}}"#;
+        assert_eq!(classify(404, missing), ErrorKind::NotFound);
+        // A 404 that is not the service's fault (a proxy, a wrong path) proves nothing.
+        assert!(matches!(classify(404, "{}"), ErrorKind::Invalid(m) if m.contains("itemNotFound")));
+        assert!(matches!(
+            classify(404, "<html>Not Found</html>"),
+            ErrorKind::Invalid(_)
+        ));
         assert!(matches!(classify(503, "down"), ErrorKind::Unavailable(m) if m.contains("503")));
         assert!(matches!(classify(400, "not json"), ErrorKind::BadRequest(m) if m == "not json"));
     }

@@ -83,6 +83,14 @@ id!(
     AttachmentId
 );
 id!(
+    /// A Node UID (`metadata.uid`): a Node deleted and re-created under its name has another.
+    NodeUid
+);
+id!(
+    /// A VolumeAttachment UID (`metadata.uid`), used as a delete precondition.
+    VaUid
+);
+id!(
     /// A Kubernetes namespace.
     Namespace
 );
@@ -122,6 +130,10 @@ pub struct Observation {
     /// Nova answered 404: their attachments are stale (see [`crate::plan::Orphan`]).
     #[serde(default)]
     pub gone_servers: Vec<ServerId>,
+    /// The OpenStack region the backend's session reaches (`region_name`), when configured: a
+    /// providerID naming another region is no match, whatever Nova says about its server.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// The status of a Node's `Ready` condition.
@@ -148,6 +160,9 @@ impl Readiness {
 pub struct NodeView {
     /// Node name.
     pub name: NodeName,
+    /// `metadata.uid`; every write to the Node is guarded by it.
+    #[serde(default)]
+    pub uid: Option<NodeUid>,
     /// Status of the Ready condition.
     pub ready: Readiness,
     /// `lastTransitionTime` of the Ready condition.
@@ -162,6 +177,10 @@ pub struct NodeView {
     pub zone: Option<String>,
     /// The remediator's own record in the [`PROGRESS_ANNOTATION`] annotation, when present.
     pub progress: Option<Progress>,
+    /// Why the [`PROGRESS_ANNOTATION`] annotation could not be read, when it is present but not
+    /// a progress record: nothing is done on the node until an operator fixes or removes it.
+    #[serde(default)]
+    pub progress_error: Option<String>,
     /// What the storage backend says about this node.
     pub storage: StorageView,
 }
@@ -170,9 +189,20 @@ impl NodeView {
     /// The server id in `spec.providerID`, when it is an OpenStack provider id.
     #[must_use]
     pub fn provider_server_id(&self) -> Option<ServerId> {
-        let rest = self.provider_id.as_deref()?.strip_prefix("openstack://")?;
-        let (_region, id) = rest.rsplit_once('/')?;
+        let (_region, id) = self.provider_parts()?;
         (!id.is_empty()).then(|| ServerId::new(id))
+    }
+
+    /// The region in `spec.providerID` (`openstack://REGION/UUID`), when it names one.
+    #[must_use]
+    pub fn provider_region(&self) -> Option<&str> {
+        let (region, _id) = self.provider_parts()?;
+        (!region.is_empty()).then_some(region)
+    }
+
+    fn provider_parts(&self) -> Option<(&str, &str)> {
+        let rest = self.provider_id.as_deref()?.strip_prefix("openstack://")?;
+        rest.rsplit_once('/')
     }
 
     /// Whether the node carries the out-of-service taint (any value or effect).
@@ -219,12 +249,24 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Whether the release of `volume` from `server` is recorded as verified.
+    /// Whether the release of this very attachment (Cinder's attachment id) of `volume` from
+    /// `server` is recorded as verified. A record of an earlier attachment (an earlier incident)
+    /// does not count; without an attachment id on either side, nothing counts.
     #[must_use]
-    pub fn has_released(&self, volume: &VolumeId, server: &ServerId) -> bool {
-        self.released
-            .iter()
-            .any(|r| r.volume == *volume && r.server == *server)
+    pub fn has_released(
+        &self,
+        volume: &VolumeId,
+        server: &ServerId,
+        attachment: Option<&AttachmentId>,
+    ) -> bool {
+        let Some(attachment) = attachment else {
+            return false;
+        };
+        self.released.iter().any(|r| {
+            r.volume == *volume
+                && r.server == *server
+                && r.attachment_id.as_ref() == Some(attachment)
+        })
     }
 }
 
@@ -235,6 +277,9 @@ pub struct ReleasedVolume {
     pub volume: VolumeId,
     /// The server it was released from.
     pub server: ServerId,
+    /// The Cinder attachment that was removed: the record's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment_id: Option<AttachmentId>,
 }
 
 /// The storage backend's view of one node: one enum for OpenStack and LINSTOR.
@@ -274,6 +319,12 @@ pub struct ServerView {
     pub id: ServerId,
     /// Server name.
     pub name: String,
+    /// How the node was matched to this server.
+    #[serde(default)]
+    pub matched_by: MatchRoute,
+    /// Every IP address of the server (`addresses`), when Nova showed them.
+    #[serde(default)]
+    pub addresses: Option<Vec<String>>,
     /// `status`, as Nova spells it (`ACTIVE`, `SHUTOFF`, ...).
     pub status: String,
     /// `OS-EXT-STS:power_state` (0 NOSTATE, 1 RUNNING, 3 PAUSED, 4 SHUTDOWN, 6 CRASHED, 7 SUSPENDED).
@@ -286,6 +337,19 @@ pub struct ServerView {
     pub host: Option<String>,
     /// The nova-compute service of that host, when read.
     pub host_state: Option<HostView>,
+}
+
+/// How a node was matched to its Nova server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchRoute {
+    /// The node's `spec.providerID` names the server.
+    #[default]
+    ProviderId,
+    /// The server has the node's name.
+    Name,
+    /// The server has one of the node's InternalIP addresses.
+    Address,
 }
 
 /// A nova-compute service, from `os-services`.
@@ -409,6 +473,9 @@ pub enum BackendVolume {
     Cinder(CinderVolumeView),
     /// A LINSTOR resource, replica by replica.
     Linstor(LinstorResourceView),
+    /// The backend answered that it has no such volume (Cinder's 404). With these credentials,
+    /// region and project it is invisible: *unread*, never free.
+    NotFound,
 }
 
 /// A Cinder volume, from `GET /volumes/{id}`.
@@ -510,6 +577,9 @@ pub struct OwnerRef {
 pub struct VaView {
     /// Name.
     pub name: VaName,
+    /// `metadata.uid`: the delete precondition (a new node's VolumeAttachment has the same name).
+    #[serde(default)]
+    pub uid: Option<VaUid>,
     /// `spec.nodeName`.
     pub node: NodeName,
     /// `spec.source.persistentVolumeName`; `None` for inline volumes.

@@ -7,7 +7,7 @@ use jiff::SignedDuration;
 use serde::Serialize;
 
 use crate::model::{
-    AttachmentId, Namespace, NodeName, PodName, PodUid, PvName, ServerId, VaName, VolumeId,
+    AttachmentId, Namespace, NodeName, PodName, PodUid, PvName, ServerId, VaName, VaUid, VolumeId,
 };
 
 /// One action, in the order the executor runs it, with why it is safe and what it waits for.
@@ -68,15 +68,24 @@ pub enum Action {
         /// Through which API.
         via: ReleaseVia,
     },
-    /// Delete a VolumeAttachment of the fenced node (its external-attacher finalizer is
-    /// removed once the volume shows released).
+    /// Delete a VolumeAttachment of the fenced node (UID precondition). Its external-attacher
+    /// finalizer is removed only once the backend, read again at that moment, shows the
+    /// volume's attachment to the node's server gone.
     DeleteVolumeAttachment {
         /// The VolumeAttachment.
         name: VaName,
+        /// UID precondition, when observed.
+        uid: Option<VaUid>,
         /// Its node.
         node: NodeName,
         /// Its PV.
         pv: PvName,
+        /// The PV's backend volume.
+        volume: VolumeId,
+        /// The node's Nova server (OpenStack); `None` for LINSTOR.
+        server: Option<ServerId>,
+        /// The Cinder attachment released for it, when this plan or an earlier run released one.
+        attachment_id: Option<AttachmentId>,
     },
     /// Force-delete a pod of the fenced node (grace period 0, UID precondition).
     ForceDeletePod {
@@ -211,7 +220,7 @@ impl fmt::Display for Action {
                     "release volume {volume} ({pv}) from server {server} via {via}"
                 )
             }
-            Self::DeleteVolumeAttachment { name, node, pv } => {
+            Self::DeleteVolumeAttachment { name, node, pv, .. } => {
                 write!(f, "delete VolumeAttachment {name} ({pv} on {node})")
             }
             Self::ForceDeletePod {
@@ -332,6 +341,43 @@ pub enum Skip {
         /// Its PV.
         pv: PvName,
     },
+    /// The backend has no such volume for these credentials (Cinder's 404): unread, not free.
+    VolumeNotFound {
+        /// Its PV.
+        pv: PvName,
+        /// The volume.
+        volume: VolumeId,
+    },
+    /// The providerID names another region than the session's: Nova's answer says nothing.
+    OtherRegion {
+        /// The providerID's region.
+        region: String,
+        /// The session's region, when configured.
+        session: Option<String>,
+    },
+    /// The server matched by name or address does not own the node's InternalIP.
+    Mismatch {
+        /// The matched server.
+        server: ServerId,
+        /// What disagrees.
+        detail: String,
+    },
+    /// Nova says the server is gone and Cinder knows none of the node's volumes: these
+    /// credentials see nothing of the node, which proves nothing.
+    Invisible {
+        /// The server of the providerID.
+        server: ServerId,
+    },
+    /// Kubernetes and the backend disagree about where a volume is attached (S2).
+    Contradiction {
+        /// What disagrees.
+        detail: String,
+    },
+    /// The node's progress annotation is present but unreadable.
+    ProgressUnreadable {
+        /// Why.
+        detail: String,
+    },
     /// Too many nodes are unhealthy at once: no action on any node (S4).
     StormGuard {
         /// Nodes not Ready.
@@ -361,6 +407,12 @@ impl Skip {
             Self::Ambiguous { .. } => "ambiguous",
             Self::NoMatch => "no_match",
             Self::VolumeUnread { .. } => "volume_unread",
+            Self::VolumeNotFound { .. } => "volume_not_found",
+            Self::OtherRegion { .. } => "other_region",
+            Self::Mismatch { .. } => "mismatch",
+            Self::Invisible { .. } => "invisible",
+            Self::Contradiction { .. } => "contradiction",
+            Self::ProgressUnreadable { .. } => "progress_unreadable",
             Self::StormGuard { .. } => "storm_guard",
             Self::DuplicateNode => "duplicate_node",
             Self::AllHeld => "all_held",
@@ -387,6 +439,35 @@ impl fmt::Display for Skip {
                 "no server matches the node (by providerID, name or address): not a proof of death"
             ),
             Self::VolumeUnread { pv } => write!(f, "the volume of {pv} could not be read"),
+            Self::VolumeNotFound { pv, volume } => write!(
+                f,
+                "Cinder answers 404 for volume {volume} of {pv}: invisible to these credentials (wrong region or project?), not a proof it is free"
+            ),
+            Self::OtherRegion {
+                region,
+                session: Some(session),
+            } => write!(
+                f,
+                "the providerID names region {region}, the session reaches {session}: no match (use credentials for {region})"
+            ),
+            Self::OtherRegion {
+                region,
+                session: None,
+            } => write!(
+                f,
+                "the providerID names region {region} and no region is configured: no match (set region_name to {region})"
+            ),
+            Self::Mismatch { detail, .. } => write!(f, "match not confirmed: {detail}"),
+            Self::Invisible { server } => write!(
+                f,
+                "cannot see this node's server {server} nor its volumes: wrong region, project or credentials?"
+            ),
+            Self::Contradiction { detail } => write!(f, "contradiction: {detail}"),
+            Self::ProgressUnreadable { detail } => write!(
+                f,
+                "the progress annotation is unreadable ({detail}): fix or remove it (`kubectl annotate node NODE {}-`)",
+                crate::model::PROGRESS_ANNOTATION
+            ),
             Self::StormGuard {
                 unhealthy,
                 total,

@@ -9,6 +9,12 @@ use crate::model::{LinstorNodeView, LinstorResourceView, NodeName, ServerId, Ser
 
 use super::action::Reason;
 
+/// Nova power state `RUNNING`.
+pub const POWER_RUNNING: u8 = 1;
+/// Nova power state `PAUSED`.
+pub const POWER_PAUSED: u8 = 3;
+/// Nova power state `SUSPENDED`.
+pub const POWER_SUSPENDED: u8 = 7;
 /// Nova power state `SHUTDOWN`.
 pub const POWER_SHUTDOWN: u8 = 4;
 /// Nova power state `CRASHED`.
@@ -62,8 +68,9 @@ pub fn server_gone(id: &ServerId) -> Verdict {
 
 /// The OpenStack verdict for a node's Nova server.
 ///
-/// Fenced: `SHUTOFF` or `SHELVED_OFFLOADED`, or power state `SHUTDOWN`/`CRASHED`, always with no
-/// task in progress; or, when `trust_forced_down`, a compute host forced down. Everything else
+/// Fenced: `SHUTOFF` or `SHELVED_OFFLOADED` with a power state that does not contradict it
+/// (`RUNNING`, `PAUSED` or `SUSPENDED` veto it: the hypervisor last said the guest runs), or power
+/// state `SHUTDOWN`/`CRASHED`, always with no task in progress; or, when `trust_forced_down`, a compute host forced down. Everything else
 /// is not fenced: `ACTIVE` on a host that is up (partition, dead kubelet), down or unknown
 /// (nova-compute can die while the VM runs), any task in progress, any other state.
 #[must_use]
@@ -76,7 +83,15 @@ pub fn openstack(server: &ServerView, trust_forced_down: bool) -> Verdict {
         };
     }
     let power = describe_power(server.power_state);
-    if matches!(status, "SHUTOFF" | "SHELVED_OFFLOADED") {
+    if let Some(POWER_RUNNING | POWER_PAUSED | POWER_SUSPENDED) = server.power_state {
+        if matches!(status, "SHUTOFF" | "SHELVED_OFFLOADED") {
+            return Verdict::NotFenced {
+                detail: format!(
+                    "server {id} is {status} but reports {power}: the states contradict each other (a host that stopped reporting?), not a proof"
+                ),
+            };
+        }
+    } else if matches!(status, "SHUTOFF" | "SHELVED_OFFLOADED") {
         return Verdict::Fenced {
             reason: Reason::ServerStopped,
             detail: format!("server {id} is {status} ({power}, no task)"),
@@ -131,11 +146,11 @@ fn describe_power(power_state: Option<u8>) -> String {
     let name = match power_state {
         None => return "power state unknown".to_owned(),
         Some(0) => "NOSTATE",
-        Some(1) => "RUNNING",
-        Some(3) => "PAUSED",
+        Some(POWER_RUNNING) => "RUNNING",
+        Some(POWER_PAUSED) => "PAUSED",
         Some(POWER_SHUTDOWN) => "SHUTDOWN",
         Some(POWER_CRASHED) => "CRASHED",
-        Some(7) => "SUSPENDED",
+        Some(POWER_SUSPENDED) => "SUSPENDED",
         Some(_) => "unknown",
     };
     format!("power state {} {name}", power_state.unwrap_or_default())

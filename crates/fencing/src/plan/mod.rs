@@ -24,6 +24,7 @@
 
 pub mod action;
 pub mod fence;
+pub mod recheck;
 #[cfg(test)]
 mod tests;
 
@@ -36,12 +37,13 @@ use serde::Serialize;
 
 use crate::model::{
     AttachmentId, Backend, BackendVolume, CinderVolumeView, ClaimName, Driver, LinstorNodeView,
-    LinstorResourceView, Namespace, NodeName, NodeView, Observation, PodUid, PodView, Progress,
-    PvName, PvView, ServerId, StorageView, VaView, VolumeId,
+    LinstorResourceView, MatchRoute, Namespace, NodeName, NodeView, Observation, PodUid, PodView,
+    Progress, PvName, PvView, ServerId, StorageView, VaView, VolumeId,
 };
 
 pub use action::{Action, Hold, Reason, ReleaseVia, Skip, Step};
 pub use fence::Verdict;
+pub use recheck::{Purpose, recheck};
 
 /// How the remediator is allowed to act.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -222,6 +224,19 @@ pub enum Warning {
         /// Its zone.
         zone: String,
     },
+    /// A node's progress annotation is present but unreadable: it is left alone.
+    ProgressUnreadable {
+        /// The node.
+        node: NodeName,
+        /// Why.
+        detail: String,
+    },
+    /// Stale attachments of gone servers are listed but not released: these nodes map to no
+    /// server by any route, so a gone server may be one of theirs.
+    OrphansNotReleased {
+        /// The unresolved nodes.
+        nodes: Vec<NodeName>,
+    },
     /// The progress record says this release was verified, yet the observation still shows the
     /// attachment (a stale read): it is not released again.
     StillAttachedAfterRelease {
@@ -237,6 +252,18 @@ pub enum Warning {
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::ProgressUnreadable { node, detail } => write!(
+                f,
+                "{node}: the progress annotation is unreadable ({detail}): no recovery step until it is fixed or removed"
+            ),
+            Self::OrphansNotReleased { nodes } => {
+                let list: Vec<&str> = nodes.iter().map(NodeName::as_str).collect();
+                write!(
+                    f,
+                    "stale attachments are not released: node(s) {} map to no known server (no providerID, no match by name or address), so a gone server may be theirs",
+                    list.join(", ")
+                )
+            }
             Self::NoReadyNodeInZone { volume, zone } => write!(
                 f,
                 "volume {volume} is in availability zone {zone}, which has no Ready node"
@@ -350,7 +377,13 @@ pub fn plan(observation: &Observation, policy: &Policy) -> Plan {
             continue;
         };
         if node.ready.is_ready() {
-            plan.steps.extend(recover(node));
+            match &node.progress_error {
+                Some(detail) => plan.warnings.push(Warning::ProgressUnreadable {
+                    node: node.name.clone(),
+                    detail: detail.clone(),
+                }),
+                None => plan.steps.extend(recover(node)),
+            }
             continue;
         }
         let outcome = index.plan_failed_node(node, &mut kicked);
@@ -364,7 +397,13 @@ pub fn plan(observation: &Observation, policy: &Policy) -> Plan {
             });
         }
     }
-    plan.steps.extend(index.release_orphans(&plan.orphans));
+    let unresolved = index.unresolved_nodes();
+    if unresolved.is_empty() {
+        plan.steps.extend(index.release_orphans(&plan.orphans));
+    } else if plan.orphans.iter().any(|o| o.server_gone) {
+        plan.warnings
+            .push(Warning::OrphansNotReleased { nodes: unresolved });
+    }
     plan.warnings.extend(index.zone_warnings(&plan.steps));
     plan.held.sort();
     plan.warnings.sort();
@@ -422,8 +461,9 @@ enum Disposition<'a> {
     Release(Option<&'a AttachmentId>),
     /// Nothing holds it on the backend any more: only the Kubernetes side is left.
     Free,
-    /// Released and verified earlier (progress record), though still shown attached.
-    FreedEarlier,
+    /// Released and verified earlier (progress record of this attachment), though still shown
+    /// attached.
+    FreedEarlier(&'a AttachmentId),
     /// Left alone.
     Held(Hold),
 }
@@ -473,6 +513,8 @@ struct Index<'a> {
     pods: Vec<&'a PodView>,
     /// VolumeAttachments sorted by name.
     volume_attachments: Vec<&'a VaView>,
+    /// Which nodes name each server (by providerID or by the backend's match).
+    server_claims: BTreeMap<ServerId, BTreeSet<&'a NodeName>>,
 }
 
 /// Keeps the keys seen exactly once.
@@ -498,9 +540,21 @@ impl<'a> Index<'a> {
         let mut volume_attachments: Vec<&VaView> = observation.volume_attachments.iter().collect();
         volume_attachments
             .sort_by(|a, b| (&a.name, &a.node, &a.pv).cmp(&(&b.name, &b.node, &b.pv)));
+        let mut server_claims: BTreeMap<ServerId, BTreeSet<&NodeName>> = BTreeMap::new();
+        for node in &observation.nodes {
+            let matched = match &node.storage {
+                StorageView::OpenStack(server) => Some(server.id.clone()),
+                StorageView::ServerGone { id } => Some(id.clone()),
+                _ => None,
+            };
+            for id in matched.into_iter().chain(node.provider_server_id()) {
+                server_claims.entry(id).or_default().insert(&node.name);
+            }
+        }
         Self {
             observation,
             policy,
+            server_claims,
             nodes,
             pvs: unique(
                 observation
@@ -557,51 +611,44 @@ impl<'a> Index<'a> {
                 .unwrap_or(SignedDuration::MAX);
             return NodeOutcome::skipped(Skip::WithinGrace { remaining });
         }
+        if let Some(detail) = &node.progress_error {
+            return NodeOutcome::skipped(Skip::ProgressUnreadable {
+                detail: detail.clone(),
+            });
+        }
         // S1, S2: only a proven fence lets anything through.
         let fenced = match self.fence(node) {
             Ok(fenced) => fenced,
-            Err(outcome) => return outcome,
+            Err(outcome) => return *outcome,
         };
         self.release_and_clean(node, &fenced, kicked)
     }
 
     /// The node's fence proof, or the outcome that replaces acting on it.
-    fn fence(&self, node: &'a NodeView) -> Result<Fenced<'a>, NodeOutcome> {
-        let (id, via, verdict) = match &node.storage {
-            StorageView::Unobserved => {
-                return Err(NodeOutcome::skipped(Skip::Unknown {
-                    detail: "the storage backend was not read for this node".to_owned(),
-                }));
-            }
-            StorageView::Error { message } => {
-                return Err(NodeOutcome::skipped(Skip::StorageError {
-                    detail: message.clone(),
-                }));
-            }
-            StorageView::Ambiguous { candidates } => {
-                let mut candidates = candidates.clone();
-                candidates.sort();
-                candidates.dedup();
-                return Err(NodeOutcome::skipped(Skip::Ambiguous { candidates }));
-            }
-            StorageView::NoMatch => return Err(NodeOutcome::skipped(Skip::NoMatch)),
-            StorageView::Linstor(satellite) => {
-                return match fence::linstor_satellite(&node.name, satellite) {
+    fn fence(&self, node: &'a NodeView) -> Result<Fenced<'a>, Box<NodeOutcome>> {
+        let evidence = evidence(node, self.observation.region.as_deref(), self.policy)
+            .map_err(|skip| Box::new(NodeOutcome::skipped(skip)))?;
+        let (id, via, verdict) = match evidence {
+            Evidence::Satellite { satellite, verdict } => {
+                return match verdict {
                     Verdict::Fenced { .. } => Ok(Fenced::Satellite(satellite)),
-                    other => Err(NodeOutcome::skipped(not_fenced(other))),
+                    other => Err(Box::new(NodeOutcome::skipped(not_fenced(other)))),
                 };
             }
-            StorageView::ServerGone { id } => (
-                id,
-                ReleaseVia::CinderStaleAttachment,
-                fence::server_gone(id),
-            ),
-            StorageView::OpenStack(server) => (
-                &server.id,
-                ReleaseVia::Nova,
-                fence::openstack(server, self.policy.trust_forced_down),
-            ),
+            Evidence::Server { id, via, verdict } => (id, via, verdict),
         };
+        if let Some(other) = self
+            .server_claims
+            .get(id)
+            .and_then(|names| names.iter().find(|name| ***name != node.name))
+        {
+            return Err(Box::new(NodeOutcome::skipped(Skip::Mismatch {
+                server: id.clone(),
+                detail: format!(
+                    "server {id} is also node {other}'s server: at most one of them runs on it"
+                ),
+            })));
+        }
         match verdict {
             Verdict::Fenced { reason, detail } => Ok(Fenced::Server {
                 id,
@@ -610,7 +657,7 @@ impl<'a> Index<'a> {
                 detail,
             }),
             Verdict::Stoppable { detail } if self.policy.fence == FenceMode::Stop => {
-                Err(NodeOutcome {
+                Err(Box::new(NodeOutcome {
                     steps: vec![Step {
                         node: Some(node.name.clone()),
                         action: Action::StopServer {
@@ -622,9 +669,9 @@ impl<'a> Index<'a> {
                         after: Vec::new(),
                     }],
                     ..NodeOutcome::default()
-                })
+                }))
             }
-            other => Err(NodeOutcome::skipped(not_fenced(other))),
+            other => Err(Box::new(NodeOutcome::skipped(not_fenced(other)))),
         }
     }
 
@@ -663,10 +710,34 @@ impl<'a> Index<'a> {
             .into_iter()
             .filter_map(|name| self.managed_pv(name))
             .collect();
-        // S2: every volume the node may hold must have been read.
+        // S2: every volume the node may hold must have been read, and be visible.
         if let Some(unread) = stuck.iter().find(|pv| pv.backend.is_none()) {
             return NodeOutcome::skipped(Skip::VolumeUnread {
                 pv: unread.name.clone(),
+            });
+        }
+        let invisible = |pv: &PvView| matches!(pv.backend, Some(BackendVolume::NotFound));
+        if let Fenced::Server {
+            id,
+            via: ReleaseVia::CinderStaleAttachment,
+            ..
+        } = fenced
+            && !stuck.is_empty()
+            && stuck.iter().all(|pv| invisible(pv))
+        {
+            return NodeOutcome::skipped(Skip::Invisible {
+                server: (*id).clone(),
+            });
+        }
+        if let Some(missing) = stuck.iter().find(|pv| invisible(pv)) {
+            return NodeOutcome::skipped(Skip::VolumeNotFound {
+                pv: missing.name.clone(),
+                volume: missing.volume_id.clone(),
+            });
+        }
+        if let Some(contradiction) = self.contradiction(node, fenced) {
+            return NodeOutcome::skipped(Skip::Contradiction {
+                detail: contradiction,
             });
         }
 
@@ -674,6 +745,7 @@ impl<'a> Index<'a> {
         let mut releases: BTreeMap<&VolumeId, (&PvView, Option<&AttachmentId>, Proof)> =
             BTreeMap::new();
         let mut freed: BTreeMap<&PvName, Proof> = BTreeMap::new();
+        let mut released_attachment: BTreeMap<&PvName, &AttachmentId> = BTreeMap::new();
         let mut held: BTreeSet<&PvName> = BTreeSet::new();
         for pv in stuck {
             let (disposition, proof) = dispose(node, fenced, pv);
@@ -682,12 +754,14 @@ impl<'a> Index<'a> {
                     releases
                         .entry(&pv.volume_id)
                         .or_insert((pv, attachment, proof.clone()));
+                    released_attachment.extend(attachment.map(|a| (&pv.name, a)));
                     freed.insert(&pv.name, proof);
                 }
                 Disposition::Free => {
                     freed.insert(&pv.name, proof);
                 }
-                Disposition::FreedEarlier => {
+                Disposition::FreedEarlier(attachment) => {
+                    released_attachment.insert(&pv.name, attachment);
                     if let Fenced::Server { id, .. } = fenced {
                         outcome.warnings.push(Warning::StillAttachedAfterRelease {
                             node: node.name.clone(),
@@ -752,10 +826,20 @@ impl<'a> Index<'a> {
                     if va.deleting && va.finalizers.is_empty() {
                         continue; // already going away on its own
                     }
+                    let Some(volume) = self.pvs.get(*pv).map(|pv| pv.volume_id.clone()) else {
+                        continue;
+                    };
                     let action = Action::DeleteVolumeAttachment {
                         name: va.name.clone(),
+                        uid: va.uid.clone(),
                         node: node.name.clone(),
                         pv: (*pv).clone(),
+                        volume,
+                        server: match fenced {
+                            Fenced::Server { id, .. } => Some((*id).clone()),
+                            Fenced::Satellite(_) => None,
+                        },
+                        attachment_id: released_attachment.get(*pv).map(|a| (*a).clone()),
                     };
                     let after = after(&mut std::iter::once(*pv));
                     outcome.steps.push(step(action, proof, after));
@@ -810,6 +894,35 @@ impl<'a> Index<'a> {
             });
         }
         outcome
+    }
+
+    /// A VolumeAttachment of the node that says attached while Cinder shows its PV's volume
+    /// attached only to other servers than the node's: which server the node runs is in doubt.
+    fn contradiction(&self, node: &NodeView, fenced: &Fenced<'_>) -> Option<String> {
+        let Fenced::Server { id, .. } = fenced else {
+            return None;
+        };
+        self.volume_attachments
+            .iter()
+            .filter(|va| va.node == node.name && va.attached)
+            .find_map(|va| {
+                let pv = self.managed_pv(va.pv.as_ref()?)?;
+                let Some(BackendVolume::Cinder(volume)) = &pv.backend else {
+                    return None;
+                };
+                let holders: BTreeSet<&str> =
+                    volume.attachments.iter().map(|a| a.server.as_str()).collect();
+                (!holders.is_empty() && !holders.contains(id.as_str())).then(|| {
+                    format!(
+                        "VolumeAttachment {} says {} is attached to node {}, but Cinder shows volume {} attached to server {}, not to the node's server {id}",
+                        va.name,
+                        pv.name,
+                        node.name,
+                        pv.volume_id,
+                        holders.into_iter().collect::<Vec<_>>().join(", ")
+                    )
+                })
+            })
     }
 
     /// Replacement pods on other, Ready nodes, owned by a controller, pending, whose attach
@@ -887,6 +1000,30 @@ impl<'a> Index<'a> {
             }
         }
         servers
+    }
+
+    /// Nodes that map to no Nova server by any route: no providerID and no server matched by
+    /// name or address (LINSTOR satellites are not Nova servers and do not count).
+    fn unresolved_nodes(&self) -> Vec<NodeName> {
+        let mut nodes: Vec<NodeName> = self
+            .observation
+            .nodes
+            .iter()
+            .filter(|node| node.provider_server_id().is_none())
+            .filter(|node| {
+                !matches!(
+                    node.storage,
+                    StorageView::OpenStack(_)
+                        | StorageView::ServerGone { .. }
+                        | StorageView::Ambiguous { .. }
+                        | StorageView::Linstor(_)
+                )
+            })
+            .map(|node| node.name.clone())
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        nodes
     }
 
     /// Attachments of managed Cinder volumes to servers that are no node's server.
@@ -1001,6 +1138,100 @@ impl<'a> Index<'a> {
     }
 }
 
+/// What the backend shows of a node, judged: its server (or satellite) and the fence verdict.
+pub(crate) enum Evidence<'a> {
+    /// A Nova server, present or gone.
+    Server {
+        id: &'a ServerId,
+        via: ReleaseVia,
+        verdict: Verdict,
+    },
+    /// A LINSTOR satellite.
+    Satellite {
+        satellite: &'a LinstorNodeView,
+        verdict: Verdict,
+    },
+}
+
+/// The node's fence evidence, or why there is none (S1, S2). `region` is the region the
+/// backend's session reaches. A match is cross-checked before it counts:
+/// - a providerID naming another region than the session's is no match, whatever Nova says;
+/// - a server matched by name or address must own one of the node's InternalIPs, when both are
+///   known.
+pub(crate) fn evidence<'a>(
+    node: &'a NodeView,
+    region: Option<&str>,
+    policy: &Policy,
+) -> Result<Evidence<'a>, Skip> {
+    if let Some(theirs) = node.provider_region()
+        && matches!(
+            node.storage,
+            StorageView::OpenStack(_) | StorageView::ServerGone { .. }
+        )
+        && region != Some(theirs)
+    {
+        return Err(Skip::OtherRegion {
+            region: theirs.to_owned(),
+            session: region.map(str::to_owned),
+        });
+    }
+    match &node.storage {
+        StorageView::Unobserved => Err(Skip::Unknown {
+            detail: "the storage backend was not read for this node".to_owned(),
+        }),
+        StorageView::Error { message } => Err(Skip::StorageError {
+            detail: message.clone(),
+        }),
+        StorageView::Ambiguous { candidates } => {
+            let mut candidates = candidates.clone();
+            candidates.sort();
+            candidates.dedup();
+            Err(Skip::Ambiguous { candidates })
+        }
+        StorageView::NoMatch => Err(Skip::NoMatch),
+        StorageView::Linstor(satellite) => Ok(Evidence::Satellite {
+            satellite,
+            verdict: fence::linstor_satellite(&node.name, satellite),
+        }),
+        StorageView::ServerGone { id } => Ok(Evidence::Server {
+            id,
+            via: ReleaseVia::CinderStaleAttachment,
+            verdict: fence::server_gone(id),
+        }),
+        StorageView::OpenStack(server) => {
+            if server.matched_by != MatchRoute::ProviderId
+                && !node.addresses.is_empty()
+                && let Some(owned) = &server.addresses
+                && !node.addresses.iter().any(|ip| owned.contains(ip))
+            {
+                return Err(Skip::Mismatch {
+                    server: server.id.clone(),
+                    detail: format!(
+                        "server {} ({}) matches by {} but does not own the node's InternalIP {} (it has {})",
+                        server.id,
+                        server.name,
+                        match server.matched_by {
+                            MatchRoute::Address => "address",
+                            _ => "name",
+                        },
+                        node.addresses.join(", "),
+                        if owned.is_empty() {
+                            "no address".to_owned()
+                        } else {
+                            owned.join(", ")
+                        }
+                    ),
+                });
+            }
+            Ok(Evidence::Server {
+                id: &server.id,
+                via: ReleaseVia::Nova,
+                verdict: fence::openstack(server, policy.trust_forced_down),
+            })
+        }
+    }
+}
+
 /// What becomes of one stuck PV of a fenced node, and the proof that lets it go (for a held
 /// PV, the proof is that of the node and is not used).
 fn dispose<'a>(node: &NodeView, fenced: &Fenced<'_>, pv: &'a PvView) -> (Disposition<'a>, Proof) {
@@ -1073,8 +1304,10 @@ fn dispose_cinder<'a>(
     let Some(first) = ours.first() else {
         return Disposition::Free;
     };
-    if progress.is_some_and(|p| p.has_released(volume_id, server)) {
-        return Disposition::FreedEarlier;
+    if let Some(attachment) = &first.attachment_id
+        && progress.is_some_and(|p| p.has_released(volume_id, server, Some(attachment)))
+    {
+        return Disposition::FreedEarlier(attachment);
     }
     if volume.status == "detaching" || ours.iter().any(|a| a.detaching) {
         return Disposition::Held(Hold::Detaching);

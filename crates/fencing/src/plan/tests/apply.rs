@@ -31,6 +31,7 @@ pub fn apply(observation: &Observation, plan: &Plan) -> Observation {
                 node,
                 server,
                 volume,
+                attachment_id,
                 ..
             } => {
                 for pv in next
@@ -53,6 +54,7 @@ pub fn apply(observation: &Observation, plan: &Plan) -> Observation {
                             .push(ReleasedVolume {
                                 volume: volume.clone(),
                                 server: server.clone(),
+                                attachment_id: attachment_id.clone(),
                             });
                     }
                 }

@@ -4,9 +4,9 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::model::{
     AttachmentId, BackendVolume, CinderAttachment, CinderVolumeView, ClaimName, ClaimRef,
-    ClaimView, Driver, HostView, Namespace, NodeName, NodeView, Observation, OwnerRef, PodName,
-    PodUid, PodView, PvName, PvView, Readiness, ServerId, ServerView, StorageView, Taint, VaName,
-    VaView, VolumeId,
+    ClaimView, Driver, HostView, MatchRoute, Namespace, NodeName, NodeUid, NodeView, Observation,
+    OwnerRef, PodName, PodUid, PodView, PvName, PvView, Readiness, ServerId, ServerView,
+    StorageView, Taint, VaName, VaUid, VaView, VolumeId,
 };
 
 pub const NODE3: &str = "node-3-nude";
@@ -33,6 +33,8 @@ pub fn server(id: &str, name: &str, status: &str, power: u8) -> ServerView {
     ServerView {
         id: ServerId::new(id),
         name: name.to_owned(),
+        matched_by: MatchRoute::ProviderId,
+        addresses: None,
         status: status.to_owned(),
         power_state: Some(power),
         task_state: None,
@@ -48,6 +50,7 @@ pub fn server(id: &str, name: &str, status: &str, power: u8) -> ServerView {
 pub fn ready_node(name: &str, server_id: &str) -> NodeView {
     NodeView {
         name: NodeName::new(name),
+        uid: Some(NodeUid::new(format!("uid-{name}"))),
         ready: Readiness::True,
         ready_since: ago(9 * 3600),
         taints: Vec::new(),
@@ -55,6 +58,7 @@ pub fn ready_node(name: &str, server_id: &str) -> NodeView {
         addresses: Vec::new(),
         zone: Some("nova".to_owned()),
         progress: None,
+        progress_error: None,
         storage: StorageView::Unobserved,
     }
 }
@@ -149,6 +153,7 @@ pub fn waiting_pod(name: &str, node: &str, claim: &str, failed: &[&str]) -> PodV
 pub fn va(name: &str, node: &str, pv: &str) -> VaView {
     VaView {
         name: VaName::new(name),
+        uid: Some(VaUid::new(format!("uid-{name}"))),
         node: NodeName::new(node),
         pv: Some(PvName::new(pv)),
         attacher: "cinder.csi.openstack.org".to_owned(),
@@ -171,6 +176,7 @@ impl ObservationBuilder {
             pods: Vec::new(),
             volume_attachments: Vec::new(),
             gone_servers: Vec::new(),
+            region: None,
         })
     }
 

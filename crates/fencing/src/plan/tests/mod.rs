@@ -3,6 +3,7 @@
 
 mod apply;
 mod builder;
+mod evidence;
 mod linstor;
 mod properties;
 mod rules;

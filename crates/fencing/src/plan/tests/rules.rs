@@ -8,7 +8,8 @@ use super::apply::apply;
 use super::builder::*;
 use super::{commands, plan_default, releases, skip_of};
 use crate::model::{
-    Driver, NodeName, Progress, Readiness, ReleasedVolume, ServerId, StorageView, VolumeId,
+    AttachmentId, Driver, NodeName, Progress, Readiness, ReleasedVolume, ServerId, StorageView,
+    VolumeId,
 };
 use crate::plan::{
     Action, HeldVolume, Hold, Orphan, Policy, Reason, ReleaseVia, Skip, StormGuard, Threshold,
@@ -302,12 +303,14 @@ fn s5_multiattach_releases_only_the_dead_servers_attachment() {
 #[test]
 fn s5_attachment_of_another_server_only_is_not_released() {
     // The dead node's pod uses the volume, but Cinder shows it attached elsewhere only.
-    let observation = ObservationBuilder::seed()
+    // Its VolumeAttachment says not attached (the attach never completed): the dead node's
+    // Kubernetes side is still cleaned (the node is fenced).
+    let mut observation = ObservationBuilder::seed()
         .volume(PV, |v| v.attachments = vec![attachment(SERVER3)])
         .build();
+    observation.volume_attachments[0].attached = false;
     let plan = plan_default(&observation);
     assert!(releases(&plan).is_empty(), "{plan}");
-    // The dead node's Kubernetes side is still cleaned (the node is fenced).
     assert!(commands(&plan).contains(&format!("kubectl delete volumeattachment {VA}")));
 }
 
@@ -364,6 +367,7 @@ fn s7_a_verified_release_is_never_planned_again() {
                 released: vec![ReleasedVolume {
                     volume: VolumeId::new(VOLUME),
                     server: ServerId::new(SERVER4),
+                    attachment_id: Some(AttachmentId::new(format!("att-{SERVER4}"))),
                 }],
                 out_of_service_taint: false,
             });
@@ -392,6 +396,33 @@ fn s7_a_verified_release_is_never_planned_again() {
 }
 
 #[test]
+fn s7_a_record_of_an_earlier_attachment_suppresses_nothing() {
+    // Same volume, same server, but the record is of an earlier incident's attachment (or of
+    // a record without attachment id): the attachment Cinder shows now is released.
+    for earlier in [Some(AttachmentId::new("att-of-last-month")), None] {
+        let observation = ObservationBuilder::seed()
+            .node(NODE4, |n| {
+                n.progress = Some(Progress {
+                    released: vec![ReleasedVolume {
+                        volume: VolumeId::new(VOLUME),
+                        server: ServerId::new(SERVER4),
+                        attachment_id: earlier.clone(),
+                    }],
+                    out_of_service_taint: false,
+                });
+            })
+            .build();
+        let plan = plan_default(&observation);
+        assert_eq!(
+            releases(&plan),
+            [(SERVER4.to_owned(), VOLUME.to_owned())],
+            "{plan}"
+        );
+        assert!(plan.warnings.is_empty(), "{plan}");
+    }
+}
+
+#[test]
 fn s7_crash_after_release_resumes_with_the_kubernetes_side() {
     let observation = ObservationBuilder::seed().build();
     let full = plan_default(&observation);
@@ -406,6 +437,11 @@ fn s7_crash_after_release_resumes_with_the_kubernetes_side() {
             .cloned()
             .map(|mut s| {
                 s.after.clear();
+                // The attachment is gone from Cinder now: the VolumeAttachment's finalizer
+                // waits for no attachment of the volume to the server at all.
+                if let Action::DeleteVolumeAttachment { attachment_id, .. } = &mut s.action {
+                    *attachment_id = None;
+                }
                 s
             })
             .collect::<Vec<_>>()
@@ -528,6 +564,7 @@ fn observation_and_progress_record_round_trip_as_json() {
                 released: vec![ReleasedVolume {
                     volume: VolumeId::new(VOLUME),
                     server: ServerId::new(SERVER4),
+                    attachment_id: Some(AttachmentId::new(format!("att-{SERVER4}"))),
                 }],
                 out_of_service_taint: true,
             });
@@ -542,7 +579,7 @@ fn observation_and_progress_record_round_trip_as_json() {
     assert_eq!(
         serde_json::to_value(progress).unwrap(),
         serde_json::json!({
-            "released": [{ "volume": VOLUME, "server": SERVER4 }],
+            "released": [{ "volume": VOLUME, "server": SERVER4, "attachment_id": format!("att-{SERVER4}") }],
             "out_of_service_taint": true,
         })
     );

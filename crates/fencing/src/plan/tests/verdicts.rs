@@ -48,6 +48,30 @@ const ROWS: &[Row] = &[
         fenced: Some(Reason::ServerStopped),
     },
     Row {
+        label: "SHUTOFF but power RUNNING (host stopped reporting): contradictory",
+        status: "SHUTOFF",
+        power: Some(1),
+        task: None,
+        host: DOWN,
+        fenced: None,
+    },
+    Row {
+        label: "SHUTOFF but power PAUSED: contradictory",
+        status: "SHUTOFF",
+        power: Some(3),
+        task: None,
+        host: UP,
+        fenced: None,
+    },
+    Row {
+        label: "SHELVED_OFFLOADED but power SUSPENDED: contradictory",
+        status: "SHELVED_OFFLOADED",
+        power: Some(7),
+        task: None,
+        host: None,
+        fenced: None,
+    },
+    Row {
         label: "SHELVED_OFFLOADED",
         status: "SHELVED_OFFLOADED",
         power: Some(4),
@@ -307,11 +331,17 @@ fn verdict_detail_reads_like_the_proof() {
         format!("server {SERVER4} is SHUTOFF (power state 4 SHUTDOWN, no task)")
     );
     assert_eq!(
-        detail(9),
+        detail(2),
+        format!(
+            "server {SERVER4} is SHUTOFF but reports power state 1 RUNNING: the states contradict each other (a host that stopped reporting?), not a proof"
+        )
+    );
+    assert_eq!(
+        detail(12),
         format!("server {SERVER4} is SHUTOFF with task powering-on in progress")
     );
     assert_eq!(
-        detail(6),
+        detail(9),
         format!(
             "server {SERVER4} is ACTIVE (power state 1 RUNNING) on compute host compute-2, which is down (not forced down): the VM may still run"
         )
