@@ -1134,6 +1134,50 @@ async fn cinder_refuses_user_detach_while_the_server_holds_the_attachment() {
 }
 
 #[tokio::test]
+async fn without_the_attachment_guard_cinder_removes_a_live_servers_attachment() {
+    let unpatched = CLOUD.replace(
+        "detach_seconds: 0.3",
+        "detach_seconds: 0.3\n    cinder_attachment_guard: false",
+    );
+    let sim = Sim::start(&unpatched).await;
+    assert!(sim.running.world.lock().cloud.server(NODE_B).is_some());
+    let attachment = sim.volume(PVC_B).await["attachments"][0]["attachment_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = sim.cinder(&format!("/attachments/{attachment}"));
+    let (status, _, body) = sim
+        .call(Method::DELETE, &url, Some("volume 3.27"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"attachments": []}));
+    let volume = sim.volume(PVC_B).await;
+    assert_eq!(volume["status"], "available");
+    assert_eq!(volume["attachments"], json!([]));
+    // os-detach of one attachment of a multi-attach volume leaves the other.
+    let volume = sim.volume(PVC_MULTI).await;
+    let to_a = volume["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|attachment| attachment["server_id"] == NODE_A)
+        .unwrap()["attachment_id"]
+        .clone();
+    let action = json!({"os-detach": {"attachment_id": to_a}});
+    let (status, body) = sim.volume_action(PVC_MULTI, action).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let volume = sim.volume(PVC_MULTI).await;
+    assert_eq!(volume["status"], "in-use");
+    let servers: Vec<&Value> = volume["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|attachment| &attachment["server_id"])
+        .collect();
+    assert_eq!(servers, [NODE_B]);
+}
+
+#[tokio::test]
 async fn cinder_releases_attachments_of_a_deleted_server() {
     let sim = Sim::start(CLOUD).await;
     let volume = sim.volume(PVC_GONE).await;

@@ -431,6 +431,7 @@ pub struct Cloud {
     user_id: String,
     started: Timestamp,
     action_ms: u64,
+    attachment_guard: bool,
     hosts: Vec<ComputeHost>,
     servers: Vec<Server>,
     volumes: Vec<Volume>,
@@ -526,6 +527,7 @@ impl Cloud {
             // Rounded milliseconds of a small, non-negative number of seconds.
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             action_ms: seconds.round() as u64,
+            attachment_guard: scenario.behaviour.cinder_attachment_guard,
             hosts,
             servers,
             volumes,
@@ -814,10 +816,10 @@ impl Cloud {
     }
 
     /// Cinder's `DELETE /attachments/{id}` by a user: refused while Nova still holds the
-    /// attachment (the server exists), else the attachment is gone at once.
+    /// attachment (the server exists) and the guard is on, else the attachment is gone at once.
     ///
     /// # Errors
-    /// 404 for an unknown attachment, 409 while the server exists.
+    /// 404 for an unknown attachment, 409 while the server exists and the guard is on.
     pub fn delete_attachment(&mut self, attachment_id: &str, now_ms: u64) -> Result<(), Refusal> {
         let Some((volume, attachment)) = self.attachment(attachment_id) else {
             return Err(Refusal::NotFound(format!(
@@ -836,7 +838,7 @@ impl Cloud {
     /// # Errors
     /// 404 for an unknown volume or attachment; 400 for a bad status or a missing attachment
     /// id on a volume with several; 409 for a force-detach or detach while the server exists
-    /// and holds the attachment.
+    /// and holds the attachment and the guard is on.
     pub fn volume_action(
         &mut self,
         volume_id: &str,
@@ -931,13 +933,14 @@ impl Cloud {
     }
 
     /// Cinder's check (OSSN-0092) before a user removes an attachment: Nova must no longer
-    /// hold it, that is the server is gone.
+    /// hold it, that is the server is gone. An unpatched Cinder (guard off) does not check: the
+    /// attachment goes although the host may still use the volume.
     fn check_nova_released(&self, server_id: &str) -> Result<(), Refusal> {
         match self.server(server_id) {
-            Some(_) => Err(Refusal::Conflict(format!(
+            Some(_) if self.attachment_guard => Err(Refusal::Conflict(format!(
                 "Detach volume from instance {server_id} using the Compute API"
             ))),
-            None => Ok(()),
+            _ => Ok(()),
         }
     }
 
@@ -1108,7 +1111,63 @@ fn invalid_state(action: &str, server_id: &str, attr: &str, state: &str) -> Refu
 
 #[cfg(test)]
 mod tests {
-    use super::{Microversion, StatusCode};
+    use std::path::Path;
+
+    use super::{Cloud, Microversion, Refusal, StatusCode, VolumeAction};
+    use crate::scenario::Scenario;
+
+    const SERVER: &str = "11111111-1111-4111-8111-111111111111";
+    const VOLUME: &str = "aaaaaaaa-0000-4000-8000-00000000000b";
+
+    /// One live server with one volume attached, and `behaviour` as given.
+    fn cloud(behaviour: &str) -> Cloud {
+        let text = format!(
+            "name: t
+openstack:
+  compute_hosts: [{{name: compute-1}}]
+  servers: [{{id: {SERVER}, name: node-a, status: ACTIVE, host: compute-1}}]
+  volumes:
+    - {{id: {VOLUME}, attachments: [{{server: {SERVER}}}]}}
+  behaviour: {{{behaviour}}}
+"
+        );
+        let scenario = Scenario::parse(&text, Path::new("t.yaml")).unwrap();
+        Cloud::new(&scenario.openstack)
+    }
+
+    fn attachment_id(cloud: &Cloud) -> String {
+        cloud.volume(VOLUME).unwrap().attachments[0].id.clone()
+    }
+
+    #[test]
+    fn the_attachment_guard_refuses_user_removal_while_the_server_exists() {
+        let mut guarded = cloud("");
+        let id = attachment_id(&guarded);
+        let refused = guarded.delete_attachment(&id, 0).unwrap_err();
+        assert!(matches!(refused, Refusal::Conflict(_)), "{refused:?}");
+        let detach = VolumeAction::Detach {
+            attachment_id: Some(id),
+        };
+        let refused = guarded.volume_action(VOLUME, &detach, 0).unwrap_err();
+        assert!(matches!(refused, Refusal::Conflict(_)), "{refused:?}");
+        assert_eq!(guarded.volume(VOLUME).unwrap().status, "in-use");
+    }
+
+    #[test]
+    fn without_the_attachment_guard_cinder_removes_a_live_servers_attachment() {
+        let mut unpatched = cloud("cinder_attachment_guard: false");
+        let id = attachment_id(&unpatched);
+        unpatched.delete_attachment(&id, 0).unwrap();
+        let volume = unpatched.volume(VOLUME).unwrap();
+        assert_eq!(volume.status, "available");
+        assert!(volume.attachments.is_empty());
+        let mut unpatched = cloud("cinder_attachment_guard: false");
+        let detach = VolumeAction::Detach {
+            attachment_id: None,
+        };
+        unpatched.volume_action(VOLUME, &detach, 0).unwrap();
+        assert!(!unpatched.is_attached(VOLUME, SERVER));
+    }
 
     #[test]
     fn microversion_negotiation() {

@@ -390,6 +390,13 @@ pub struct Behaviour {
     /// Injected failures.
     #[serde(default)]
     pub faults: Vec<Fault>,
+    /// Cinder's OSSA-2023-003 (OSSN-0092, bug 2004555) guard: a user's removal of an attachment
+    /// (`DELETE /attachments/{id}`, `os-detach`, `os-force_detach`) is refused with 409 while
+    /// Nova still holds it. `false` is an unpatched Cinder (before May 2023), which removes the
+    /// attachment anyway; the emulator then drops Nova's side of it too, where real Nova would
+    /// keep its block device mapping.
+    #[serde(default = "yes")]
+    pub cinder_attachment_guard: bool,
 }
 
 impl Default for Behaviour {
@@ -398,6 +405,7 @@ impl Default for Behaviour {
             detach_seconds: default_detach_seconds(),
             latency_ms: 0,
             faults: Vec::new(),
+            cinder_attachment_guard: true,
         }
     }
 }
