@@ -101,5 +101,6 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(scenario.openstack.region, "RegionOne");
     assert_eq!(scenario.openstack.project, "kube");
     assert!((scenario.openstack.behaviour.detach_seconds - 2.0).abs() < f64::EPSILON);
+    assert!(scenario.openstack.behaviour.cinder_attachment_guard);
     assert!(scenario.timeline.is_empty() && scenario.expect.is_none());
 }

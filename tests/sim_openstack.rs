@@ -858,6 +858,86 @@ async fn cinder_attachments_match_samples() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+#[tokio::test]
+async fn cinder_lists_only_attached_attachments_in_the_volume_and_all_in_the_attachments_api() {
+    let yaml = format!(
+        "name: attach-status
+openstack:
+  compute_hosts: [{{name: compute-1}}]
+  servers:
+    - {{id: {NODE_A}, name: node-a, status: ACTIVE, host: compute-1}}
+    - {{id: {NODE_B}, name: node-b, status: ACTIVE, host: compute-1}}
+  volumes:
+    - id: {PVC_MULTI}
+      multiattach: true
+      attachments:
+        - {{server: {NODE_A}, device: /dev/vdb}}
+        - {{server: {NODE_B}, device: /dev/vdc, status: reserved}}
+    - id: {PVC_B}
+      attachments: [{{server: {NODE_B}, status: attaching}}]
+    - id: {PVC_FREE}
+      attachments: [{{server: {NODE_A}, status: reserved}}]
+"
+    );
+    let sim = Sim::start(&yaml).await;
+    let multi = sim.volume(PVC_MULTI).await;
+    assert_eq!(multi["status"], "in-use");
+    let listed: Vec<&Value> = multi["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|attachment| &attachment["server_id"])
+        .collect();
+    assert_eq!(listed, [NODE_A], "{multi}");
+    let attaching = sim.volume(PVC_B).await;
+    assert_eq!(attaching["status"], "attaching");
+    assert_eq!(attaching["attachments"], json!([]));
+    let reserved = sim.volume(PVC_FREE).await;
+    assert_eq!(reserved["status"], "reserved");
+    assert_eq!(reserved["attachments"], json!([]));
+    // The attachments API lists every one, with its own status.
+    let version = Some("volume 3.27");
+    let (status, list) = sim.get(&sim.cinder("/attachments"), version).await;
+    assert_eq!(status, StatusCode::OK);
+    let statuses: BTreeSet<(String, String, String)> = list["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|attachment| {
+            let text = |key: &str| attachment[key].as_str().unwrap().to_owned();
+            (text("volume_id"), text("instance"), text("status"))
+        })
+        .collect();
+    let expected = [
+        (PVC_MULTI, NODE_A, "attached"),
+        (PVC_MULTI, NODE_B, "reserved"),
+        (PVC_B, NODE_B, "attaching"),
+        (PVC_FREE, NODE_A, "reserved"),
+    ]
+    .map(|(volume, server, status)| (volume.to_owned(), server.to_owned(), status.to_owned()));
+    assert_eq!(statuses, BTreeSet::from(expected));
+    let url = sim.cinder(&format!("/attachments/detail?volume_id={PVC_B}"));
+    let (status, detail) = sim.get(&url, version).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(detail["attachments"][0]["status"], "attaching");
+    assert_eq!(detail["attachments"][0]["attached_at"], "");
+    // A reserved attachment has no connection: the guard lets a user delete it, and the
+    // volume's status follows the attachments that remain.
+    let reserved_id = list["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|attachment| attachment["volume_id"] == PVC_FREE)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = sim.cinder(&format!("/attachments/{reserved_id}"));
+    let (status, _, body) = sim.call(Method::DELETE, &url, version, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(sim.volume(PVC_FREE).await["status"], "available");
+}
+
 // ----- Behaviour: Keystone -----------------------------------------------------------------------
 
 #[tokio::test]
@@ -1131,6 +1211,50 @@ async fn cinder_refuses_user_detach_while_the_server_holds_the_attachment() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(sim.volume(PVC_B).await["status"], "in-use");
+}
+
+#[tokio::test]
+async fn without_the_attachment_guard_cinder_removes_a_live_servers_attachment() {
+    let unpatched = CLOUD.replace(
+        "detach_seconds: 0.3",
+        "detach_seconds: 0.3\n    cinder_attachment_guard: false",
+    );
+    let sim = Sim::start(&unpatched).await;
+    assert!(sim.running.world.lock().cloud.server(NODE_B).is_some());
+    let attachment = sim.volume(PVC_B).await["attachments"][0]["attachment_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = sim.cinder(&format!("/attachments/{attachment}"));
+    let (status, _, body) = sim
+        .call(Method::DELETE, &url, Some("volume 3.27"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"attachments": []}));
+    let volume = sim.volume(PVC_B).await;
+    assert_eq!(volume["status"], "available");
+    assert_eq!(volume["attachments"], json!([]));
+    // os-detach of one attachment of a multi-attach volume leaves the other.
+    let volume = sim.volume(PVC_MULTI).await;
+    let to_a = volume["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|attachment| attachment["server_id"] == NODE_A)
+        .unwrap()["attachment_id"]
+        .clone();
+    let action = json!({"os-detach": {"attachment_id": to_a}});
+    let (status, body) = sim.volume_action(PVC_MULTI, action).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let volume = sim.volume(PVC_MULTI).await;
+    assert_eq!(volume["status"], "in-use");
+    let servers: Vec<&Value> = volume["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|attachment| &attachment["server_id"])
+        .collect();
+    assert_eq!(servers, [NODE_B]);
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
 use super::cloud::{Attachment, Cloud, Microversion, Refusal, Volume, VolumeAction, page};
+use super::scenario::AttachStatus;
 use super::{fault, keystone, world::World};
 
 /// The oldest microversion served.
@@ -173,12 +174,14 @@ fn volume_attachment_body(cloud: &Cloud, volume: &Volume, attachment: &Attachmen
     })
 }
 
-/// A volume as `GET /volumes/{id}` and `/volumes/detail` show it at `version`.
+/// A volume as `GET /volumes/{id}` and `/volumes/detail` show it at `version`. Its
+/// `attachments` are only the `attached` ones (`_get_attachments` of Cinder's volume view).
 fn volume_body(cloud: &Cloud, cinder: &str, volume: &Volume, version: Microversion) -> Value {
     let at_least = |minor: u16| version >= Microversion(3, minor);
     let attachments: Vec<Value> = volume
         .attachments
         .iter()
+        .filter(|attachment| attachment.status == AttachStatus::Attached)
         .map(|attachment| volume_attachment_body(cloud, volume, attachment))
         .collect();
     let mut body = json!({
@@ -391,7 +394,7 @@ async fn volume_action(
 fn attachment_summary(volume: &Volume, attachment: &Attachment) -> Value {
     json!({
         "id": attachment.id,
-        "status": "attached",
+        "status": attachment.status.as_str(),
         "instance": attachment.server_id,
         "volume_id": volume.id,
     })
@@ -399,7 +402,11 @@ fn attachment_summary(volume: &Volume, attachment: &Attachment) -> Value {
 
 fn attachment_detail(volume: &Volume, attachment: &Attachment) -> Value {
     let mut body = attachment_summary(volume, attachment);
-    body["attached_at"] = json!(cinder_time(attachment.attached_at));
+    // Cinder sets `attach_time` when the attachment completes.
+    body["attached_at"] = match attachment.status {
+        AttachStatus::Attached => json!(cinder_time(attachment.attached_at)),
+        AttachStatus::Attaching | AttachStatus::Reserved => json!(""),
+    };
     body["detached_at"] = json!("");
     body["attach_mode"] = json!("rw");
     body["connection_info"] = json!({});

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use jiff::{SignedDuration, Timestamp};
 use uuid::Uuid;
 
-use super::scenario::{self, HostState, ServerStatus, ServerStatusChange};
+use super::scenario::{self, AttachStatus, HostState, ServerStatus, ServerStatusChange};
 
 /// Namespace of the stable ids derived from names (project, user, services).
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_0e47_93c4_4f7e_b2a5_3c1e_58d0_c0de);
@@ -343,7 +343,10 @@ pub struct Attachment {
     pub server_id: String,
     /// Device in the guest.
     pub device: String,
-    /// When it was attached.
+    /// Cinder's `attach_status`; a Nova detach in progress leaves it `attached` (only the
+    /// volume is `detaching`).
+    pub status: AttachStatus,
+    /// When it was attached (or created, while not yet `attached`).
     pub attached_at: Timestamp,
     /// Nova's block device mapping UUID.
     pub bdm_uuid: String,
@@ -387,13 +390,16 @@ impl Volume {
         self.bootable && matches!(attachment.device.as_str(), "/dev/vda" | "/dev/sda")
     }
 
+    /// Sets the status from the attachments as Cinder's `volume_detached` does: the
+    /// attachment status that takes precedence decides, none means `available`.
     fn settle(&mut self, now: Timestamp) {
-        self.status = if self.attachments.is_empty() {
-            "available"
-        } else {
-            "in-use"
-        }
-        .to_owned();
+        self.status = self
+            .attachments
+            .iter()
+            .map(|attachment| attachment.status)
+            .min()
+            .map_or("available", AttachStatus::volume_status)
+            .to_owned();
         self.updated = now;
     }
 }
@@ -431,6 +437,7 @@ pub struct Cloud {
     user_id: String,
     started: Timestamp,
     action_ms: u64,
+    attachment_guard: bool,
     hosts: Vec<ComputeHost>,
     servers: Vec<Server>,
     volumes: Vec<Volume>,
@@ -493,6 +500,7 @@ impl Cloud {
                         id: Uuid::new_v4().to_string(),
                         server_id: attachment.server.value.clone(),
                         device: attachment.device.clone(),
+                        status: attachment.attach_status(),
                         attached_at: created,
                         bdm_uuid: Uuid::new_v4().to_string(),
                         detach_requested_ms: None,
@@ -526,6 +534,7 @@ impl Cloud {
             // Rounded milliseconds of a small, non-negative number of seconds.
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             action_ms: seconds.round() as u64,
+            attachment_guard: scenario.behaviour.cinder_attachment_guard,
             hosts,
             servers,
             volumes,
@@ -814,10 +823,10 @@ impl Cloud {
     }
 
     /// Cinder's `DELETE /attachments/{id}` by a user: refused while Nova still holds the
-    /// attachment (the server exists), else the attachment is gone at once.
+    /// attachment (the server exists) and the guard is on, else the attachment is gone at once.
     ///
     /// # Errors
-    /// 404 for an unknown attachment, 409 while the server exists.
+    /// 404 for an unknown attachment, 409 while the server exists and the guard is on.
     pub fn delete_attachment(&mut self, attachment_id: &str, now_ms: u64) -> Result<(), Refusal> {
         let Some((volume, attachment)) = self.attachment(attachment_id) else {
             return Err(Refusal::NotFound(format!(
@@ -826,7 +835,7 @@ impl Cloud {
             )));
         };
         let volume_id = volume.id.clone();
-        self.check_nova_released(&attachment.server_id.clone())?;
+        self.check_nova_released(attachment)?;
         self.drop_attachment(&volume_id, attachment_id, now_ms);
         Ok(())
     }
@@ -836,7 +845,7 @@ impl Cloud {
     /// # Errors
     /// 404 for an unknown volume or attachment; 400 for a bad status or a missing attachment
     /// id on a volume with several; 409 for a force-detach or detach while the server exists
-    /// and holds the attachment.
+    /// and holds the attachment and the guard is on.
     pub fn volume_action(
         &mut self,
         volume_id: &str,
@@ -877,13 +886,13 @@ impl Cloud {
                         }
                     },
                 };
-                let server_id = volume
+                if let Some(attachment) = volume
                     .attachments
                     .iter()
                     .find(|attachment| attachment.id == attachment_id)
-                    .map(|attachment| attachment.server_id.clone())
-                    .unwrap_or_default();
-                self.check_nova_released(&server_id)?;
+                {
+                    self.check_nova_released(attachment)?;
+                }
                 self.drop_attachment(volume_id, &attachment_id, now_ms);
                 Ok(())
             }
@@ -930,14 +939,19 @@ impl Cloud {
         }
     }
 
-    /// Cinder's check (OSSN-0092) before a user removes an attachment: Nova must no longer
-    /// hold it, that is the server is gone.
-    fn check_nova_released(&self, server_id: &str) -> Result<(), Refusal> {
+    /// Cinder's check (OSSN-0092, `attachment_deletion_allowed`) before a user removes an
+    /// attachment: Nova must no longer hold it, that is the server is gone. A `reserved`
+    /// attachment has no connection info (no host uses the volume), so it may go. An unpatched
+    /// Cinder (guard off) does not check: the attachment goes although the host may still use
+    /// the volume.
+    fn check_nova_released(&self, attachment: &Attachment) -> Result<(), Refusal> {
+        let server_id = &attachment.server_id;
+        let connected = attachment.status != AttachStatus::Reserved;
         match self.server(server_id) {
-            Some(_) => Err(Refusal::Conflict(format!(
+            Some(_) if self.attachment_guard && connected => Err(Refusal::Conflict(format!(
                 "Detach volume from instance {server_id} using the Compute API"
             ))),
-            None => Ok(()),
+            _ => Ok(()),
         }
     }
 
@@ -1085,8 +1099,8 @@ impl Cloud {
         }
     }
 
-    /// Whether Cinder still shows an attachment (attached or `detaching`) of the volume to the
-    /// server.
+    /// Whether Cinder still has an attachment of the volume to the server, in any status (also
+    /// while the volume is `detaching`).
     #[must_use]
     pub fn is_attached(&self, volume_id: &str, server_id: &str) -> bool {
         self.volume(volume_id).is_some_and(|volume| {
@@ -1108,7 +1122,64 @@ fn invalid_state(action: &str, server_id: &str, attr: &str, state: &str) -> Refu
 
 #[cfg(test)]
 mod tests {
-    use super::{Microversion, StatusCode};
+    use std::path::Path;
+
+    use super::{Cloud, Microversion, Refusal, StatusCode, VolumeAction};
+    use crate::scenario::Scenario;
+
+    const SERVER: &str = "11111111-1111-4111-8111-111111111111";
+    const VOLUME: &str = "aaaaaaaa-0000-4000-8000-00000000000b";
+
+    /// One live server with one volume attached, the attachment's keys and `behaviour` as
+    /// given.
+    fn cloud(attachment: &str, behaviour: &str) -> Cloud {
+        let text = format!(
+            "name: t
+openstack:
+  compute_hosts: [{{name: compute-1}}]
+  servers: [{{id: {SERVER}, name: node-a, status: ACTIVE, host: compute-1}}]
+  volumes:
+    - {{id: {VOLUME}, attachments: [{{server: {SERVER}{attachment}}}]}}
+  behaviour: {{{behaviour}}}
+"
+        );
+        let scenario = Scenario::parse(&text, Path::new("t.yaml")).unwrap();
+        Cloud::new(&scenario.openstack)
+    }
+
+    fn attachment_id(cloud: &Cloud) -> String {
+        cloud.volume(VOLUME).unwrap().attachments[0].id.clone()
+    }
+
+    #[test]
+    fn the_attachment_guard_refuses_user_removal_while_the_server_exists() {
+        let mut guarded = cloud("", "");
+        let id = attachment_id(&guarded);
+        let refused = guarded.delete_attachment(&id, 0).unwrap_err();
+        assert!(matches!(refused, Refusal::Conflict(_)), "{refused:?}");
+        let detach = VolumeAction::Detach {
+            attachment_id: Some(id),
+        };
+        let refused = guarded.volume_action(VOLUME, &detach, 0).unwrap_err();
+        assert!(matches!(refused, Refusal::Conflict(_)), "{refused:?}");
+        assert_eq!(guarded.volume(VOLUME).unwrap().status, "in-use");
+    }
+
+    #[test]
+    fn without_the_attachment_guard_cinder_removes_a_live_servers_attachment() {
+        let mut unpatched = cloud("", "cinder_attachment_guard: false");
+        let id = attachment_id(&unpatched);
+        unpatched.delete_attachment(&id, 0).unwrap();
+        let volume = unpatched.volume(VOLUME).unwrap();
+        assert_eq!(volume.status, "available");
+        assert!(volume.attachments.is_empty());
+        let mut unpatched = cloud("", "cinder_attachment_guard: false");
+        let detach = VolumeAction::Detach {
+            attachment_id: None,
+        };
+        unpatched.volume_action(VOLUME, &detach, 0).unwrap();
+        assert!(!unpatched.is_attached(VOLUME, SERVER));
+    }
 
     #[test]
     fn microversion_negotiation() {
@@ -1125,5 +1196,48 @@ mod tests {
         assert_eq!(bad.map_err(|e| e.0), Err(StatusCode::BAD_REQUEST));
         let leading_zero = Microversion::negotiate(Some("2.01"), min, max);
         assert_eq!(leading_zero.map_err(|e| e.0), Err(StatusCode::BAD_REQUEST));
+    }
+
+    #[test]
+    fn the_volume_status_follows_the_attachment_that_takes_precedence() {
+        let status =
+            |attachment: &str| cloud(attachment, "").volume(VOLUME).unwrap().status.clone();
+        assert_eq!(status(""), "in-use");
+        assert_eq!(status(", status: attached"), "in-use");
+        assert_eq!(status(", status: attaching"), "attaching");
+        assert_eq!(status(", status: reserved"), "reserved");
+        let text = format!(
+            "name: t
+openstack:
+  servers:
+    - {{id: {SERVER}, name: node-a, status: ACTIVE}}
+    - {{id: 22222222-2222-4222-8222-222222222222, name: node-b, status: ACTIVE}}
+  volumes:
+    - id: {VOLUME}
+      multiattach: true
+      attachments:
+        - {{server: 22222222-2222-4222-8222-222222222222, status: reserved}}
+        - {{server: {SERVER}, status: attached}}
+"
+        );
+        let scenario = Scenario::parse(&text, Path::new("t.yaml")).unwrap();
+        let mut cloud = Cloud::new(&scenario.openstack);
+        assert_eq!(cloud.volume(VOLUME).unwrap().status, "in-use");
+        // Once the attached one is gone, the reserved one decides.
+        let attached = cloud.volume(VOLUME).unwrap().attachments[1].id.clone();
+        cloud.drop_attachment(VOLUME, &attached, 0);
+        assert_eq!(cloud.volume(VOLUME).unwrap().status, "reserved");
+    }
+
+    #[test]
+    fn the_attachment_guard_lets_a_reserved_attachment_go() {
+        let mut guarded = cloud(", status: reserved", "");
+        let id = attachment_id(&guarded);
+        guarded.delete_attachment(&id, 0).unwrap();
+        assert_eq!(guarded.volume(VOLUME).unwrap().status, "available");
+        let mut guarded = cloud(", status: attaching", "");
+        let id = attachment_id(&guarded);
+        let refused = guarded.delete_attachment(&id, 0).unwrap_err();
+        assert!(matches!(refused, Refusal::Conflict(_)), "{refused:?}");
     }
 }

@@ -350,7 +350,9 @@ pub struct Volume {
     /// Whether the volume is a boot volume.
     #[serde(default)]
     pub bootable: bool,
-    /// Current attachments; the status is `in-use` with attachments, else `available`.
+    /// Current attachments. The volume's status follows them as Cinder's: `in-use` with an
+    /// `attached` one, else `attaching` with an `attaching` one, else `reserved` with a
+    /// `reserved` one, else `available`.
     #[serde(default)]
     pub attachments: Vec<VolumeAttachment>,
     /// A detach of this volume never completes (stays `detaching`), like one on a dead host.
@@ -371,6 +373,64 @@ pub struct VolumeAttachment {
     /// The device name in the guest.
     #[serde(default = "default_device")]
     pub device: String,
+    /// Cinder's `attach_status` (`attached`, `attaching` or `reserved`); `attached` when left
+    /// out. See [`VolumeAttachment::attach_status`].
+    #[serde(default)]
+    pub status: Option<Ref>,
+}
+
+impl VolumeAttachment {
+    /// The attachment's Cinder status; a scenario that parsed has a valid one.
+    #[must_use]
+    pub fn attach_status(&self) -> AttachStatus {
+        self.status
+            .as_ref()
+            .and_then(|status| AttachStatus::parse(&status.value))
+            .unwrap_or_default()
+    }
+}
+
+/// The `attach_status` of a Cinder attachment, in Cinder's order of precedence for the volume's
+/// status (the alphabetical order `_get_statuses_from_attachments` sorts by). A `detached`
+/// attachment is deleted in Cinder, so a scenario leaves it out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AttachStatus {
+    /// `attachment_complete` done: the volume is `in-use`, and lists it.
+    #[default]
+    Attached,
+    /// `attachment_update` done (the host's connector is in), not completed: the volume is
+    /// `attaching` and does not list it.
+    Attaching,
+    /// Created by `attachment_create` without a connector (Nova reserved it): the volume is
+    /// `reserved` and does not list it.
+    Reserved,
+}
+
+impl AttachStatus {
+    const ALL: [Self; 3] = [Self::Attached, Self::Attaching, Self::Reserved];
+
+    /// As Cinder spells it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Attached => "attached",
+            Self::Attaching => "attaching",
+            Self::Reserved => "reserved",
+        }
+    }
+
+    /// The volume status Cinder derives from this, the attachment that takes precedence.
+    #[must_use]
+    pub fn volume_status(self) -> &'static str {
+        match self {
+            Self::Attached => "in-use",
+            other => other.as_str(),
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == text)
+    }
 }
 
 fn default_device() -> String {
@@ -390,6 +450,13 @@ pub struct Behaviour {
     /// Injected failures.
     #[serde(default)]
     pub faults: Vec<Fault>,
+    /// Cinder's OSSA-2023-003 (OSSN-0092, bug 2004555) guard: a user's removal of an attachment
+    /// (`DELETE /attachments/{id}`, `os-detach`, `os-force_detach`) is refused with 409 while
+    /// Nova still holds it. `false` is an unpatched Cinder (before May 2023), which removes the
+    /// attachment anyway; the emulator then drops Nova's side of it too, where real Nova would
+    /// keep its block device mapping.
+    #[serde(default = "yes")]
+    pub cinder_attachment_guard: bool,
 }
 
 impl Default for Behaviour {
@@ -398,6 +465,7 @@ impl Default for Behaviour {
             detach_seconds: default_detach_seconds(),
             latency_ms: 0,
             faults: Vec::new(),
+            cinder_attachment_guard: true,
         }
     }
 }
@@ -956,8 +1024,23 @@ impl Scenario {
         }
         for (i, volume) in os.volumes.iter().enumerate() {
             for (j, attachment) in volume.attachments.iter().enumerate() {
-                let key = format!("openstack.volumes[{i}].attachments[{j}].server");
-                known(&servers, &attachment.server, &key, "openstack.servers")?;
+                let key = format!("openstack.volumes[{i}].attachments[{j}]");
+                known(
+                    &servers,
+                    &attachment.server,
+                    &format!("{key}.server"),
+                    "openstack.servers",
+                )?;
+                if let Some(status) = &attachment.status
+                    && AttachStatus::parse(&status.value).is_none()
+                {
+                    return Err(bad_ref(
+                        status,
+                        &format!("{key}.status"),
+                        "attached, attaching or reserved (a detached attachment is gone in \
+                         Cinder: leave it out)",
+                    ));
+                }
             }
             if volume.attachments.len() > 1 && !volume.multiattach {
                 return Err(Problem {
