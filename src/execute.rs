@@ -64,6 +64,14 @@ pub enum Outcome {
         /// What the operator can do next.
         next_step: String,
     },
+    /// Not done: what it relied on changed since planning (re-verification at the moment of
+    /// acting); nothing more for its node this run.
+    Stale {
+        /// What changed.
+        why: String,
+        /// What follows.
+        next_step: String,
+    },
     /// Not attempted because an earlier step of its node failed.
     NotAttempted {
         /// Which earlier failure.
@@ -181,25 +189,38 @@ impl<'a, B: Backend> Executor<'a, B> {
                 let started = Instant::now();
                 let result = match self.reverify(step, observation, &mut nodes).await {
                     Ok(()) => self.perform(step, &mut nodes, &mut on_progress).await,
-                    Err(failure) => Err(failure),
+                    Err(why) => Err(Failure {
+                        next_step: self.stale(step, &why).await,
+                        error: why,
+                    }),
                 };
+                let stale = matches!(&result, Err(failure) if failure.error.starts_with(STALE));
                 match result {
                     Ok(()) => Outcome::Done {
                         millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                     },
                     Err(failure) => {
                         if let Some(node) = &step.node {
-                            failed_nodes.insert(
-                                node.clone(),
-                                format!("{} failed", step.action.metric_label()),
-                            );
+                            let because = if stale {
+                                "the evidence changed since planning".to_owned()
+                            } else {
+                                format!("{} failed", step.action.metric_label())
+                            };
+                            failed_nodes.insert(node.clone(), because);
                         }
                         if let Action::ReleaseVolume { volume, .. } = &step.action {
                             failed_volumes.insert(volume.clone());
                         }
-                        Outcome::Failed {
-                            error: failure.error,
-                            next_step: failure.next_step,
+                        if stale {
+                            Outcome::Stale {
+                                why: failure.error,
+                                next_step: failure.next_step,
+                            }
+                        } else {
+                            Outcome::Failed {
+                                error: failure.error,
+                                next_step: failure.next_step,
+                            }
                         }
                     }
                 }
@@ -221,25 +242,22 @@ impl<'a, B: Backend> Executor<'a, B> {
         step: &Step,
         observation: &Observation,
         nodes: &mut BTreeMap<NodeName, NodeState<'_>>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), String> {
         let Some(name) = &step.node else {
             if let Action::ReleaseVolume { server, .. } = &step.action {
                 return match self.backend.server_gone(server).await {
                     Ok(true) => Ok(()),
-                    Ok(false) => Err(changed(step, format!("server {server} exists again"))),
-                    Err(err) => Err(changed(
-                        step,
-                        format!(
-                            "server {server} could not be read again: {}",
-                            one_line(&err)
-                        ),
-                    )),
+                    Ok(false) => Err(changed(format!("server {server} exists again"))),
+                    Err(err) => Err(changed(format!(
+                        "server {server} could not be read again: {}",
+                        one_line(&err)
+                    ))),
                 };
             }
             return Ok(());
         };
         let Some(state) = nodes.get_mut(name) else {
-            return Err(changed(step, format!("node {name} was not observed")));
+            return Err(changed(format!("node {name} was not observed")));
         };
         let purpose = match &step.action {
             Action::StopServer { .. } => Purpose::Stop,
@@ -256,12 +274,12 @@ impl<'a, B: Backend> Executor<'a, B> {
         }
         let fresh = match self.cluster.node(name.as_str()).await {
             Ok(Some(fresh)) => fresh,
-            Ok(None) => return Err(changed(step, format!("node {name} was deleted"))),
+            Ok(None) => return Err(changed(format!("node {name} was deleted"))),
             Err(err) => {
-                return Err(changed(
-                    step,
-                    format!("node {name} could not be read again: {}", one_line(&err)),
-                ));
+                return Err(changed(format!(
+                    "node {name} could not be read again: {}",
+                    one_line(&err)
+                )));
             }
         };
         let mut fresh = fresh;
@@ -276,11 +294,33 @@ impl<'a, B: Backend> Executor<'a, B> {
             self.policy,
             purpose,
         )
-        .map_err(|why| changed(step, why))?;
+        .map_err(changed)?;
         if kubernetes_side {
             state.kubernetes_verified = true;
         }
         Ok(())
+    }
+
+    /// Says why a step is not done (a Warning Event on its node) and what follows.
+    async fn stale(&self, step: &Step, why: &str) -> String {
+        if let Some(node) = &step.node {
+            self.cluster
+                .event(
+                    &Target::Node(node.clone()),
+                    true,
+                    "EvidenceChanged",
+                    "Reverify",
+                    format!("{why}; nothing more is done for this node in this run"),
+                )
+                .await;
+        }
+        let subject = step
+            .node
+            .as_ref()
+            .map_or_else(|| "this volume".to_owned(), |node| format!("node {node}"));
+        format!(
+            "nothing more is done for {subject} in this run; the next run reads it again and plans afresh"
+        )
     }
 
     async fn perform(
@@ -620,18 +660,12 @@ impl<'a, B: Backend> Executor<'a, B> {
     }
 }
 
-/// The evidence a step relied on no longer holds: nothing more for its node this run.
-fn changed(step: &Step, why: String) -> Failure {
-    let node = step
-        .node
-        .as_ref()
-        .map_or_else(|| "this volume".to_owned(), |node| format!("node {node}"));
-    Failure {
-        error: format!("not done, the evidence changed since planning: {why}"),
-        next_step: format!(
-            "nothing more is done for {node} in this run; the next run reads it again and plans afresh"
-        ),
-    }
+/// How a stale step's reason begins.
+const STALE: &str = "not done, the evidence changed since planning";
+
+/// The evidence a step relied on no longer holds.
+fn changed(why: String) -> String {
+    format!("{STALE}: {why}")
 }
 
 fn node_state<'s, 'o>(
@@ -639,9 +673,10 @@ fn node_state<'s, 'o>(
     node: &NodeName,
     step: &Step,
 ) -> Result<&'s mut NodeState<'o>, Failure> {
-    nodes
-        .get_mut(node)
-        .ok_or_else(|| changed(step, format!("node {node} was not observed")))
+    nodes.get_mut(node).ok_or_else(|| Failure {
+        error: format!("node {node} was not observed"),
+        next_step: format!("check it by hand: {}", step.action.manual_command()),
+    })
 }
 
 fn node_uid(node: &NodeView, step: &Step) -> Result<NodeUid, Failure> {

@@ -266,6 +266,9 @@ pub fn print_progress(event: &Progressing<'_>, started: Instant, interactive: bo
                 Outcome::Failed { error, next_step } => {
                     println!("[{at:6.1}s]    FAILED: {error}\n            next step: {next_step}");
                 }
+                Outcome::Stale { why, next_step } => {
+                    println!("[{at:6.1}s]    STOPPED: {why}\n            next step: {next_step}");
+                }
                 Outcome::NotAttempted { because } => {
                     println!("[{at:6.1}s]    not attempted: {because}");
                 }

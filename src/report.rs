@@ -444,6 +444,13 @@ pub fn summary(report: &Report) -> String {
                     entry.step.action
                 );
             }
+            Outcome::Stale { why, next_step } => {
+                let _ = write!(
+                    text,
+                    "\nSTOPPED {}: {why}\n  next step: {next_step}",
+                    entry.step.action
+                );
+            }
             Outcome::NotAttempted { because } => {
                 let _ = write!(text, "\nnot attempted {}: {because}", entry.step.action);
             }

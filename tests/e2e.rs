@@ -20,6 +20,7 @@ use sim::{self, RequestRecord, Running, Scenario};
 
 struct Setup {
     running: Running,
+    client: kube::Client,
     cluster: Cluster,
     backend: OpenStack,
 }
@@ -38,7 +39,8 @@ async fn start_with(scenario: &Scenario, options: ConnectOptions) -> Setup {
     let settings = load(&source).unwrap();
     let session = connect_with(&settings, &options).await.unwrap();
     Setup {
-        cluster: Cluster::new(client, "e2e"),
+        cluster: Cluster::new(client.clone(), "e2e"),
+        client,
         backend: OpenStack::new(&session, settings.region()),
         running,
     }
@@ -898,4 +900,118 @@ async fn a_refused_detach_says_why_and_what_to_do() {
         "test-cinder-56bdb546dd-56mct"
     ));
     setup.running.shutdown().await;
+}
+
+/// How the world changes between planning and running (issue 7).
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    /// Someone starts the node's server again (`os-start`).
+    ServerRestarted,
+    /// The kubelet reports again.
+    NodeReady,
+    /// The Node is deleted and re-created under its name (another UID).
+    NodeRecreated,
+    /// Someone else adds the out-of-service taint.
+    TaintAdded,
+}
+
+async fn change_world(setup: &Setup, change: Change) {
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+    let nodes = Api::<Node>::all(setup.client.clone());
+    match change {
+        Change::ServerRestarted => {
+            let now = setup.running.world.now_ms();
+            setup
+                .running
+                .world
+                .lock()
+                .cloud
+                .start(SEED_SERVER, now)
+                .unwrap();
+        }
+        Change::NodeReady => setup
+            .running
+            .world
+            .lock()
+            .kube
+            .set_node_ready(SEED_NODE, sim::scenario::Readiness::True),
+        Change::NodeRecreated => {
+            let mut node = nodes.get(SEED_NODE).await.unwrap();
+            nodes
+                .delete(SEED_NODE, &DeleteParams::default())
+                .await
+                .unwrap();
+            node.metadata.uid = None;
+            node.metadata.resource_version = None;
+            node.metadata.creation_timestamp = None;
+            nodes.create(&PostParams::default(), &node).await.unwrap();
+        }
+        Change::TaintAdded => {
+            let patch = serde_json::json!({"spec": {"taints": [
+                {"key": "node.kubernetes.io/out-of-service", "value": "nodeshutdown", "effect": "NoExecute"}
+            ]}});
+            nodes
+                .patch(SEED_NODE, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+const SEED_NODE: &str = "node-4-nude";
+
+#[tokio::test]
+async fn a_world_changed_between_planning_and_acting_stops_the_node() {
+    for change in [
+        Change::ServerRestarted,
+        Change::NodeReady,
+        Change::NodeRecreated,
+        Change::TaintAdded,
+    ] {
+        let setup = start(&Scenario::seed()).await;
+        let policy = Policy::default();
+        let (observation, plan) = plan_now(&setup, &policy, false).await;
+        assert!(
+            plan.steps
+                .iter()
+                .any(|s| matches!(s.action, Action::ReleaseVolume { .. })),
+            "{change:?}: {plan}"
+        );
+        change_world(&setup, change).await;
+        let before = setup.running.requests().len();
+        let report = run_plan(&setup, &policy, fast(), &observation, &plan).await;
+        let after = &setup.running.requests()[before..];
+        assert!(!report.succeeded(), "{change:?}");
+        let execute::Outcome::Stale { why, .. } = &report.steps[0].outcome else {
+            panic!("{change:?}: the first step was not stopped: {report:?}");
+        };
+        assert!(why.contains("evidence changed"), "{change:?}: {why}");
+        assert!(
+            report.steps[1..]
+                .iter()
+                .all(|s| matches!(s.outcome, execute::Outcome::NotAttempted { .. })),
+            "{change:?}"
+        );
+        // Nothing for the node: no Nova or Cinder write, no Kubernetes write but the Event.
+        assert_eq!(mutating(after, &CLOUD), Vec::<String>::new(), "{change:?}");
+        let kube_writes: Vec<String> = mutating(after, &[Service::Kubernetes])
+            .into_iter()
+            .filter(|w| !w.contains("/events"))
+            .collect();
+        assert_eq!(kube_writes, Vec::<String>::new(), "{change:?}");
+        // (A kubelet back finishes its terminating pod; a deleted Node lets Kubernetes' pod
+        // garbage collector remove its pods: neither is ours, as the writes above show.)
+        if matches!(change, Change::ServerRestarted | Change::TaintAdded) {
+            assert!(
+                pod_exists(&setup, "default", "test-cinder-56bdb546dd-56mct"),
+                "{change:?}"
+            );
+        }
+        assert!(
+            attached_to(&setup, SEED_VOLUME, SEED_SERVER),
+            "{change:?}: the volume was released"
+        );
+        setup.running.shutdown().await;
+    }
 }

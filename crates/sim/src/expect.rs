@@ -90,17 +90,21 @@ pub fn evaluate(expect: &Expect, world: &World) -> Vec<Check> {
         }
     }
 
-    if !expect.volume_attachments_deleted.is_empty() {
-        let attachments = state.kube.list("volumeattachments");
-        for wanted in &expect.volume_attachments_deleted {
+    let attachments = state.kube.list("volumeattachments");
+    for (list, want_gone) in [
+        (&expect.volume_attachments_deleted, true),
+        (&expect.volume_attachments_kept, false),
+    ] {
+        for wanted in list {
             let present = attachments.iter().any(|va| {
                 let pv = text(va, "/spec/source/persistentVolumeName");
                 let node = text(va, "/spec/nodeName");
                 format!("{pv}@{node}") == wanted.value
             });
+            let word = if want_gone { "deleted" } else { "kept" };
             checks.push(Check {
-                expectation: format!("VolumeAttachment {} deleted", wanted.value),
-                holds: !present,
+                expectation: format!("VolumeAttachment {} {word}", wanted.value),
+                holds: present != want_gone,
                 found: if present { "exists" } else { "gone" }.to_owned(),
             });
         }

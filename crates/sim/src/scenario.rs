@@ -571,6 +571,9 @@ pub struct Node {
     /// Labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Annotations, on top of the ones a kubelet sets (e.g. a remediator's progress record).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
     /// Taints.
     #[serde(default)]
     pub taints: Vec<Taint>,
@@ -910,6 +913,9 @@ pub struct Expect {
     /// `PV@NODE` VolumeAttachments that end deleted.
     #[serde(default)]
     pub volume_attachments_deleted: Vec<Ref>,
+    /// `PV@NODE` VolumeAttachments that must still exist.
+    #[serde(default)]
+    pub volume_attachments_kept: Vec<Ref>,
     /// Nodes that end with the out-of-service taint.
     #[serde(default)]
     pub nodes_tainted_out_of_service: Vec<Ref>,
@@ -1279,8 +1285,17 @@ impl Scenario {
                     "kubernetes.pods (as namespace/name)",
                 )?;
             }
-            for (i, va) in expect.volume_attachments_deleted.iter().enumerate() {
-                let key = format!("expect.volume_attachments_deleted[{i}]");
+            let deleted = expect
+                .volume_attachments_deleted
+                .iter()
+                .enumerate()
+                .map(|(i, va)| (format!("expect.volume_attachments_deleted[{i}]"), va));
+            let kept = expect
+                .volume_attachments_kept
+                .iter()
+                .enumerate()
+                .map(|(i, va)| (format!("expect.volume_attachments_kept[{i}]"), va));
+            for (key, va) in deleted.chain(kept) {
                 let defined = k8s
                     .volume_attachments
                     .iter()

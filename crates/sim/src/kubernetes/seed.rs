@@ -250,6 +250,9 @@ impl Seeder<'_> {
                 annotations["csi.volume.kubernetes.io/nodeid"] =
                     json!({ CINDER_DRIVER: server }).to_string().into();
             }
+            for (key, value) in &node.annotations {
+                annotations[key] = value.clone().into();
+            }
             let mut meta = self.meta("Node", None, &node.name, self.start);
             meta["labels"] = labels;
             meta["annotations"] = annotations;
