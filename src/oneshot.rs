@@ -209,7 +209,9 @@ pub async fn remediate<B: Backend>(
         Output::Json => print_json(&serde_json::json!({ "plan": plan, "report": report })),
     }
     if unread > 0 && output == Output::Text {
-        println!("{unread} node(s) could not be read and were left alone; retry later.");
+        println!(
+            "{unread} node(s) could not be read or need an operator, and were left alone (see above)."
+        );
     }
     Ok(report.succeeded() && unread == 0)
 }

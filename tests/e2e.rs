@@ -1015,3 +1015,251 @@ async fn a_world_changed_between_planning_and_acting_stops_the_node() {
         setup.running.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn a_node_mapped_to_no_server_blocks_the_release_of_stale_attachments() {
+    // node-2 (Ready) has no providerID, and no server has its name or address: the gone server
+    // s-gone may have been its own, so its stale attachment is listed, never released.
+    let text = ORPHAN_SCENARIO.replace(
+        "    - {name: node-1, provider_id: \"openstack:///s-live\", labels: {topology.kubernetes.io/zone: az-1}}\n",
+        "    - {name: node-1, provider_id: \"openstack:///s-live\", labels: {topology.kubernetes.io/zone: az-1}}\n    - {name: node-2, addresses: [10.0.0.2]}\n",
+    );
+    let setup = start(&Scenario::parse(&text, Path::new("orphan.yaml")).unwrap()).await;
+    let policy = Policy::default();
+    let (_, plan) = plan_now(&setup, &policy, true).await;
+    assert!(plan.orphans.iter().any(|o| o.server_gone), "{plan}");
+    assert!(plan.steps.is_empty(), "{plan}");
+    assert!(
+        plan.warnings
+            .contains(&fencing::plan::Warning::OrphansNotReleased {
+                nodes: vec![NodeName::new("node-2")],
+            }),
+        "{plan}"
+    );
+    let mode = Mode {
+        orphans: true,
+        ..YES
+    };
+    oneshot::remediate(
+        &setup.cluster,
+        &setup.backend,
+        &policy,
+        &BTreeSet::new(),
+        mode,
+        Output::Json,
+        fast(),
+    )
+    .await
+    .unwrap();
+    assert!(attached_to(&setup, "v-stale", "s-gone"));
+    assert_eq!(
+        mutating(&setup.running.requests(), &CLOUD),
+        Vec::<String>::new()
+    );
+    setup.running.shutdown().await;
+
+    // The same node matched (by name and address) to a live server: s-gone is no node's, and
+    // its stale attachment alone is released.
+    let text = text.replace(
+        "{id: s-other, name: bastion, status: ACTIVE, host: compute-1}",
+        "{id: s-other, name: node-2, status: ACTIVE, host: compute-1, addresses: [10.0.0.2]}",
+    );
+    let setup = start(&Scenario::parse(&text, Path::new("orphan.yaml")).unwrap()).await;
+    oneshot::remediate(
+        &setup.cluster,
+        &setup.backend,
+        &policy,
+        &BTreeSet::new(),
+        mode,
+        Output::Json,
+        fast(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(volume_status(&setup, "v-stale"), "available");
+    assert!(attached_to(&setup, "v-bastion", "s-other"));
+    setup.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_maintenance_host_is_not_taken_for_an_up_one() {
+    // Nova's host_status MAINTENANCE means a disabled service, whose liveness it does not say:
+    // here compute-2 is disabled *and* stopped reporting. Stop fencing must not take it for up
+    // (an os-stop to a host that cannot do it): the client reads os-services instead.
+    let text = r#"
+name: maintenance
+openstack:
+  compute_hosts: [{name: compute-1}, {name: compute-2, state: down}]
+  servers:
+    - {id: s-1, name: node-1, status: ACTIVE, host: compute-1, addresses: [10.0.0.1]}
+    - {id: s-2, name: node-2, status: ACTIVE, host: compute-2, addresses: [10.0.0.2]}
+    - {id: s-3, name: node-3, status: ACTIVE, host: compute-1, addresses: [10.0.0.3]}
+  volumes:
+    - {id: v-2, attachments: [{server: s-2}]}
+kubernetes:
+  nodes:
+    - {name: node-1, provider_id: "openstack:///s-1", addresses: [10.0.0.1]}
+    - {name: node-2, provider_id: "openstack:///s-2", ready: Unknown, ready_since: 5m, addresses: [10.0.0.2]}
+    - {name: node-3, provider_id: "openstack:///s-3", addresses: [10.0.0.3]}
+  persistent_volumes:
+    - {name: pv-2, csi: {driver: cinder.csi.openstack.org, volume_handle: v-2}, claim: default/data}
+  pods:
+    - {name: db-0, node: node-2, claims: [data], owner: {kind: StatefulSet, name: db}}
+"#;
+    let setup = start(&Scenario::parse(text, Path::new("maintenance.yaml")).unwrap()).await;
+    setup.running.world.lock().cloud.update_service(
+        "compute-2",
+        None,
+        Some((true, Some("drain".into()))),
+    );
+    let policy = Policy {
+        fence: FenceMode::Stop,
+        ..Policy::default()
+    };
+    let (observation, plan) = plan_now(&setup, &policy, false).await;
+    let node = observation
+        .nodes
+        .iter()
+        .find(|n| n.name.as_str() == "node-2")
+        .unwrap();
+    let fencing::model::StorageView::OpenStack(server) = &node.storage else {
+        panic!("{:?}", node.storage);
+    };
+    assert_eq!(
+        server.host_state,
+        Some(fencing::model::HostView {
+            up: false,
+            forced_down: false
+        })
+    );
+    assert!(plan.steps.is_empty(), "{plan}");
+    assert_eq!(
+        mutating(&setup.running.requests(), &CLOUD),
+        Vec::<String>::new()
+    );
+    setup.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_attacher_finalizer_stays_while_cinder_shows_the_attachment() {
+    // A VolumeAttachment deleted while Cinder still shows its volume on the node's server (a
+    // detach that never completes): the executor re-reads Cinder before it removes the
+    // attacher's finalizer, and keeps it.
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/seed-node-shutdown.yaml"),
+    )
+    .unwrap()
+    .replacen(
+        "      size: 3\n",
+        "      size: 3\n      detach_stuck: true\n",
+        1,
+    );
+    let setup = start(&Scenario::parse(&text, Path::new("stuck.yaml")).unwrap()).await;
+    let policy = Policy::default();
+    let (observation, mut plan) = plan_now(&setup, &policy, false).await;
+    // As if an earlier run had recorded the release: only the Kubernetes side is left.
+    plan.steps
+        .retain(|s| matches!(s.action, Action::DeleteVolumeAttachment { .. }));
+    for step in &mut plan.steps {
+        step.after.clear();
+    }
+    assert_eq!(plan.steps.len(), 1, "{plan}");
+    let report = run_plan(&setup, &policy, fast(), &observation, &plan).await;
+    let execute::Outcome::Failed { error, .. } = &report.steps[0].outcome else {
+        panic!("{report:?}");
+    };
+    assert!(error.contains("Cinder still shows"), "{error}");
+    {
+        let state = setup.running.world.lock();
+        let va = state.kube.list("volumeattachments");
+        assert_eq!(va.len(), 1);
+        assert!(
+            va[0]["metadata"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty()),
+            "{:?}",
+            va[0]["metadata"]
+        );
+    }
+    setup.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn node_writes_carry_the_observed_uid_and_a_taint_is_ours_only_when_we_added_it() {
+    use fencing::model::{NodeUid, Progress, Taint};
+    let setup = start(&Scenario::seed()).await;
+    let before = setup.running.requests().len();
+    let stale = NodeUid::new("uid-of-the-node-before-it-was-re-created");
+    let taint = Taint::out_of_service();
+    let err = setup
+        .cluster
+        .set_progress(SEED_NODE, &stale, Some(&Progress::default()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("re-created"), "{err}");
+    assert!(
+        setup
+            .cluster
+            .add_taint(SEED_NODE, &stale, &taint)
+            .await
+            .is_err()
+    );
+    assert!(
+        setup
+            .cluster
+            .remove_taint(SEED_NODE, &stale, &taint)
+            .await
+            .is_err()
+    );
+    let writes = mutating(&setup.running.requests()[before..], &[Service::Kubernetes]);
+    assert_eq!(writes, Vec::<String>::new());
+
+    let uid = setup
+        .cluster
+        .node(SEED_NODE)
+        .await
+        .unwrap()
+        .unwrap()
+        .uid
+        .unwrap();
+    assert!(
+        setup
+            .cluster
+            .add_taint(SEED_NODE, &uid, &taint)
+            .await
+            .unwrap()
+    );
+    // Already there (someone else's, or ours from before): this write did not add it.
+    assert!(
+        !setup
+            .cluster
+            .add_taint(SEED_NODE, &uid, &taint)
+            .await
+            .unwrap()
+    );
+    setup.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unreadable_progress_annotation_is_reported_and_its_node_left_alone() {
+    let setup = start(&scenario("evidence-stale-progress-record.yaml")).await;
+    // node-4 is remediated, node-5 (unreadable annotation) is not: the run says so (exit 1).
+    assert!(!remediate(&setup, &Policy::default(), fast()).await);
+    assert!(pod_exists(&setup, "default", "kafka-1"));
+    assert!(!pod_exists(&setup, "default", "kafka-0"));
+    let warned = setup
+        .running
+        .world
+        .lock()
+        .kube
+        .list("events")
+        .into_iter()
+        .any(|event| {
+            event["reason"] == "ProgressUnreadable"
+                && event["type"] == "Warning"
+                && (event["involvedObject"]["name"] == "node-5"
+                    || event["regarding"]["name"] == "node-5")
+        });
+    assert!(warned, "no ProgressUnreadable Event on node-5");
+    setup.running.shutdown().await;
+}
