@@ -46,6 +46,20 @@ async fn start_with(scenario: &Scenario, options: ConnectOptions) -> Setup {
     }
 }
 
+/// The seed story with a detach that never completes (the volume stays `detaching`).
+fn stuck_seed() -> Scenario {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/seed-node-shutdown.yaml"),
+    )
+    .unwrap()
+    .replacen(
+        "      size: 3\n",
+        "      size: 3\n      detach_stuck: true\n",
+        1,
+    );
+    Scenario::parse(&text, Path::new("stuck.yaml")).unwrap()
+}
+
 fn scenario(name: &str) -> Scenario {
     Scenario::load(
         &Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -70,12 +84,21 @@ const YES: Mode = Mode {
 };
 
 async fn remediate(setup: &Setup, policy: &Policy, options: execute::Options) -> bool {
+    remediate_in(setup, policy, YES, options).await
+}
+
+async fn remediate_in(
+    setup: &Setup,
+    policy: &Policy,
+    mode: Mode,
+    options: execute::Options,
+) -> bool {
     oneshot::remediate(
         &setup.cluster,
         &setup.backend,
         policy,
         &BTreeSet::new(),
-        YES,
+        mode,
         Output::Json,
         options,
     )
@@ -397,16 +420,7 @@ async fn a_failed_detach_is_reported_touches_nothing_after_it_and_converges_on_r
 
 #[tokio::test]
 async fn a_detach_that_never_finishes_fails_with_a_next_step_and_cleans_nothing() {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/seed-node-shutdown.yaml"),
-    )
-    .unwrap()
-    .replacen(
-        "      size: 3\n",
-        "      size: 3\n      detach_stuck: true\n",
-        1,
-    );
-    let setup = start(&Scenario::parse(&text, Path::new("stuck.yaml")).unwrap()).await;
+    let setup = start(&stuck_seed()).await;
     let options = execute::Options {
         verify_timeout: Duration::from_secs(1),
         ..fast()
@@ -729,17 +743,7 @@ async fn stale_attachments_of_deleted_servers_are_diagnosed_and_released_only_on
         orphans: true,
         ..YES
     };
-    let done = oneshot::remediate(
-        &setup.cluster,
-        &setup.backend,
-        &policy,
-        &BTreeSet::new(),
-        mode,
-        Output::Json,
-        fast(),
-    )
-    .await
-    .unwrap();
+    let done = remediate_in(&setup, &policy, mode, fast()).await;
     assert!(done);
     assert_eq!(volume_status(&setup, "v-stale"), "available");
     assert!(
@@ -1040,17 +1044,7 @@ async fn a_node_mapped_to_no_server_blocks_the_release_of_stale_attachments() {
         orphans: true,
         ..YES
     };
-    oneshot::remediate(
-        &setup.cluster,
-        &setup.backend,
-        &policy,
-        &BTreeSet::new(),
-        mode,
-        Output::Json,
-        fast(),
-    )
-    .await
-    .unwrap();
+    remediate_in(&setup, &policy, mode, fast()).await;
     assert!(attached_to(&setup, "v-stale", "s-gone"));
     assert_eq!(
         mutating(&setup.running.requests(), &CLOUD),
@@ -1065,17 +1059,7 @@ async fn a_node_mapped_to_no_server_blocks_the_release_of_stale_attachments() {
         "{id: s-other, name: node-2, status: ACTIVE, host: compute-1, addresses: [10.0.0.2]}",
     );
     let setup = start(&Scenario::parse(&text, Path::new("orphan.yaml")).unwrap()).await;
-    oneshot::remediate(
-        &setup.cluster,
-        &setup.backend,
-        &policy,
-        &BTreeSet::new(),
-        mode,
-        Output::Json,
-        fast(),
-    )
-    .await
-    .unwrap();
+    remediate_in(&setup, &policy, mode, fast()).await;
     assert_eq!(volume_status(&setup, "v-stale"), "available");
     assert!(attached_to(&setup, "v-bastion", "s-other"));
     setup.running.shutdown().await;
@@ -1145,16 +1129,7 @@ async fn the_attacher_finalizer_stays_while_cinder_shows_the_attachment() {
     // A VolumeAttachment deleted while Cinder still shows its volume on the node's server (a
     // detach that never completes): the executor re-reads Cinder before it removes the
     // attacher's finalizer, and keeps it.
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/seed-node-shutdown.yaml"),
-    )
-    .unwrap()
-    .replacen(
-        "      size: 3\n",
-        "      size: 3\n      detach_stuck: true\n",
-        1,
-    );
-    let setup = start(&Scenario::parse(&text, Path::new("stuck.yaml")).unwrap()).await;
+    let setup = start(&stuck_seed()).await;
     let policy = Policy::default();
     let (observation, mut plan) = plan_now(&setup, &policy, false).await;
     // As if an earlier run had recorded the release: only the Kubernetes side is left.

@@ -217,6 +217,19 @@ impl Sim {
         body["volume"].clone()
     }
 
+    /// `DELETE /attachments/{id}` of the volume's first attachment: the URL and the answer.
+    async fn delete_first_attachment(&self, volume: &str) -> (String, StatusCode, Value) {
+        let attachment = self.volume(volume).await["attachments"][0]["attachment_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let url = self.cinder(&format!("/attachments/{attachment}"));
+        let (status, _, body) = self
+            .call(Method::DELETE, &url, Some("volume 3.27"), None)
+            .await;
+        (url, status, body)
+    }
+
     async fn volume_action(&self, volume: &str, action: Value) -> (StatusCode, Value) {
         let url = self.cinder(&format!("/volumes/{volume}/action"));
         let (status, _, body) = self
@@ -1221,14 +1234,7 @@ async fn without_the_attachment_guard_cinder_removes_a_live_servers_attachment()
     );
     let sim = Sim::start(&unpatched).await;
     assert!(sim.running.world.lock().cloud.server(NODE_B).is_some());
-    let attachment = sim.volume(PVC_B).await["attachments"][0]["attachment_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let url = sim.cinder(&format!("/attachments/{attachment}"));
-    let (status, _, body) = sim
-        .call(Method::DELETE, &url, Some("volume 3.27"), None)
-        .await;
+    let (_, status, body) = sim.delete_first_attachment(PVC_B).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"attachments": []}));
     let volume = sim.volume(PVC_B).await;
@@ -1275,14 +1281,7 @@ async fn cinder_releases_attachments_of_a_deleted_server() {
 #[tokio::test]
 async fn cinder_attachment_delete_succeeds_for_a_deleted_server() {
     let sim = Sim::start(CLOUD).await;
-    let attachment = sim.volume(PVC_GONE).await["attachments"][0]["attachment_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let url = sim.cinder(&format!("/attachments/{attachment}"));
-    let (status, _, body) = sim
-        .call(Method::DELETE, &url, Some("volume 3.27"), None)
-        .await;
+    let (url, status, body) = sim.delete_first_attachment(PVC_GONE).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"attachments": []}));
     assert_eq!(sim.volume(PVC_GONE).await["status"], "available");

@@ -599,6 +599,18 @@ fn proven_fenced(
     }
 }
 
+/// A Kubernetes-side step of `node` touching `pv`: Cinder must not show the volume on the
+/// node's server (see [`still_on_server`]).
+fn assert_not_on_server(step: &Step, node: &NodeView, pv: &PvView) {
+    if let Some(server) = node_server(node) {
+        assert!(
+            !still_on_server(step, node, pv, server),
+            "{step}: Cinder shows {} on {server}",
+            pv.volume_id
+        );
+    }
+}
+
 /// Whether Cinder still shows `pv`'s volume on `server` through an attachment that neither a
 /// release of this plan (one the step waits for) nor a recorded release of that very
 /// attachment accounts for.
@@ -754,14 +766,7 @@ fn assert_safe(observation: &Observation, policy: &Policy, plan: &Plan) {
                     .expect("a VolumeAttachment of the node");
                 assert_eq!(uid, &va.uid, "the delete carries the observed UID");
                 let pv = assert_touchable_pv(observation, policy, owner, pv);
-                let owner = owner.unwrap();
-                if let Some(server) = node_server(owner) {
-                    assert!(
-                        !still_on_server(step, owner, pv, server),
-                        "{step}: Cinder shows {} on {server}",
-                        pv.volume_id
-                    );
-                }
+                assert_not_on_server(step, owner.unwrap(), pv);
             }
             Action::ForceDeletePod { uid, node, .. } => {
                 assert_eq!(policy.strategy, Strategy::Delete);
@@ -776,14 +781,7 @@ fn assert_safe(observation: &Observation, policy: &Policy, plan: &Plan) {
                         .any(|p| p.name == *pv && policy.managed_drivers.contains(&p.driver))
                     {
                         let pv = assert_touchable_pv(observation, policy, owner, pv);
-                        let owner = owner.unwrap();
-                        if let Some(server) = node_server(owner) {
-                            assert!(
-                                !still_on_server(step, owner, pv, server),
-                                "{step}: Cinder shows {} on {server}",
-                                pv.volume_id
-                            );
-                        }
+                        assert_not_on_server(step, owner.unwrap(), pv);
                     }
                 }
             }
