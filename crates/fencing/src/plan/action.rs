@@ -455,7 +455,7 @@ impl fmt::Display for Skip {
                 session: None,
             } => write!(
                 f,
-                "the providerID names region {region} and no region is configured: no match (set region_name to {region})"
+                "the providerID names region {region} and no region is configured: no match (configure region {region}: cloud.conf `region`, clouds.yaml `region_name`, or OS_REGION_NAME)"
             ),
             Self::Mismatch { detail, .. } => write!(f, "match not confirmed: {detail}"),
             Self::Invisible { server } => write!(
