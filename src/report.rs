@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::execute::{Outcome, Report};
 use fencing::model::{NodeView, Observation, Readiness, StorageView};
-use fencing::plan::{self, Plan, Policy, Verdict};
+use fencing::plan::{self, Plan, Policy, Skip, Verdict};
 
 /// The diagnosis of one cluster.
 #[derive(Debug, Clone, Serialize)]
@@ -146,8 +146,23 @@ fn node_diagnosis(
         })
         .collect();
     let stuck = stuck_objects(node, observation);
+    let skip = plan
+        .skipped
+        .iter()
+        .find(|s| s.node == node.name)
+        .map(|s| &s.skip);
+    // Evidence the planner refused (issue 7) is no proof, whatever the verdict alone says.
+    let (verdict, why) = match skip.and_then(|skip| evidence_step(skip, &node.name)) {
+        Some(_) => (
+            "unknown".to_owned(),
+            skip.map(ToString::to_string).unwrap_or(why),
+        ),
+        None => (verdict, why),
+    };
     NodeDiagnosis {
-        next_step: next_step(&node.storage, &verdict, policy),
+        next_step: skip
+            .and_then(|skip| evidence_step(skip, &node.name))
+            .or_else(|| next_step(&node.storage, &verdict, policy)),
         volumes: stuck.volumes,
         pods: stuck.pods,
         volume_attachments: stuck.volume_attachments,
@@ -168,11 +183,7 @@ fn node_diagnosis(
         storage: node.storage.clone(),
         verdict,
         why,
-        skipped: plan
-            .skipped
-            .iter()
-            .find(|s| s.node == node.name)
-            .map(|s| s.skip.to_string()),
+        skipped: skip.map(ToString::to_string),
         held: plan
             .held
             .iter()
@@ -181,6 +192,36 @@ fn node_diagnosis(
             .collect(),
         steps,
     }
+}
+
+/// What an operator can do about a node whose evidence the planner refused, when it did.
+fn evidence_step(skip: &Skip, node: &fencing::model::NodeName) -> Option<String> {
+    Some(match skip {
+        Skip::OtherRegion { region, .. } => format!(
+            "run with credentials for region {region} (cloud.conf `region`, clouds.yaml \
+             `region_name`)"
+        ),
+        Skip::Invisible { server } => format!(
+            "check the credentials' project and region: `openstack server show {server}` \
+             should find the node's server if it exists"
+        ),
+        Skip::VolumeNotFound { volume, .. } => {
+            format!("check that these credentials see the volume: `openstack volume show {volume}`")
+        }
+        Skip::Mismatch { .. } => "set the node's spec.providerID to openstack:///SERVER-ID \
+             (the cloud controller manager does), so the node names its server itself"
+            .to_owned(),
+        Skip::Contradiction { .. } => "find which VM is the node and which server holds the \
+             volume (`openstack volume show`, `openstack server list --ip`) before anything \
+             is detached"
+            .to_owned(),
+        Skip::ProgressUnreadable { .. } => format!(
+            "remove the annotation (`kubectl annotate node {node} {}-`); the next run reads \
+             the cloud afresh",
+            fencing::model::PROGRESS_ANNOTATION
+        ),
+        _ => return None,
+    })
 }
 
 /// What an operator can do about a node the remediator will not touch.
@@ -205,7 +246,18 @@ fn next_step(storage: &StorageView, verdict: &str, policy: &Policy) -> Option<St
         "not fenced" if server.task_state.is_some() => {
             Some("wait for the server's task to finish, then run again".to_owned())
         }
-        "not fenced" if server.status == "ACTIVE" => {
+        // ACTIVE, or a status that says off while the hypervisor last said it runs.
+        "not fenced"
+            if server.status == "ACTIVE"
+                || matches!(
+                    server.power_state,
+                    Some(
+                        plan::fence::POWER_RUNNING
+                            | plan::fence::POWER_PAUSED
+                            | plan::fence::POWER_SUSPENDED
+                    )
+                ) =>
+        {
             let host = server.host.as_deref().unwrap_or("HOST");
             let trust = if policy.trust_forced_down {
                 ""

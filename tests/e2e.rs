@@ -1238,3 +1238,25 @@ async fn an_unreadable_progress_annotation_is_reported_and_its_node_left_alone()
     assert!(warned, "no ProgressUnreadable Event on node-5");
     setup.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn diagnose_says_why_invisible_evidence_is_no_proof_and_what_to_do() {
+    let setup = start(&scenario("evidence-404-not-proof.yaml")).await;
+    let policy = Policy::default();
+    let (observation, plan) = plan_now(&setup, &policy, false).await;
+    let text = cinder_remediator::report::diagnose(&observation, &plan, &policy).to_string();
+    for line in [
+        "the providerID names region RegionTwo, the session reaches RegionOne: no match",
+        "next step run with credentials for region RegionTwo",
+        "nor its volumes: wrong region, project or credentials?",
+        "next step check the credentials' project and region: `openstack server show 5f1e9d8c-7b6a-4c5d-9e4f-3a2b1c0d0005`",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    assert!(!text.contains("FENCED"), "{text}");
+    assert_eq!(
+        mutating(&setup.running.requests(), &EVERYTHING),
+        Vec::<String>::new()
+    );
+    setup.running.shutdown().await;
+}
