@@ -34,6 +34,10 @@ pub struct Cli {
     )]
     pub log_level: String,
 
+    /// Log lines as `plain` text or `json` objects (one per line).
+    #[arg(long, global = true, env = "CINDER_REMEDIATOR_LOG_FORMAT", default_value = "plain", value_parser = ["plain", "json"])]
+    pub log_format: String,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -77,6 +81,9 @@ pub enum Command {
     /// Release the volumes of dead (fenced) nodes and clean up their pods and
     /// VolumeAttachments; asks first on a terminal unless --yes.
     Remediate(RemediateArgs),
+    /// The controller: watch the Nodes and remediate each dead one as soon as its grace period
+    /// runs out; one replica acts (a Lease); /livez, /readyz and /metrics on --admin-addr.
+    Run(RunArgs),
     /// See it work without a cloud: serve a scenario (the seed story by default) and remediate
     /// it in one process, with a timeline.
     Demo(DemoArgs),
@@ -232,6 +239,55 @@ pub struct RemediateArgs {
     pub policy: PolicyArgs,
 }
 
+/// Arguments of `run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Plan and report, never act (no mutating call).
+    #[arg(long, env = "CINDER_REMEDIATOR_DRY_RUN")]
+    pub dry_run: bool,
+    /// How long a release may take to show done before it counts as failed.
+    #[arg(long, default_value = "2m", env = "CINDER_REMEDIATOR_VERIFY_TIMEOUT", value_parser = parse_duration)]
+    pub verify_timeout: humantime::Duration,
+    /// How often a node that is not Ready is looked at again when nothing changed.
+    #[arg(long, default_value = "30s", env = "CINDER_REMEDIATOR_RESYNC", value_parser = parse_duration)]
+    pub resync: humantime::Duration,
+    /// Where /livez, /readyz and /metrics are served.
+    #[arg(
+        long,
+        default_value = "0.0.0.0:8080",
+        env = "CINDER_REMEDIATOR_ADMIN_ADDR"
+    )]
+    pub admin_addr: std::net::SocketAddr,
+    /// Act without a Lease (only when a single replica runs).
+    #[arg(long, env = "CINDER_REMEDIATOR_NO_LEADER_ELECTION")]
+    pub no_leader_election: bool,
+    /// Namespace of the Lease (default: POD_NAMESPACE, else kube-system).
+    #[arg(long, env = "CINDER_REMEDIATOR_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(
+        long,
+        default_value = "cinder-remediator",
+        env = "CINDER_REMEDIATOR_LEASE_NAME"
+    )]
+    pub lease_name: String,
+    /// How long a silent leader keeps the Lease.
+    #[arg(long, default_value = "15s", env = "CINDER_REMEDIATOR_LEASE_DURATION", value_parser = parse_duration)]
+    pub lease_duration: humantime::Duration,
+    /// How long, on SIGTERM, a step in flight may take to finish.
+    #[arg(long, default_value = "60s", env = "CINDER_REMEDIATOR_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
+    pub shutdown_timeout: humantime::Duration,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub kube: KubeArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub openstack: OpenStackArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub policy: PolicyArgs,
+}
+
 /// Arguments of `demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -291,7 +347,7 @@ impl Cli {
     /// Runs the command and returns the process exit code.
     #[must_use]
     pub fn run(self) -> ExitCode {
-        init_logging(&self.log_level);
+        init_logging(&self.log_level, self.log_format == "json");
         let runtime = match tokio::runtime::Runtime::new() {
             Ok(runtime) => runtime,
             Err(err) => {
@@ -303,6 +359,7 @@ impl Cli {
             match self.command {
                 Command::Diagnose(args) => run_diagnose(&args).await,
                 Command::Remediate(args) => run_remediate(&args).await,
+                Command::Run(args) => run_controller(&args).await,
                 Command::Demo(args) => run_demo(&args).await,
                 Command::Sim(args) => run_sim(&args).await,
             }
@@ -311,14 +368,18 @@ impl Cli {
     }
 }
 
-fn init_logging(filter: &str) {
+fn init_logging(filter: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("cinder_remediator=info,kube_client=off,warn")
     });
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// A clap error as one line: its message without the usage synopsis and the generic hint, then
@@ -446,6 +507,79 @@ fn oneshot_outcome(err: &oneshot::Error) -> Outcome {
             );
             Outcome::Failed
         }
+    }
+}
+
+async fn run_controller(args: &RunArgs) -> Outcome {
+    let policy = match config::policy(&args.policy.flags(), None) {
+        Ok(policy) => policy,
+        Err(err) => return usage(&err),
+    };
+    let listener = match tokio::net::TcpListener::bind(args.admin_addr).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!(
+                "error: cannot listen on --admin-addr {}: {err}: pick a free address",
+                args.admin_addr
+            );
+            return Outcome::Usage;
+        }
+    };
+    let (cluster, backend) = match connect(&args.kube, &args.openstack).await {
+        Ok(connected) => connected,
+        Err(outcome) => return outcome,
+    };
+    let settings = crate::controller::Settings {
+        policy,
+        dry_run: args.dry_run,
+        execute: execute::Options {
+            verify_timeout: args.verify_timeout.into(),
+            ..execute::Options::default()
+        },
+        resync: args.resync.into(),
+    };
+    let lease = (!args.no_leader_election).then(|| crate::controller::lease::Settings {
+        namespace: args
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "kube-system".to_owned()),
+        name: args.lease_name.clone(),
+        identity: std::env::var("POD_NAME").unwrap_or_else(|_| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "cinder-remediator".to_owned());
+            format!("{host}-{}", std::process::id())
+        }),
+        duration: args.lease_duration.into(),
+    });
+    let service = crate::controller::service::Service {
+        cluster,
+        backend,
+        settings,
+        lease,
+        shutdown_timeout: args.shutdown_timeout.into(),
+    };
+    match service.run(listener, terminate()).await {
+        Ok(()) => Outcome::Done,
+        Err(err) => {
+            report(&err);
+            Outcome::Failed
+        }
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn terminate() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = term => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }
 

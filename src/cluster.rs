@@ -27,12 +27,14 @@ pub const FIELD_MANAGER: &str = "cinder-remediator";
 
 /// The Kubernetes permissions this module uses, as (API group, resource, verbs).
 /// `manifests/rbac.yaml` grants exactly these; a test keeps the two in step.
+/// (`run` adds the Node watch and its Lease, `controller::lease`.)
 pub const PERMISSIONS: &[(&str, &str, &[&str])] = &[
     ("", "events", &["list"]),
-    ("", "nodes", &["get", "list", "update"]),
+    ("", "nodes", &["get", "list", "update", "watch"]),
     ("", "persistentvolumeclaims", &["list"]),
     ("", "persistentvolumes", &["list"]),
     ("", "pods", &["delete", "list"]),
+    ("coordination.k8s.io", "leases", &["create", "get", "update"]),
     ("events.k8s.io", "events", &["create", "patch"]),
     (
         "storage.k8s.io",
@@ -142,20 +144,66 @@ impl Cluster {
         }
     }
 
+    /// The Kubernetes client, for watches and the Lease.
+    #[must_use]
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     /// Reads nodes, pods, PVs, PVCs, VolumeAttachments and the attach-failure Events.
     ///
     /// # Errors
     /// When a list fails.
     pub async fn observe(&self) -> Result<ClusterState, Error> {
+        self.observe_with(async {
+            Api::<Pod>::all(self.client.clone())
+                .list(&ListParams::default())
+                .await
+                .map(|list| list.items)
+                .map_err(|e| Error::new("list pods", e))
+        })
+        .await
+    }
+
+    /// What [`Cluster::observe`] reads, for one node the cheap way: of the pods, only the
+    /// node's own (`spec.nodeName` field selector) and the `Pending` ones anywhere (the
+    /// replacements that may wait on its volumes), never every pod of the cluster.
+    ///
+    /// # Errors
+    /// When a list fails.
+    pub async fn observe_node(&self, node: &NodeName) -> Result<ClusterState, Error> {
+        self.observe_with(async {
+            let api = Api::<Pod>::all(self.client.clone());
+            let on_node = ListParams::default().fields(&format!("spec.nodeName={node}"));
+            let mut pods = api
+                .list(&on_node)
+                .await
+                .map_err(|e| Error::new(format!("list the pods of node {node}"), e))?
+                .items;
+            let pending = ListParams::default().fields("status.phase=Pending");
+            let waiting = api
+                .list(&pending)
+                .await
+                .map_err(|e| Error::new("list pending pods", e))?;
+            pods.extend(waiting.items.into_iter().filter(|pod| {
+                pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(node.as_str())
+            }));
+            Ok(pods)
+        })
+        .await
+    }
+
+    /// Lists the nodes, then the pods `pods` reads, then the rest.
+    async fn observe_with(
+        &self,
+        pods: impl std::future::Future<Output = Result<Vec<Pod>, Error>>,
+    ) -> Result<ClusterState, Error> {
         let all = ListParams::default();
         let nodes = Api::<Node>::all(self.client.clone())
             .list(&all)
             .await
             .map_err(|e| Error::new("list nodes", e))?;
-        let pods = Api::<Pod>::all(self.client.clone())
-            .list(&all)
-            .await
-            .map_err(|e| Error::new("list pods", e))?;
+        let pods = pods.await?;
         let pvs = Api::<PersistentVolume>::all(self.client.clone())
             .list(&all)
             .await
@@ -179,11 +227,7 @@ impl Cluster {
             nodes: nodes.items.iter().map(node_view).collect(),
             persistent_volumes: pvs.items.iter().filter_map(pv_view).collect(),
             claims: pvcs.items.iter().map(claim_view).collect(),
-            pods: pods
-                .items
-                .iter()
-                .map(|pod| pod_view(pod, &failures))
-                .collect(),
+            pods: pods.iter().map(|pod| pod_view(pod, &failures)).collect(),
             volume_attachments: vas.items.iter().map(va_view).collect(),
         })
     }
@@ -515,7 +559,7 @@ fn name_of(meta: &ObjectMeta) -> String {
 }
 
 /// A node as the planner sees it (`storage` is filled in by the backend).
-fn node_view(node: &Node) -> NodeView {
+pub fn node_view(node: &Node) -> NodeView {
     let ready_condition = node
         .status
         .as_ref()

@@ -122,6 +122,7 @@ pub struct Executor<'a, B> {
     backend: &'a B,
     policy: &'a Policy,
     options: Options,
+    gate: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 struct Failure {
@@ -147,7 +148,16 @@ impl<'a, B: Backend> Executor<'a, B> {
             backend,
             policy,
             options,
+            gate: None,
         }
+    }
+
+    /// Starts no step while `gate` says `false` (the controller's leadership, or a shutdown):
+    /// the step in flight finishes, the later ones are not attempted.
+    #[must_use]
+    pub fn with_gate(mut self, gate: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// Runs every step of `plan` (made from `observation`), in order.
@@ -181,6 +191,15 @@ impl<'a, B: Backend> Executor<'a, B> {
                         .iter()
                         .find(|volume| failed_volumes.contains(*volume))
                         .map(|volume| format!("the release of volume {volume} failed"))
+                })
+                .or_else(|| {
+                    self.gate
+                        .as_ref()
+                        .is_some_and(|gate| !*gate.borrow())
+                        .then(|| {
+                            "this replica may no longer act (not the leader, or stopping)"
+                                .to_owned()
+                        })
                 });
             let outcome = if let Some(because) = blocked {
                 Outcome::NotAttempted { because }

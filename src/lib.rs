@@ -12,15 +12,21 @@
 //! - [`backend`]: the storage backend trait and its OpenStack implementation.
 //! - [`cluster`]: the Kubernetes side: observe, apply Kubernetes actions, Events.
 //! - [`openstack`]: OpenStack connection settings, session, Nova and Cinder calls.
+//! - [`controller`]: `run`, the controller: a Node watch, a timer per node, one actor (Lease).
+//! - [`metrics`], [`admin`]: the controller's Prometheus metrics and its /livez, /readyz and
+//!   /metrics server.
 //! - [`cli`], [`config`], [`oneshot`], [`report`], [`demo`]: the command line (`sim`, `demo`,
-//!   `diagnose`, `remediate`).
+//!   `diagnose`, `remediate`, `run`).
 
+pub mod admin;
 pub mod backend;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod controller;
 pub mod demo;
 pub mod execute;
+pub mod metrics;
 pub mod observe;
 pub mod oneshot;
 pub mod openstack;

@@ -1,0 +1,338 @@
+//! `cinder-remediator run`: the controller. It watches Nodes only (no cache of every pod), keeps
+//! a timer per node ([`schedule`]), and when a node's grace period runs out it observes that
+//! node afresh (its own pods by field selector, the pending ones, the volumes it uses), plans
+//! with the same core and runs the plan with the same executor as `remediate`, re-verified at the
+//! moment of acting. One replica acts: the holder of the Lease ([`lease`]); the others observe
+//! and plan, for their metrics and readiness, and never act.
+
+pub mod lease;
+pub mod schedule;
+pub mod service;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::admin::Health;
+use crate::backend::Backend;
+use crate::cluster::{Cluster, Target, node_view};
+use crate::execute::{self, Executor, Outcome};
+use crate::metrics::{ActionOutcome, Metrics, RemediationOutcome, VerdictLabel};
+use crate::observe::{self, Scope};
+use fencing::model::{NodeName, StorageView};
+use fencing::plan::{self, Plan, Policy, Skip};
+use schedule::{Look, Schedule, Timing};
+
+/// How the controller runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The policy, as for `remediate`.
+    pub policy: Policy,
+    /// Plan and report, never act.
+    pub dry_run: bool,
+    /// The executor's patience.
+    pub execute: execute::Options,
+    /// How often a node not Ready is looked at again when nothing changed.
+    pub resync: Duration,
+}
+
+/// Why the controller stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Node watch ended.
+    #[error("the Node watch ended")]
+    WatchEnded,
+}
+
+/// Runs the controller until `shutdown` completes; a round in flight then finishes first (its
+/// steps keep their own timeouts), no new one starts.
+///
+/// # Errors
+/// When the Node watch ends for good.
+pub async fn run<B: Backend>(
+    cluster: &Cluster,
+    backend: &B,
+    settings: &Settings,
+    leader: watch::Receiver<bool>,
+    metrics: &Metrics,
+    health: &Health,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let mut schedule = Schedule::new(Timing {
+        grace: settings.policy.grace,
+        settle: Duration::from_secs(1),
+        resync: settings.resync,
+        backoff: Duration::from_secs(1),
+    });
+    let mut nodes = watcher::watcher(
+        Api::<Node>::all(cluster.client()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .boxed();
+    let mut listing: Option<BTreeSet<NodeName>> = None;
+    let mut known: BTreeSet<NodeName> = BTreeSet::new();
+    let controller = Controller {
+        cluster,
+        backend,
+        settings,
+        leader,
+        metrics,
+    };
+    tokio::pin!(shutdown);
+    loop {
+        let wake = schedule.next_due().map(instant_of);
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            event = nodes.next() => {
+                let now = Timestamp::now();
+                match event {
+                    None => return Err(Error::WatchEnded),
+                    Some(Err(err)) => tracing::warn!(error = %err, "The Node watch failed; it is retried"),
+                    Some(Ok(Event::Init)) => listing = Some(BTreeSet::new()),
+                    Some(Ok(Event::InitApply(node))) => {
+                        let view = node_view(&node);
+                        if let Some(listing) = &mut listing {
+                            listing.insert(view.name.clone());
+                        }
+                        schedule.observe(&view, now);
+                    }
+                    Some(Ok(Event::InitDone)) => {
+                        if let Some(listed) = listing.take() {
+                            for gone in known.difference(&listed) {
+                                schedule.forget(gone);
+                            }
+                            known = listed;
+                        }
+                        health.set_ready(true);
+                    }
+                    Some(Ok(Event::Apply(node))) => {
+                        let view = node_view(&node);
+                        known.insert(view.name.clone());
+                        schedule.observe(&view, now);
+                    }
+                    Some(Ok(Event::Delete(node))) => {
+                        let view = node_view(&node);
+                        known.remove(&view.name);
+                        schedule.forget(&view.name);
+                    }
+                }
+            }
+            () = sleep_until(wake) => {
+                let now = Timestamp::now();
+                let due = schedule.due(now);
+                if !due.is_empty() {
+                    let looks = controller.look(&due).await;
+                    let now = Timestamp::now();
+                    for (node, look) in looks {
+                        schedule.looked(&node, look, now, jitter(&node, now));
+                    }
+                }
+            }
+        }
+        metrics.set_nodes_not_ready(schedule.not_ready());
+    }
+}
+
+/// What one look at some nodes needs.
+struct Controller<'a, B> {
+    cluster: &'a Cluster,
+    backend: &'a B,
+    settings: &'a Settings,
+    leader: watch::Receiver<bool>,
+    metrics: &'a Metrics,
+}
+
+impl<B: Backend> Controller<'_, B> {
+    /// Observes, plans and (as the leader) acts for the `due` nodes, from fresh reads.
+    async fn look(&self, due: &[NodeName]) -> BTreeMap<NodeName, Look> {
+        let names: BTreeSet<NodeName> = due.iter().cloned().collect();
+        let span = tracing::info_span!(
+            "remediation",
+            node = %due.iter().map(NodeName::as_str).collect::<Vec<_>>().join(",")
+        );
+        async {
+            // One node: read its own pods only; several at once (a storm?): one full read.
+            let state = match due {
+                [node] => self.cluster.observe_node(node).await,
+                _ => self.cluster.observe().await,
+            };
+            let state = match state {
+                Ok(state) => state,
+                Err(err) => {
+                    tracing::warn!(error = %err, "Could not read the cluster; retrying later");
+                    return names.iter().map(|n| (n.clone(), Look::Failed)).collect();
+                }
+            };
+            let scope = Scope {
+                nodes: names.clone(),
+                orphans: false,
+            };
+            let policy = &self.settings.policy;
+            let observation =
+                observe::complete(state, self.backend, policy, &scope, Timestamp::now()).await;
+            for node in observation.nodes.iter().filter(|n| names.contains(&n.name)) {
+                if let Some(verdict) = verdict_label(node, policy) {
+                    self.metrics.fence_verdict(verdict);
+                }
+            }
+            let mut plan = plan::plan(&observation, policy);
+            plan.steps
+                .retain(|step| step.node.as_ref().is_some_and(|n| names.contains(n)));
+            self.metrics.set_storm_guard(plan.storm.is_some());
+            let leader = *self.leader.borrow();
+            self.say(&plan, &names, leader).await;
+            if plan.steps.is_empty() {
+                return names.iter().map(|n| (n.clone(), Look::Idle)).collect();
+            }
+            if self.settings.dry_run || !leader {
+                tracing::info!(
+                    steps = plan.steps.len(),
+                    dry_run = self.settings.dry_run,
+                    leader,
+                    "Planned; not acting\n{plan}"
+                );
+                return names.iter().map(|n| (n.clone(), Look::Idle)).collect();
+            }
+            tracing::info!(steps = plan.steps.len(), "Acting\n{plan}");
+            let executor = Executor::new(self.cluster, self.backend, policy, self.settings.execute)
+                .with_gate(self.leader.clone());
+            let report = executor.run(&plan, &observation, |_| {}).await;
+            tracing::info!("{}", crate::report::summary(&report));
+            self.count(&report, &names)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Events for what needs an operator: the storm guard, unreadable progress records.
+    async fn say(&self, plan: &Plan, names: &BTreeSet<NodeName>, leader: bool) {
+        if !leader || self.settings.dry_run {
+            return;
+        }
+        if let Some(storm) = &plan.storm {
+            for node in names {
+                let note = format!(
+                    "{} of {} nodes are not Ready (limit {}): no action on any node until fewer are",
+                    storm.unhealthy, storm.total, storm.limit
+                );
+                self.cluster
+                    .event(
+                        &Target::Node(node.clone()),
+                        true,
+                        "StormGuard",
+                        "Hold",
+                        note,
+                    )
+                    .await;
+            }
+        }
+        crate::oneshot::report_unreadable_progress(self.cluster, plan).await;
+        for skipped in plan.skipped.iter().filter(|s| names.contains(&s.node)) {
+            if !matches!(
+                skipped.skip,
+                Skip::WithinGrace { .. } | Skip::StormGuard { .. }
+            ) {
+                tracing::info!(node = %skipped.node, "No action: {}", skipped.skip);
+            }
+        }
+    }
+
+    /// Metrics of a report, and how each node's look ended.
+    fn count(
+        &self,
+        report: &execute::Report,
+        names: &BTreeSet<NodeName>,
+    ) -> BTreeMap<NodeName, Look> {
+        let mut looks: BTreeMap<NodeName, Look> =
+            names.iter().map(|n| (n.clone(), Look::Acted)).collect();
+        for entry in &report.steps {
+            let outcome = match &entry.outcome {
+                Outcome::Done { .. } => ActionOutcome::Done,
+                Outcome::Failed { .. } => ActionOutcome::Failed,
+                Outcome::Stale { .. } => ActionOutcome::Stopped,
+                Outcome::NotAttempted { .. } => ActionOutcome::NotAttempted,
+            };
+            self.metrics
+                .action(entry.step.action.metric_label(), outcome);
+            if let Some(node) = &entry.step.node
+                && let Some(look) = looks.get_mut(node)
+                && matches!(outcome, ActionOutcome::Failed)
+            {
+                *look = Look::Failed;
+            }
+        }
+        for (node, look) in &looks {
+            let steps: Vec<&execute::StepReport> = report
+                .steps
+                .iter()
+                .filter(|s| s.step.node.as_ref() == Some(node))
+                .collect();
+            let outcome = if steps.is_empty() {
+                RemediationOutcome::Skipped
+            } else if *look == Look::Failed {
+                RemediationOutcome::Failed
+            } else if steps
+                .iter()
+                .all(|s| matches!(s.outcome, Outcome::Done { .. }))
+            {
+                RemediationOutcome::Done
+            } else {
+                RemediationOutcome::Stopped
+            };
+            self.metrics.remediation(outcome);
+        }
+        looks
+    }
+}
+
+/// The fence verdict of a node, as a metric label, when its backend was read.
+fn verdict_label(node: &fencing::model::NodeView, policy: &Policy) -> Option<VerdictLabel> {
+    let verdict = match &node.storage {
+        StorageView::OpenStack(server) => plan::fence::openstack(server, policy.trust_forced_down),
+        StorageView::ServerGone { id } => plan::fence::server_gone(id),
+        StorageView::Linstor(satellite) => plan::fence::linstor_satellite(&node.name, satellite),
+        StorageView::Unobserved => return None,
+        StorageView::Error { .. } | StorageView::Ambiguous { .. } | StorageView::NoMatch => {
+            return Some(VerdictLabel::Unknown);
+        }
+    };
+    Some(match verdict {
+        plan::Verdict::Fenced { .. } => VerdictLabel::Fenced,
+        plan::Verdict::Stoppable { .. } => VerdictLabel::Stoppable,
+        plan::Verdict::NotFenced { .. } => VerdictLabel::NotFenced,
+        plan::Verdict::Unknown { .. } => VerdictLabel::Unknown,
+    })
+}
+
+/// A deterministic jitter in `0.0..1.0` per node and time, to spread retries.
+fn jitter(node: &NodeName, now: Timestamp) -> f64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    node.hash(&mut hasher);
+    now.as_nanosecond().hash(&mut hasher);
+    (hasher.finish() % 1000) as f64 / 1000.0
+}
+
+/// The tokio instant of a wall-clock time (now when it has passed).
+fn instant_of(at: Timestamp) -> tokio::time::Instant {
+    let wait = at.duration_since(Timestamp::now());
+    let wait = Duration::try_from(wait).unwrap_or(Duration::ZERO);
+    tokio::time::Instant::now() + wait
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,465 @@
+//! `run`, the controller, end to end against the emulators: a node that dies mid-run is
+//! remediated within grace + detach + 1 s; a flapping node is left alone; a storm is held back
+//! with an Event and the metric; of two replicas exactly one acts, and the other takes over when
+//! the leader dies; a controller killed mid-remediation and restarted never releases a verified
+//! attachment twice; a node Ready again loses exactly our taint; /metrics and /readyz.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cinder_remediator::backend::openstack::OpenStack;
+use cinder_remediator::cluster::Cluster;
+use cinder_remediator::controller::{Settings, lease, service::Service};
+use cinder_remediator::execute;
+use cinder_remediator::openstack::config::load;
+use cinder_remediator::openstack::session::{ConnectOptions, connect_with};
+use fencing::plan::{Policy, Strategy};
+use sim::scenario::Service as Emulator;
+use sim::{RequestRecord, Running, Scenario};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const SERVER_2: &str = "6b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c0002";
+const VOLUME_2: &str = "7c2d3e4f-5a6b-4c7d-9e8f-0a1b2c3d0002";
+const VOLUME_3: &str = "7c2d3e4f-5a6b-4c7d-9e8f-0a1b2c3d0003";
+
+/// Five nodes, all Ready; node-2 and node-3 each hold a volume. `timeline` is appended as is.
+fn cluster(timeline: &str) -> Scenario {
+    let mut servers = String::new();
+    let mut nodes = String::new();
+    for i in 1..=5 {
+        servers.push_str(&format!(
+            "    - {{id: 6b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c000{i}, name: node-{i}, status: ACTIVE, host: compute-1, addresses: [10.1.0.1{i}]}}\n"
+        ));
+        nodes.push_str(&format!(
+            "    - {{name: node-{i}, provider_id: \"openstack:///6b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c000{i}\", ready: \"True\", ready_since: 2d, addresses: [10.1.0.1{i}]}}\n"
+        ));
+    }
+    let text = format!(
+        r#"
+name: controller
+openstack:
+  compute_hosts: [{{name: compute-1}}]
+  servers:
+{servers}  volumes:
+    - {{id: {VOLUME_2}, name: pvc-data-2, attachments: [{{server: {SERVER_2}}}]}}
+    - {{id: {VOLUME_3}, name: pvc-data-3, attachments: [{{server: 6b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c0003}}]}}
+  behaviour: {{detach_seconds: 1}}
+kubernetes:
+  nodes:
+{nodes}  persistent_volumes:
+    - {{name: pvc-data-2, csi: {{driver: cinder.csi.openstack.org, volume_handle: {VOLUME_2}}}, claim: default/data-2}}
+    - {{name: pvc-data-3, csi: {{driver: cinder.csi.openstack.org, volume_handle: {VOLUME_3}}}, claim: default/data-3}}
+  pods:
+    - {{name: db-2, node: node-2, claims: [data-2], owner: {{kind: StatefulSet, name: db}}}}
+    - {{name: db-3, node: node-3, claims: [data-3], owner: {{kind: StatefulSet, name: db}}}}
+  volume_attachments:
+    - {{pv: pvc-data-2, node: node-2}}
+    - {{pv: pvc-data-3, node: node-3}}
+timeline:
+{timeline}"#
+    );
+    Scenario::parse(&text, Path::new("controller.yaml")).unwrap()
+}
+
+/// node-2's server powers off and its node turns NotReady at `at`.
+fn node_2_dies(at: &str) -> String {
+    format!(
+        "  - {{at: {at}, server_status: {{server: {SERVER_2}, status: SHUTOFF}}}}\n  - {{at: {at}, node_ready: {{node: node-2, status: Unknown}}}}\n"
+    )
+}
+
+fn policy() -> Policy {
+    Policy {
+        grace: Duration::from_secs(2),
+        ..Policy::default()
+    }
+}
+
+/// A controller replica running in the background.
+struct Replica {
+    admin: std::net::SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Replica {
+    async fn start(running: &Running, policy: Policy, identity: Option<&str>) -> Self {
+        let client = kube::Client::try_from(kube::Config::new(
+            running.endpoints.kubernetes.parse().unwrap(),
+        ))
+        .unwrap();
+        let settings = load(&cinder_remediator::demo::openstack_source(running)).unwrap();
+        let session = connect_with(&settings, &ConnectOptions::default())
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = listener.local_addr().unwrap();
+        let service = Service {
+            cluster: Cluster::new(client, identity.unwrap_or("solo")),
+            backend: OpenStack::new(&session, settings.region()),
+            settings: Settings {
+                policy,
+                dry_run: false,
+                execute: execute::Options {
+                    verify_timeout: Duration::from_secs(10),
+                    poll_interval: Duration::from_millis(100),
+                    attacher_grace: Duration::from_secs(2),
+                },
+                resync: Duration::from_secs(2),
+            },
+            lease: identity.map(|identity| lease::Settings {
+                namespace: "kube-system".to_owned(),
+                name: "cinder-remediator".to_owned(),
+                identity: identity.to_owned(),
+                duration: Duration::from_secs(2),
+            }),
+            shutdown_timeout: Duration::from_secs(10),
+        };
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            service
+                .run(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self {
+            admin,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// SIGTERM: the round in flight finishes, the Lease is released.
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.unwrap();
+    }
+
+    /// SIGKILL: gone at once, the Lease left to expire.
+    fn kill(self) {
+        self.task.abort();
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("http://{}{path}", self.admin))
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+}
+
+/// Whether the exposition has this sample line, exactly.
+fn has_sample(metrics: &str, line: &str) -> bool {
+    metrics.lines().any(|l| l == line)
+}
+
+fn cloud_writes(log: &[RequestRecord]) -> Vec<String> {
+    log.iter()
+        .filter(|r| matches!(r.service, Emulator::Nova | Emulator::Cinder) && r.is_mutating())
+        .map(|r| format!("{} {} {}", r.service.as_str(), r.method, r.path))
+        .collect()
+}
+
+fn kube_writes(log: &[RequestRecord]) -> Vec<String> {
+    log.iter()
+        .filter(|r| r.service == Emulator::Kubernetes && r.is_mutating())
+        .filter(|r| !r.path.contains("/events") && !r.path.contains("/leases"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+fn volume_status(running: &Running, id: &str) -> String {
+    running
+        .world
+        .lock()
+        .cloud
+        .volume(id)
+        .unwrap()
+        .status
+        .clone()
+}
+
+/// Waits until `done` holds, or fails after `limit`.
+async fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn pod_exists(running: &Running, name: &str) -> bool {
+    running
+        .world
+        .lock()
+        .kube
+        .get("pods", Some("default"), name)
+        .is_some()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_dies_mid_run_is_remediated_within_grace_detach_and_a_second() {
+    let running = sim::serve(&cluster(&node_2_dies("2s"))).await.unwrap();
+    let replica = Replica::start(&running, policy(), None).await;
+    // grace 2 s + detach 1 s + 1 s, counted from the death at 2 s.
+    wait_for(Duration::from_secs(12), "volume available", || {
+        volume_status(&running, VOLUME_2) == "available"
+    })
+    .await;
+    let available_at = running.world.now_ms();
+    assert!(
+        available_at <= 2_000 + 2_000 + 1_000 + 1_000 + 1_000,
+        "{available_at} ms"
+    );
+    wait_for(Duration::from_secs(5), "pod deleted", || {
+        !pod_exists(&running, "db-2")
+    })
+    .await;
+    let log = running.requests();
+    let release = log
+        .iter()
+        .find(|r| r.service == Emulator::Nova && r.method == "DELETE")
+        .unwrap();
+    // Not before the grace ran out (S3: counted from the Ready condition's lastTransitionTime,
+    // which Kubernetes keeps to the second), and within a second of it.
+    assert!(release.at_ms >= 3_000, "released at {} ms", release.at_ms);
+    assert!(release.at_ms <= 5_500, "released at {} ms", release.at_ms);
+    assert_eq!(cloud_writes(&log).len(), 1, "{:?}", cloud_writes(&log));
+    // /readyz, /metrics: the counters moved.
+    assert_eq!(replica.get("/readyz").await.0, 200);
+    let (status, metrics) = replica.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "cinder_remediator_actions_total{action=\"release_volume\",outcome=\"done\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        has_sample(&metrics, "cinder_remediator_is_leader 1"),
+        "{metrics}"
+    );
+    replica.stop().await;
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flapping_node_is_left_alone() {
+    let timeline = "  - {at: 1s, node_ready: {node: node-2, status: Unknown}}\n  - {at: 2s, node_ready: {node: node-2, status: \"True\"}}\n";
+    let running = sim::serve(&cluster(timeline)).await.unwrap();
+    let replica = Replica::start(&running, policy(), None).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let log = running.requests();
+    assert_eq!(cloud_writes(&log), Vec::<String>::new());
+    assert_eq!(kube_writes(&log), Vec::<String>::new());
+    // Not even a read of the node's server: the grace never ran out.
+    assert!(
+        !log.iter()
+            .any(|r| r.service == Emulator::Nova && r.path.contains(SERVER_2)),
+        "the flapping node's server was read"
+    );
+    replica.stop().await;
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storm_is_held_back_with_an_event_and_the_metric() {
+    let mut timeline = node_2_dies("1s");
+    for node in ["node-3", "node-4"] {
+        timeline.push_str(&format!(
+            "  - {{at: 1s, node_ready: {{node: {node}, status: Unknown}}}}\n"
+        ));
+    }
+    let running = sim::serve(&cluster(&timeline)).await.unwrap();
+    let replica = Replica::start(&running, policy(), None).await;
+    wait_for(Duration::from_secs(10), "a StormGuard Event", || {
+        running
+            .world
+            .lock()
+            .kube
+            .list("events")
+            .iter()
+            .any(|e| e["reason"] == "StormGuard")
+    })
+    .await;
+    let (_, metrics) = replica.get("/metrics").await;
+    assert!(
+        has_sample(&metrics, "cinder_remediator_storm_guard_active 1"),
+        "{metrics}"
+    );
+    let log = running.requests();
+    assert_eq!(cloud_writes(&log), Vec::<String>::new());
+    assert_eq!(kube_writes(&log), Vec::<String>::new());
+    replica.stop().await;
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn of_two_replicas_exactly_one_acts_and_the_other_takes_over_when_it_dies() {
+    // node-2 dies at 2 s; later node-3's server powers off and its node dies too.
+    let mut timeline = node_2_dies("2s");
+    timeline.push_str(
+        "  - {at: 9s, server_status: {server: 6b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c0003, status: SHUTOFF}}\n  - {at: 9s, node_ready: {node: node-3, status: Unknown}}\n",
+    );
+    let running = sim::serve(&cluster(&timeline)).await.unwrap();
+    let a = Replica::start(&running, policy(), Some("replica-a")).await;
+    let b = Replica::start(&running, policy(), Some("replica-b")).await;
+    wait_for(Duration::from_secs(12), "node-2's volume released", || {
+        volume_status(&running, VOLUME_2) == "available"
+    })
+    .await;
+    wait_for(Duration::from_secs(5), "pod deleted", || {
+        !pod_exists(&running, "db-2")
+    })
+    .await;
+    assert_eq!(cloud_writes(&running.requests()).len(), 1);
+    let leader_metrics = (a.get("/metrics").await.1, b.get("/metrics").await.1);
+    let a_leads = has_sample(&leader_metrics.0, "cinder_remediator_is_leader 1");
+    let b_leads = has_sample(&leader_metrics.1, "cinder_remediator_is_leader 1");
+    assert!(a_leads != b_leads, "{leader_metrics:?}");
+    // Every Event of the remediation came from the leader.
+    let leader = if a_leads { "replica-a" } else { "replica-b" };
+    let reporters: std::collections::BTreeSet<String> = running
+        .world
+        .lock()
+        .kube
+        .list("events")
+        .iter()
+        .filter_map(|e| e["reportingInstance"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        reporters.into_iter().collect::<Vec<_>>(),
+        [leader.to_owned()]
+    );
+    // The leader dies (SIGKILL: the Lease is not released); node-3 dies; the other finishes.
+    let survivor = if a_leads {
+        a.kill();
+        b
+    } else {
+        b.kill();
+        a
+    };
+    wait_for(
+        Duration::from_secs(15),
+        "node-3 remediated by the survivor",
+        || volume_status(&running, VOLUME_3) == "available" && !pod_exists(&running, "db-3"),
+    )
+    .await;
+    assert_eq!(cloud_writes(&running.requests()).len(), 2);
+    let (_, metrics) = survivor.get("/metrics").await;
+    assert!(
+        has_sample(&metrics, "cinder_remediator_is_leader 1"),
+        "{metrics}"
+    );
+    survivor.stop().await;
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_controller_killed_mid_remediation_and_restarted_never_releases_twice() {
+    // A full run first, to count its writes; then one run per write, killed right after it.
+    let full = {
+        let running = sim::serve(&cluster(&node_2_dies("1s"))).await.unwrap();
+        let replica = Replica::start(&running, policy(), None).await;
+        wait_for(Duration::from_secs(12), "converged", || {
+            volume_status(&running, VOLUME_2) == "available" && !pod_exists(&running, "db-2")
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        replica.stop().await;
+        let writes =
+            kube_writes(&running.requests()).len() + cloud_writes(&running.requests()).len();
+        running.shutdown().await;
+        writes
+    };
+    assert!(full >= 3, "{full} writes");
+    for kill_after in 1..=full {
+        let running = sim::serve(&cluster(&node_2_dies("1s"))).await.unwrap();
+        let first = Replica::start(&running, policy(), None).await;
+        wait_for(Duration::from_secs(12), "the write to kill after", || {
+            let log = running.requests();
+            kube_writes(&log).len() + cloud_writes(&log).len() >= kill_after
+        })
+        .await;
+        first.kill();
+        let second = Replica::start(&running, policy(), None).await;
+        wait_for(
+            Duration::from_secs(15),
+            "converged after the restart",
+            || volume_status(&running, VOLUME_2) == "available" && !pod_exists(&running, "db-2"),
+        )
+        .await;
+        let releases = cloud_writes(&running.requests());
+        assert_eq!(
+            releases.len(),
+            1,
+            "killed after write {kill_after}: {releases:?}"
+        );
+        second.stop().await;
+        running.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_ready_again_loses_exactly_our_taint() {
+    let mut timeline = node_2_dies("1s");
+    timeline.push_str(&format!(
+        "  - {{at: 8s, server_status: {{server: {SERVER_2}, status: ACTIVE}}}}\n  - {{at: 8s, node_ready: {{node: node-2, status: \"True\"}}}}\n"
+    ));
+    let running = sim::serve(&cluster(&timeline)).await.unwrap();
+    let replica = Replica::start(
+        &running,
+        Policy {
+            strategy: Strategy::OutOfServiceTaint,
+            ..policy()
+        },
+        None,
+    )
+    .await;
+    let taints = |running: &Running| -> Vec<String> {
+        running
+            .world
+            .lock()
+            .kube
+            .get("nodes", None, "node-2")
+            .and_then(|n| n.pointer("/spec/taints").cloned())
+            .and_then(|t| t.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|t| t["key"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    wait_for(Duration::from_secs(8), "our taint", || {
+        taints(&running).contains(&"node.kubernetes.io/out-of-service".to_owned())
+    })
+    .await;
+    wait_for(
+        Duration::from_secs(12),
+        "our taint removed after recovery",
+        || {
+            running.world.now_ms() > 8_000
+                && !taints(&running).contains(&"node.kubernetes.io/out-of-service".to_owned())
+        },
+    )
+    .await;
+    let annotations = running
+        .world
+        .lock()
+        .kube
+        .get("nodes", None, "node-2")
+        .and_then(|n| n.pointer("/metadata/annotations").cloned())
+        .unwrap_or_default();
+    assert!(
+        annotations.get("cinder-remediator.io/progress").is_none(),
+        "{annotations}"
+    );
+    replica.stop().await;
+    running.shutdown().await;
+}
