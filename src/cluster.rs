@@ -34,7 +34,11 @@ pub const PERMISSIONS: &[(&str, &str, &[&str])] = &[
     ("", "persistentvolumeclaims", &["list"]),
     ("", "persistentvolumes", &["list"]),
     ("", "pods", &["delete", "list"]),
-    ("coordination.k8s.io", "leases", &["create", "get", "update"]),
+    (
+        "coordination.k8s.io",
+        "leases",
+        &["create", "get", "update"],
+    ),
     ("events.k8s.io", "events", &["create", "patch"]),
     (
         "storage.k8s.io",
