@@ -551,9 +551,11 @@ async fn run_controller(args: &RunArgs) -> Outcome {
         }),
         duration: args.lease_duration.into(),
     });
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
     let service = crate::controller::service::Service {
-        cluster,
-        backend,
+        cluster: cluster.with_metrics(std::sync::Arc::clone(&metrics)),
+        backend: backend.with_metrics(&metrics),
+        metrics,
         settings,
         lease,
         shutdown_timeout: args.shutdown_timeout.into(),

@@ -114,6 +114,7 @@ pub struct ClusterState {
 pub struct Cluster {
     client: Client,
     recorder: Recorder,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 /// An object an Event is about.
@@ -145,7 +146,50 @@ impl Cluster {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
+            metrics: None,
         }
+    }
+
+    /// Times every list, read, write and delete into `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Runs `call`, timing it as `verb` on `resource`.
+    async fn timed<T>(
+        &self,
+        verb: &'static str,
+        resource: &'static str,
+        call: impl std::future::Future<Output = T>,
+    ) -> T {
+        let started = std::time::Instant::now();
+        let result = call.await;
+        if let Some(metrics) = &self.metrics {
+            metrics.kubernetes_request(verb, resource, started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
+    /// Lists every object of a kind (cluster-wide) that `params` selects.
+    async fn list<K>(
+        &self,
+        resource: &'static str,
+        params: &ListParams,
+        what: &str,
+    ) -> Result<Vec<K>, Error>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        self.timed(
+            "list",
+            resource,
+            Api::<K>::all(self.client.clone()).list(params),
+        )
+        .await
+        .map(|list| list.items)
+        .map_err(|e| Error::new(what, e))
     }
 
     /// The Kubernetes client, for watches and the Lease.
@@ -159,14 +203,8 @@ impl Cluster {
     /// # Errors
     /// When a list fails.
     pub async fn observe(&self) -> Result<ClusterState, Error> {
-        self.observe_with(async {
-            Api::<Pod>::all(self.client.clone())
-                .list(&ListParams::default())
-                .await
-                .map(|list| list.items)
-                .map_err(|e| Error::new("list pods", e))
-        })
-        .await
+        self.observe_with(self.list::<Pod>("pods", &ListParams::default(), "list pods"))
+            .await
     }
 
     /// What [`Cluster::observe`] reads, for one node the cheap way: of the pods, only the
@@ -177,19 +215,13 @@ impl Cluster {
     /// When a list fails.
     pub async fn observe_node(&self, node: &NodeName) -> Result<ClusterState, Error> {
         self.observe_with(async {
-            let api = Api::<Pod>::all(self.client.clone());
             let on_node = ListParams::default().fields(&format!("spec.nodeName={node}"));
-            let mut pods = api
-                .list(&on_node)
-                .await
-                .map_err(|e| Error::new(format!("list the pods of node {node}"), e))?
-                .items;
+            let mut pods: Vec<Pod> = self
+                .list("pods", &on_node, &format!("list the pods of node {node}"))
+                .await?;
             let pending = ListParams::default().fields("status.phase=Pending");
-            let waiting = api
-                .list(&pending)
-                .await
-                .map_err(|e| Error::new("list pending pods", e))?;
-            pods.extend(waiting.items.into_iter().filter(|pod| {
+            let waiting: Vec<Pod> = self.list("pods", &pending, "list pending pods").await?;
+            pods.extend(waiting.into_iter().filter(|pod| {
                 pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(node.as_str())
             }));
             Ok(pods)
@@ -203,36 +235,31 @@ impl Cluster {
         pods: impl std::future::Future<Output = Result<Vec<Pod>, Error>>,
     ) -> Result<ClusterState, Error> {
         let all = ListParams::default();
-        let nodes = Api::<Node>::all(self.client.clone())
-            .list(&all)
-            .await
-            .map_err(|e| Error::new("list nodes", e))?;
+        let nodes: Vec<Node> = self.list("nodes", &all, "list nodes").await?;
         let pods = pods.await?;
-        let pvs = Api::<PersistentVolume>::all(self.client.clone())
-            .list(&all)
-            .await
-            .map_err(|e| Error::new("list persistent volumes", e))?;
-        let pvcs = Api::<PersistentVolumeClaim>::all(self.client.clone())
-            .list(&all)
-            .await
-            .map_err(|e| Error::new("list persistent volume claims", e))?;
-        let vas = Api::<VolumeAttachment>::all(self.client.clone())
-            .list(&all)
-            .await
-            .map_err(|e| Error::new("list volume attachments", e))?;
+        let pvs: Vec<PersistentVolume> = self
+            .list("persistentvolumes", &all, "list persistent volumes")
+            .await?;
+        let pvcs: Vec<PersistentVolumeClaim> = self
+            .list(
+                "persistentvolumeclaims",
+                &all,
+                "list persistent volume claims",
+            )
+            .await?;
+        let vas: Vec<VolumeAttachment> = self
+            .list("volumeattachments", &all, "list volume attachments")
+            .await?;
         let warnings = ListParams::default().fields("type=Warning");
-        let events = Api::<CoreEvent>::all(self.client.clone())
-            .list(&warnings)
-            .await
-            .map_err(|e| Error::new("list events", e))?;
+        let events: Vec<CoreEvent> = self.list("events", &warnings, "list events").await?;
 
-        let failures = attach_failures(&events.items);
+        let failures = attach_failures(&events);
         Ok(ClusterState {
-            nodes: nodes.items.iter().map(node_view).collect(),
-            persistent_volumes: pvs.items.iter().filter_map(pv_view).collect(),
-            claims: pvcs.items.iter().map(claim_view).collect(),
+            nodes: nodes.iter().map(node_view).collect(),
+            persistent_volumes: pvs.iter().filter_map(pv_view).collect(),
+            claims: pvcs.iter().map(claim_view).collect(),
             pods: pods.iter().map(|pod| pod_view(pod, &failures)).collect(),
-            volume_attachments: vas.items.iter().map(va_view).collect(),
+            volume_attachments: vas.iter().map(va_view).collect(),
         })
     }
 
@@ -257,7 +284,10 @@ impl Cluster {
             ..DeleteParams::default()
         };
         let api = Api::<Pod>::namespaced(self.client.clone(), namespace);
-        match api.delete(name, &params).await {
+        match self
+            .timed("delete", "pods", api.delete(name, &params))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(err) if status_code(&err) == Some(404) => Ok(()),
             Err(err) => Err(Error::new(format!("delete pod {namespace}/{name}"), err)),
@@ -279,7 +309,10 @@ impl Cluster {
             }),
             ..DeleteParams::default()
         };
-        match api.delete(name, &params).await {
+        match self
+            .timed("delete", "volumeattachments", api.delete(name, &params))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(err) if status_code(&err) == Some(404) => Ok(()),
             Err(err) => Err(Error::new(format!("delete volume attachment {name}"), err)),
@@ -422,11 +455,14 @@ impl Cluster {
     /// # Errors
     /// When the read fails.
     pub async fn node(&self, name: &str) -> Result<Option<NodeView>, Error> {
-        Api::<Node>::all(self.client.clone())
-            .get_opt(name)
-            .await
-            .map(|node| node.as_ref().map(node_view))
-            .map_err(|e| Error::new(format!("read node {name}"), e))
+        self.timed(
+            "get",
+            "nodes",
+            Api::<Node>::all(self.client.clone()).get_opt(name),
+        )
+        .await
+        .map(|node| node.as_ref().map(node_view))
+        .map_err(|e| Error::new(format!("read node {name}"), e))
     }
 
     /// Read, check the UID, change, replace (with the resourceVersion read); retried on
@@ -440,8 +476,8 @@ impl Cluster {
     ) -> Result<bool, Error> {
         let api = Api::<Node>::all(self.client.clone());
         for _ in 0..CONFLICT_RETRIES {
-            let mut object = api
-                .get(node)
+            let mut object = self
+                .timed("get", "nodes", api.get(node))
                 .await
                 .map_err(|e| Error::new(format!("read node {node}"), e))?;
             if object.metadata.uid.as_deref() != Some(uid.as_str()) {
@@ -456,7 +492,14 @@ impl Cluster {
             if !change(&mut object) {
                 return Ok(false);
             }
-            match api.replace(node, &PostParams::default(), &object).await {
+            match self
+                .timed(
+                    "update",
+                    "nodes",
+                    api.replace(node, &PostParams::default(), &object),
+                )
+                .await
+            {
                 Ok(_) => return Ok(true),
                 Err(err) if status_code(&err) == Some(409) => continue,
                 Err(err) => return Err(Error::new(format!("{what} on node {node}"), err)),

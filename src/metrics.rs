@@ -91,7 +91,7 @@ struct VerdictLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpenStackLabels {
     service: &'static str,
-    operation: &'static str,
+    operation: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -226,10 +226,14 @@ impl Metrics {
         self.leader.set(i64::from(leader));
     }
 
-    /// An OpenStack request (`service`: keystone, nova or cinder) took `seconds`.
-    pub fn openstack_request(&self, service: &'static str, operation: &'static str, seconds: f64) {
+    /// An OpenStack request (`service`: nova or cinder; `operation`: its route, e.g.
+    /// `GET /servers/{id}`, bounded) took `seconds`.
+    pub fn openstack_request(&self, service: &'static str, operation: &str, seconds: f64) {
         self.openstack
-            .get_or_create(&OpenStackLabels { service, operation })
+            .get_or_create(&OpenStackLabels {
+                service,
+                operation: operation.to_owned(),
+            })
             .observe(seconds);
     }
 
@@ -286,7 +290,7 @@ mod tests {
         metrics.set_nodes_not_ready(3);
         metrics.set_storm_guard(true);
         metrics.set_leader(true);
-        metrics.openstack_request("nova", "get_server", 0.02);
+        metrics.openstack_request("nova", "GET /servers/{id}", 0.02);
         metrics.kubernetes_request("list", "pods", 0.3);
         let text = metrics.encode();
         assert_openmetrics(&text);
@@ -298,7 +302,7 @@ mod tests {
             "cinder_remediator_nodes_not_ready 3",
             "cinder_remediator_storm_guard_active 1",
             "cinder_remediator_is_leader 1",
-            "cinder_remediator_openstack_request_duration_seconds_count{service=\"nova\",operation=\"get_server\"} 1",
+            "cinder_remediator_openstack_request_duration_seconds_count{service=\"nova\",operation=\"GET /servers/{id}\"} 1",
             "cinder_remediator_kubernetes_request_duration_seconds_count{verb=\"list\",resource=\"pods\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");

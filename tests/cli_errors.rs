@@ -502,6 +502,14 @@ fn unknown_nodes_and_bad_flags_are_refused_with_exit_2_and_one_line() {
     sim.run_args(&["remediate", "--all", "--yes", "--grace", "forever"])
         .assert_usage(&["--grace", "forever", "30s"]);
 
+    // `run`: a bad flag, and an admin address already taken.
+    sim.run_args(&["run", "--resync", "often"])
+        .assert_usage(&["--resync", "often", "30s"]);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    sim.run_args(&["run", "--admin-addr", &address])
+        .assert_usage(&["--admin-addr", &address, "pick a free address"]);
+
     // Asking on a pipe cannot work: refuse, and say how to go on.
     let refused = sim.run_args(&["remediate", "--all"]);
     refused.assert_usage(&["stdin is not a terminal", "--yes", "--dry-run"]);

@@ -95,9 +95,12 @@ impl Replica {
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = listener.local_addr().unwrap();
+        let metrics = std::sync::Arc::new(cinder_remediator::metrics::Metrics::new());
         let service = Service {
-            cluster: Cluster::new(client, identity.unwrap_or("solo")),
-            backend: OpenStack::new(&session, settings.region()),
+            cluster: Cluster::new(client, identity.unwrap_or("solo"))
+                .with_metrics(std::sync::Arc::clone(&metrics)),
+            backend: OpenStack::new(&session, settings.region()).with_metrics(&metrics),
+            metrics,
             settings: Settings {
                 policy,
                 dry_run: false,

@@ -39,6 +39,16 @@ impl OpenStack {
         }
     }
 
+    /// Times every Nova and Cinder request into `metrics`.
+    #[must_use]
+    pub fn with_metrics(self, metrics: &std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        Self {
+            nova: self.nova.with_metrics(std::sync::Arc::clone(metrics)),
+            cinder: self.cinder.with_metrics(std::sync::Arc::clone(metrics)),
+            region: self.region,
+        }
+    }
+
     async fn find_server(&self, node: &NodeView) -> Result<StorageView, ApiError> {
         if let Some(id) = node.provider_server_id() {
             return Ok(match self.nova.server(id.as_str()).await? {

@@ -27,6 +27,8 @@ pub struct Service<B> {
     pub lease: Option<lease::Settings>,
     /// How long, on shutdown, the round in flight may take to finish.
     pub shutdown_timeout: Duration,
+    /// The metrics (the cluster and the backend time their requests into them).
+    pub metrics: Arc<Metrics>,
 }
 
 impl<B: Backend> Service<B> {
@@ -40,7 +42,7 @@ impl<B: Backend> Service<B> {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), super::Error> {
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::clone(&self.metrics);
         let health = Arc::new(Health::default());
         let (stop_tx, stop_rx) = watch::channel(false);
         let admin = Task(tokio::spawn(admin::serve(

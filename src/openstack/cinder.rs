@@ -113,13 +113,24 @@ struct VolumeRoot {
 #[derive(Debug, Clone)]
 pub struct Cinder {
     session: Session,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 impl Cinder {
     /// Cinder through `session`.
     #[must_use]
     pub fn new(session: Session) -> Self {
-        Self { session }
+        Self {
+            session,
+            metrics: None,
+        }
+    }
+
+    /// Times every request into `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Reads a volume; `None` when Cinder says it does not exist (404).
@@ -177,6 +188,7 @@ impl Cinder {
         body: Option<&serde_json::Value>,
         operation: &str,
     ) -> Result<String, ApiError> {
+        let route = self.metrics.is_some().then(|| super::route(&method, path));
         let mut request = self
             .session
             .request(BlockStorage, method, path)
@@ -184,7 +196,8 @@ impl Cinder {
         if let Some(body) = body {
             request = request.json(body);
         }
-        super::send(request, "cinder", operation).await
+        let timing = self.metrics.as_deref().zip(route);
+        super::send(request, "cinder", operation, timing).await
     }
 }
 

@@ -13,9 +13,50 @@ use osauth::services::ServiceType;
 
 use error::{ApiError, ErrorKind, classify};
 
+use crate::metrics::Metrics;
+
 /// Sends a request and returns the body of a 2xx answer; anything else becomes an [`ApiError`]
 /// that says which call failed and how.
 async fn send<S: ServiceType + Send>(
+    request: ServiceRequestBuilder<S>,
+    service: &'static str,
+    operation: &str,
+    timing: Option<(&Metrics, String)>,
+) -> Result<String, ApiError> {
+    let started = std::time::Instant::now();
+    let result = send_unmeasured(request, service, operation).await;
+    if let Some((metrics, route)) = timing {
+        metrics.openstack_request(service, &route, started.elapsed().as_secs_f64());
+    }
+    result
+}
+
+/// A request's route as a bounded metric label: the method and the path with every id
+/// replaced by `{id}` (`DELETE /servers/{id}/os-volume_attachments/{id}`).
+fn route(method: &reqwest::Method, path: &[&str]) -> String {
+    const WORDS: [&str; 7] = [
+        "servers",
+        "detail",
+        "os-volume_attachments",
+        "action",
+        "os-services",
+        "volumes",
+        "attachments",
+    ];
+    let segments: Vec<&str> = path
+        .iter()
+        .map(|segment| {
+            if WORDS.contains(segment) {
+                *segment
+            } else {
+                "{id}"
+            }
+        })
+        .collect();
+    format!("{method} /{}", segments.join("/"))
+}
+
+async fn send_unmeasured<S: ServiceType + Send>(
     request: ServiceRequestBuilder<S>,
     service: &'static str,
     operation: &str,
@@ -45,5 +86,27 @@ async fn send<S: ServiceType + Send>(
         Ok(body)
     } else {
         Err(failed(classify(status, &body)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route;
+    use reqwest::Method;
+
+    #[test]
+    fn routes_are_bounded_labels() {
+        assert_eq!(
+            route(
+                &Method::DELETE,
+                &["servers", "9454752c", "os-volume_attachments", "4e41d530"]
+            ),
+            "DELETE /servers/{id}/os-volume_attachments/{id}"
+        );
+        assert_eq!(
+            route(&Method::GET, &["servers", "detail"]),
+            "GET /servers/detail"
+        );
+        assert_eq!(route(&Method::GET, &["volumes", "x"]), "GET /volumes/{id}");
     }
 }

@@ -172,13 +172,24 @@ struct RawService {
 #[derive(Debug, Clone)]
 pub struct Nova {
     session: Session,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 impl Nova {
     /// Nova through `session`.
     #[must_use]
     pub fn new(session: Session) -> Self {
-        Self { session }
+        Self {
+            session,
+            metrics: None,
+        }
+    }
+
+    /// Times every request into `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Reads a server; `None` when Nova says it does not exist (404).
@@ -338,6 +349,7 @@ impl Nova {
         body: Option<&serde_json::Value>,
         operation: &str,
     ) -> Result<String, ApiError> {
+        let route = self.metrics.is_some().then(|| super::route(&method, path));
         let mut request = self
             .session
             .request(Compute, method, path)
@@ -348,7 +360,8 @@ impl Nova {
         if let Some(body) = body {
             request = request.json(body);
         }
-        super::send(request, "nova", operation).await
+        let timing = self.metrics.as_deref().zip(route);
+        super::send(request, "nova", operation, timing).await
     }
 }
 
