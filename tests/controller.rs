@@ -361,7 +361,15 @@ async fn of_two_replicas_exactly_one_acts_and_the_other_takes_over_when_it_dies(
         has_sample(&metrics, "cinder_remediator_is_leader 1"),
         "{metrics}"
     );
+    // SIGTERM: the leader releases the Lease (empty holder) for a follower to take at once.
     survivor.stop().await;
+    let holder = running
+        .world
+        .lock()
+        .kube
+        .get("leases", Some("kube-system"), "cinder-remediator")
+        .and_then(|lease| lease.pointer("/spec/holderIdentity").cloned());
+    assert_eq!(holder, None, "the Lease was not released");
     running.shutdown().await;
 }
 
