@@ -183,6 +183,28 @@ impl Metrics {
             "Duration of Kubernetes API requests",
             metrics.kubernetes.clone(),
         );
+        // Every outcome and verdict from the start, at 0: a rate over a series that does not
+        // exist yet alerts on nothing.
+        for outcome in [
+            RemediationOutcome::Done,
+            RemediationOutcome::Failed,
+            RemediationOutcome::Stopped,
+            RemediationOutcome::Skipped,
+        ] {
+            drop(
+                metrics
+                    .remediations
+                    .get_or_create(&RemediationLabels { outcome }),
+            );
+        }
+        for verdict in [
+            VerdictLabel::Fenced,
+            VerdictLabel::Stoppable,
+            VerdictLabel::NotFenced,
+            VerdictLabel::Unknown,
+        ] {
+            drop(metrics.verdicts.get_or_create(&VerdictLabels { verdict }));
+        }
         Self {
             registry,
             ..metrics
@@ -307,6 +329,11 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
         }
+        assert!(
+            text.lines()
+                .any(|l| l == "cinder_remediator_remediations_total{outcome=\"failed\"} 0"),
+            "{text}"
+        );
         metrics.set_storm_guard(false);
         assert!(
             metrics
