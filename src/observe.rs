@@ -1,16 +1,32 @@
 //! Builds one [`Observation`] from the cluster and the storage backend: the only place that
 //! reads. It reads the backend only where the planner may act: nodes not Ready for longer than
-//! the grace period, and the volumes of managed PVs that their pods or VolumeAttachments use.
+//! the grace period, and the volumes of managed PVs that their pods or VolumeAttachments use;
+//! for the controller, not at all while the storm guard holds (the planner acts on no node
+//! then: thousands of dead nodes cost no backend read). At most
+//! [`CONCURRENT_READS`] backend reads are in flight at once.
 
 use std::collections::BTreeSet;
 
-use futures::future::join_all;
+use futures::stream::{self, StreamExt};
 use jiff::Timestamp;
 
 use crate::backend::Backend;
 use crate::cluster::{Cluster, ClusterState};
 use fencing::model::{NodeName, Observation, PvName, ServerId, StorageView};
 use fencing::plan::Policy;
+
+/// The most backend reads in flight at once.
+pub const CONCURRENT_READS: usize = 8;
+
+/// Runs `reads` with at most [`CONCURRENT_READS`] in flight, keeping their order.
+async fn bounded<T>(
+    reads: impl IntoIterator<Item = impl std::future::Future<Output = T>>,
+) -> Vec<T> {
+    stream::iter(reads)
+        .buffered(CONCURRENT_READS)
+        .collect()
+        .await
+}
 
 /// What to read beyond the nodes the planner may act on.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +36,9 @@ pub struct Scope {
     /// Also read every managed PV's volume to find attachments to servers that are no node
     /// (`diagnose`): one read per PV.
     pub orphans: bool,
+    /// Read nothing of the backend while the storm guard holds (the controller); `diagnose`
+    /// and `remediate` still show every node's verdict then.
+    pub quiet_in_storm: bool,
 }
 
 /// Reads the cluster, then the backend where needed, into an observation taken at `now`.
@@ -56,8 +75,11 @@ pub async fn complete<B: Backend>(
     } = state;
 
     let grace = jiff::SignedDuration::try_from(policy.grace).unwrap_or(jiff::SignedDuration::MAX);
+    let unhealthy = nodes.iter().filter(|node| !node.ready.is_ready()).count();
+    let storm = scope.quiet_in_storm && unhealthy > policy.max_unhealthy.limit(nodes.len());
     let candidates: BTreeSet<NodeName> = nodes
         .iter()
+        .filter(|_| !storm)
         .filter(|node| !node.ready.is_ready())
         .filter(|node| scope.nodes.is_empty() || scope.nodes.contains(&node.name))
         .filter(|node| now.duration_since(node.ready_since) >= grace)
@@ -74,11 +96,12 @@ pub async fn complete<B: Backend>(
         .map(|node| node.name.clone())
         .collect();
 
-    let views = join_all(
+    let views = bounded(
         nodes
             .iter()
             .filter(|node| matched.contains(&node.name))
-            .map(|node| backend.observe_node(node)),
+            .map(|node| backend.observe_node(node))
+            .collect::<Vec<_>>(),
     )
     .await;
     let mut views = views.into_iter();
@@ -112,10 +135,11 @@ pub async fn complete<B: Backend>(
         .filter(|(_, pv)| scope.orphans || wanted.contains(&pv.name))
         .map(|(index, _)| index)
         .collect();
-    let volumes = join_all(
+    let volumes = bounded(
         reads
             .iter()
-            .map(|&index| backend.observe_volume(&persistent_volumes[index].volume_id)),
+            .map(|&index| backend.observe_volume(&persistent_volumes[index].volume_id))
+            .collect::<Vec<_>>(),
     )
     .await;
     for (&index, result) in reads.iter().zip(volumes) {
@@ -174,7 +198,13 @@ async fn stale_servers<B: Backend>(
         .flat_map(|volume| volume.attachments.iter().map(|a| a.server.clone()))
         .filter(|server| !known.contains(server))
         .collect();
-    let answers = join_all(holders.iter().map(|server| backend.server_gone(server))).await;
+    let answers = bounded(
+        holders
+            .iter()
+            .map(|server| backend.server_gone(server))
+            .collect::<Vec<_>>(),
+    )
+    .await;
     holders
         .into_iter()
         .zip(answers)

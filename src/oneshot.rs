@@ -52,6 +52,7 @@ pub async fn observe_and_plan<B: Backend>(
     let scope = Scope {
         nodes: nodes.clone(),
         orphans,
+        quiet_in_storm: false,
     };
     let observation = observe::observe(cluster, backend, policy, &scope, Timestamp::now()).await?;
     for name in nodes {

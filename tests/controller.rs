@@ -299,6 +299,13 @@ async fn a_storm_is_held_back_with_an_event_and_the_metric() {
     );
     let log = running.requests();
     assert_eq!(cloud_writes(&log), Vec::<String>::new());
+    // While the storm guard holds, the dead nodes' servers are not even read.
+    assert!(
+        !log.iter()
+            .any(|r| matches!(r.service, Emulator::Nova | Emulator::Cinder)
+                && r.path.contains("6b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c000")),
+        "a server was read during the storm"
+    );
     assert_eq!(kube_writes(&log), Vec::<String>::new());
     replica.stop().await;
     running.shutdown().await;
@@ -460,17 +467,24 @@ async fn a_node_ready_again_loses_exactly_our_taint() {
         },
     )
     .await;
-    let annotations = running
-        .world
-        .lock()
-        .kube
-        .get("nodes", None, "node-2")
-        .and_then(|n| n.pointer("/metadata/annotations").cloned())
-        .unwrap_or_default();
-    assert!(
-        annotations.get("cinder-remediator.io/progress").is_none(),
-        "{annotations}"
-    );
+    let progress = |running: &Running| {
+        running
+            .world
+            .lock()
+            .kube
+            .get("nodes", None, "node-2")
+            .and_then(|n| {
+                n.pointer("/metadata/annotations/cinder-remediator.io~1progress")
+                    .cloned()
+            })
+    };
+    wait_for(
+        Duration::from_secs(5),
+        "the progress record cleared",
+        || progress(&running).is_none(),
+    )
+    .await;
+    assert!(!taints(&running).contains(&"node.kubernetes.io/out-of-service".to_owned()));
     replica.stop().await;
     running.shutdown().await;
 }

@@ -176,6 +176,7 @@ impl<B: Backend> Controller<'_, B> {
             let scope = Scope {
                 nodes: names.clone(),
                 orphans: false,
+                quiet_in_storm: true,
             };
             let policy = &self.settings.policy;
             let observation =
