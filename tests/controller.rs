@@ -85,6 +85,15 @@ struct Replica {
 
 impl Replica {
     async fn start(running: &Running, policy: Policy, identity: Option<&str>) -> Self {
+        Self::start_with(running, policy, identity, false).await
+    }
+
+    async fn start_with(
+        running: &Running,
+        policy: Policy,
+        identity: Option<&str>,
+        dry_run: bool,
+    ) -> Self {
         let client = kube::Client::try_from(kube::Config::new(
             running.endpoints.kubernetes.parse().unwrap(),
         ))
@@ -103,7 +112,7 @@ impl Replica {
             metrics,
             settings: Settings {
                 policy,
-                dry_run: false,
+                dry_run,
                 execute: execute::Options {
                     verify_timeout: Duration::from_secs(10),
                     poll_interval: Duration::from_millis(100),
@@ -485,6 +494,30 @@ async fn a_node_ready_again_loses_exactly_our_taint() {
     )
     .await;
     assert!(!taints(&running).contains(&"node.kubernetes.io/out-of-service".to_owned()));
+    replica.stop().await;
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_controller_plans_and_never_acts() {
+    let running = sim::serve(&cluster(&node_2_dies("1s"))).await.unwrap();
+    let replica = Replica::start_with(&running, policy(), None, true).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let log = running.requests();
+    // It looked (the server was read after the grace) ...
+    assert!(
+        log.iter()
+            .any(|r| r.service == Emulator::Nova && r.path.contains(SERVER_2)),
+        "the dead node was never looked at"
+    );
+    // ... and changed nothing, not even an Event.
+    assert_eq!(cloud_writes(&log), Vec::<String>::new());
+    let writes: Vec<&RequestRecord> = log
+        .iter()
+        .filter(|r| r.service == Emulator::Kubernetes && r.is_mutating())
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    assert_eq!(volume_status(&running, VOLUME_2), "in-use");
     replica.stop().await;
     running.shutdown().await;
 }
