@@ -63,6 +63,10 @@ pub enum Outcome {
         error: String,
         /// What the operator can do next.
         next_step: String,
+        /// The API refused these credentials the right (401/403): a retry will not help until
+        /// an operator grants it.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        refused: bool,
     },
     /// Not done: what it relied on changed since planning (re-verification at the moment of
     /// acting); nothing more for its node this run.
@@ -128,6 +132,8 @@ pub struct Executor<'a, B> {
 struct Failure {
     error: String,
     next_step: String,
+    /// The API refused these credentials the right (401/403): retrying will not help.
+    refused: bool,
 }
 
 /// What a run knows of one node: its observed view, and whether its Kubernetes side was
@@ -211,6 +217,7 @@ impl<'a, B: Backend> Executor<'a, B> {
                     Err(why) => Err(Failure {
                         next_step: self.stale(step, &why).await,
                         error: why,
+                        refused: false,
                     }),
                 };
                 let stale = matches!(&result, Err(failure) if failure.error.starts_with(STALE));
@@ -239,6 +246,7 @@ impl<'a, B: Backend> Executor<'a, B> {
                             Outcome::Failed {
                                 error: failure.error,
                                 next_step: failure.next_step,
+                                refused: failure.refused,
                             }
                         }
                     }
@@ -450,6 +458,7 @@ impl<'a, B: Backend> Executor<'a, B> {
                     return Err(Failure {
                         error: format!("VolumeAttachment {name} was observed without a UID"),
                         next_step: format!("check it by hand: {}", step.action.manual_command()),
+                        refused: false,
                     });
                 };
                 let note = format!(
@@ -592,6 +601,7 @@ impl<'a, B: Backend> Executor<'a, B> {
                     "the action was done but not recorded on node {node}; a later run reads the \
                      backend again and does not repeat it"
                 ),
+                refused: false,
             })
     }
 
@@ -629,6 +639,7 @@ impl<'a, B: Backend> Executor<'a, B> {
                                     release.volume, release.server
                                 ),
                                 next_step: stuck_next_step(step),
+                                refused: false,
                             });
                         }
                         Err(err) => return Err(backend_failure(&err, step)),
@@ -671,6 +682,7 @@ impl<'a, B: Backend> Executor<'a, B> {
                         humantime::format_duration(self.options.verify_timeout)
                     ),
                     next_step: stuck_next_step(step),
+                    refused: false,
                 });
             }
             on_progress(Progressing::Waiting(step, &last));
@@ -695,6 +707,7 @@ fn node_state<'s, 'o>(
     nodes.get_mut(node).ok_or_else(|| Failure {
         error: format!("node {node} was not observed"),
         next_step: format!("check it by hand: {}", step.action.manual_command()),
+        refused: false,
     })
 }
 
@@ -702,6 +715,7 @@ fn node_uid(node: &NodeView, step: &Step) -> Result<NodeUid, Failure> {
     node.uid.clone().ok_or_else(|| Failure {
         error: format!("node {} was observed without a UID", node.name),
         next_step: format!("check it by hand: {}", step.action.manual_command()),
+        refused: false,
     })
 }
 
@@ -734,6 +748,10 @@ fn backend_failure(err: &backend::Error, step: &Step) -> Failure {
     Failure {
         error: one_line(err),
         next_step,
+        refused: matches!(
+            err,
+            backend::Error::OpenStack(api) if matches!(api.kind, ErrorKind::Denied(_))
+        ),
     }
 }
 
@@ -741,6 +759,7 @@ fn cluster_failure(err: &crate::cluster::Error, step: &Step) -> Failure {
     Failure {
         error: one_line(err),
         next_step: format!("retry, or by hand: {}", step.action.manual_command()),
+        refused: matches!(err.code, Some(401 | 403)),
     }
 }
 

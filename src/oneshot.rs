@@ -266,7 +266,9 @@ pub fn print_progress(event: &Progressing<'_>, started: Instant, interactive: bo
                         *millis as f64 / 1000.0
                     );
                 }
-                Outcome::Failed { error, next_step } => {
+                Outcome::Failed {
+                    error, next_step, ..
+                } => {
                     println!("[{at:6.1}s]    FAILED: {error}\n            next step: {next_step}");
                 }
                 Outcome::Stale { why, next_step } => {

@@ -489,7 +489,9 @@ pub fn summary(report: &Report) -> String {
     let mut text = format!("{done} of {} step(s) done", report.steps.len());
     for entry in &report.steps {
         match &entry.outcome {
-            Outcome::Failed { error, next_step } => {
+            Outcome::Failed {
+                error, next_step, ..
+            } => {
                 let _ = write!(
                     text,
                     "\nFAILED {}: {error}\n  next step: {next_step}",

@@ -433,9 +433,9 @@ async fn a_detach_that_never_finishes_fails_with_a_next_step_and_cleans_nothing(
         .steps
         .iter()
         .find_map(|s| match &s.outcome {
-            execute::Outcome::Failed { error, next_step } => {
-                Some((error.clone(), next_step.clone()))
-            }
+            execute::Outcome::Failed {
+                error, next_step, ..
+            } => Some((error.clone(), next_step.clone())),
             _ => None,
         })
         .unwrap();
@@ -895,7 +895,10 @@ async fn a_refused_detach_says_why_and_what_to_do() {
     let policy = Policy::default();
     let (observation, plan) = plan_now(&setup, &policy, false).await;
     let report = run_plan(&setup, &policy, fast(), &observation, &plan).await;
-    let execute::Outcome::Failed { error, next_step } = &report.steps[0].outcome else {
+    let execute::Outcome::Failed {
+        error, next_step, ..
+    } = &report.steps[0].outcome
+    else {
         panic!("the release did not fail: {report:?}");
     };
     assert!(error.contains("conflict (409)"), "{error}");
@@ -1264,4 +1267,32 @@ async fn diagnose_says_why_invisible_evidence_is_no_proof_and_what_to_do() {
         Vec::<String>::new()
     );
     setup.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_detach_denied_by_policy_is_marked_refused_not_transient() {
+    // A 403 is no state to wait out: the report says so (the controller then does not retry
+    // it in quick succession), unlike a 409.
+    for (status, refused) in [(403, true), (409, false)] {
+        let setup = start(&Scenario::seed()).await;
+        setup.running.world.lock().inject(Fault {
+            service: Some(Service::Nova),
+            method: "DELETE".into(),
+            path: "/servers/*/os-volume_attachments/*".into(),
+            status: Some(status),
+            delay_ms: 0,
+            times: Some(1),
+        });
+        let policy = Policy::default();
+        let (observation, plan) = plan_now(&setup, &policy, false).await;
+        let report = run_plan(&setup, &policy, fast(), &observation, &plan).await;
+        let execute::Outcome::Failed {
+            refused: marked, ..
+        } = &report.steps[0].outcome
+        else {
+            panic!("{status}: the release did not fail: {report:?}");
+        };
+        assert_eq!(*marked, refused, "{status}");
+        setup.running.shutdown().await;
+    }
 }

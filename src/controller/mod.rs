@@ -267,9 +267,13 @@ impl<B: Backend> Controller<'_, B> {
                 .action(entry.step.action.metric_label(), outcome);
             if let Some(node) = &entry.step.node
                 && let Some(look) = looks.get_mut(node)
-                && matches!(outcome, ActionOutcome::Failed)
             {
-                *look = Look::Failed;
+                match &entry.outcome {
+                    // Not allowed: no backoff retries; the next resync looks again.
+                    Outcome::Failed { refused: true, .. } => *look = Look::Refused,
+                    Outcome::Failed { .. } if *look != Look::Refused => *look = Look::Failed,
+                    _ => {}
+                }
             }
         }
         for (node, look) in &looks {
@@ -280,7 +284,7 @@ impl<B: Backend> Controller<'_, B> {
                 .collect();
             let outcome = if steps.is_empty() {
                 RemediationOutcome::Skipped
-            } else if *look == Look::Failed {
+            } else if matches!(look, Look::Failed | Look::Refused) {
                 RemediationOutcome::Failed
             } else if steps
                 .iter()

@@ -24,6 +24,9 @@ pub enum Look {
     Idle,
     /// A step failed or the cluster could not be read: back off.
     Failed,
+    /// The API refused the right (401/403): no retries in quick succession; look again after
+    /// the resync interval (an operator may have granted it by then).
+    Refused,
 }
 
 /// Timing of the schedule.
@@ -138,7 +141,7 @@ impl Schedule {
                 entry.failures = 0;
                 self.timing.settle
             }
-            Look::Idle => {
+            Look::Idle | Look::Refused => {
                 entry.failures = 0;
                 self.timing.resync
             }
@@ -249,6 +252,9 @@ mod tests {
         assert!(s.next_due().unwrap().duration_since(at(100)).as_secs() >= 89);
         s.looked(&n1, Look::Acted, at(100), 0.0);
         assert_eq!(s.next_due(), Some(at(101)));
+        // Refused (403): no quick retries, the resync interval.
+        s.looked(&n1, Look::Refused, at(100), 0.0);
+        assert_eq!(s.next_due(), Some(at(160)));
         s.looked(&n1, Look::Failed, at(200), 0.0);
         assert_eq!(s.next_due(), Some(at(202)));
     }
