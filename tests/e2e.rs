@@ -858,21 +858,33 @@ async fn every_kubernetes_request_is_covered_by_the_declared_permissions() {
     assert_eq!(unused, not_exercised, "declared but never used");
 }
 
+/// `diagnose`'s text, with the default policy.
+async fn diagnosis(setup: &Setup, orphans: bool) -> String {
+    let policy = Policy::default();
+    let (observation, plan) = plan_now(setup, &policy, orphans).await;
+    cinder_remediator::report::diagnose(&observation, &plan, &policy).to_string()
+}
+
+fn assert_lines(text: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+}
+
 #[tokio::test]
 async fn diagnose_shows_what_is_stuck_and_the_next_step_on_a_node_it_will_not_touch() {
     let setup = start(&scenario("hypervisor-down.yaml")).await;
-    let policy = Policy::default();
-    let (observation, plan) = plan_now(&setup, &policy, true).await;
-    let text = cinder_remediator::report::diagnose(&observation, &plan, &policy).to_string();
-    for line in [
-        "verdict   NOT FENCED: server 5d7f4c0e-1b7a-4f43-9a53-0c1f1f6e0002 is ACTIVE (power state 1 RUNNING) on compute host compute-2, which is down (not forced down)",
-        "volume    7a1c9e52-3f0b-4f5e-8d0e-2b6c7d8e0001 (PV pvc-0b7e1a52-6c44-4c1e-9f5e-4a2f3c9d0001, cinder.csi.openstack.org): in-use, attached to 5d7f4c0e-1b7a-4f43-9a53-0c1f1f6e0002",
-        "pod       db/postgres-0 (Running)",
-        "attached  csi-",
-        "next step once the compute host is fenced (powered off), mark it: `openstack compute service set --down compute-2 nova-compute` and run with --trust-forced-down",
-    ] {
-        assert!(text.contains(line), "missing {line:?} in:\n{text}");
-    }
+    let text = diagnosis(&setup, true).await;
+    assert_lines(
+        &text,
+        &[
+            "verdict   NOT FENCED: server 5d7f4c0e-1b7a-4f43-9a53-0c1f1f6e0002 is ACTIVE (power state 1 RUNNING) on compute host compute-2, which is down (not forced down)",
+            "volume    7a1c9e52-3f0b-4f5e-8d0e-2b6c7d8e0001 (PV pvc-0b7e1a52-6c44-4c1e-9f5e-4a2f3c9d0001, cinder.csi.openstack.org): in-use, attached to 5d7f4c0e-1b7a-4f43-9a53-0c1f1f6e0002",
+            "pod       db/postgres-0 (Running)",
+            "attached  csi-",
+            "next step once the compute host is fenced (powered off), mark it: `openstack compute service set --down compute-2 nova-compute` and run with --trust-forced-down",
+        ],
+    );
     assert!(!text.contains("$ openstack server remove volume"), "{text}");
     assert_eq!(
         mutating(&setup.running.requests(), &EVERYTHING),
@@ -1250,17 +1262,16 @@ async fn an_unreadable_progress_annotation_is_reported_and_its_node_left_alone()
 #[tokio::test]
 async fn diagnose_says_why_invisible_evidence_is_no_proof_and_what_to_do() {
     let setup = start(&scenario("evidence-404-not-proof.yaml")).await;
-    let policy = Policy::default();
-    let (observation, plan) = plan_now(&setup, &policy, false).await;
-    let text = cinder_remediator::report::diagnose(&observation, &plan, &policy).to_string();
-    for line in [
-        "the providerID names region RegionTwo, the session reaches RegionOne: no match",
-        "next step run with credentials for region RegionTwo",
-        "nor its volumes: wrong region, project or credentials?",
-        "next step check the credentials' project and region: `openstack server show 5f1e9d8c-7b6a-4c5d-9e4f-3a2b1c0d0005`",
-    ] {
-        assert!(text.contains(line), "missing {line:?} in:\n{text}");
-    }
+    let text = diagnosis(&setup, false).await;
+    assert_lines(
+        &text,
+        &[
+            "the providerID names region RegionTwo, the session reaches RegionOne: no match",
+            "next step run with credentials for region RegionTwo",
+            "nor its volumes: wrong region, project or credentials?",
+            "next step check the credentials' project and region: `openstack server show 5f1e9d8c-7b6a-4c5d-9e4f-3a2b1c0d0005`",
+        ],
+    );
     assert!(!text.contains("FENCED"), "{text}");
     assert_eq!(
         mutating(&setup.running.requests(), &EVERYTHING),
