@@ -136,6 +136,18 @@ async fn run_plan(
         .await
 }
 
+/// Nova answers the next volume detach with `status`.
+fn fail_next_detach(setup: &Setup, status: u16) {
+    setup.running.world.lock().inject(Fault {
+        service: Some(Service::Nova),
+        method: "DELETE".into(),
+        path: "/servers/*/os-volume_attachments/*".into(),
+        status: Some(status),
+        delay_ms: 0,
+        times: Some(1),
+    });
+}
+
 fn mutating(log: &[RequestRecord], services: &[Service]) -> Vec<String> {
     log.iter()
         .filter(|r| services.contains(&r.service) && r.is_mutating())
@@ -371,14 +383,7 @@ async fn api_economy_is_at_most_4_plus_3k_requests_and_never_lists_the_project()
 #[tokio::test]
 async fn a_failed_detach_is_reported_touches_nothing_after_it_and_converges_on_retry() {
     let setup = start(&Scenario::seed()).await;
-    setup.running.world.lock().inject(Fault {
-        service: Some(Service::Nova),
-        method: "DELETE".into(),
-        path: "/servers/*/os-volume_attachments/*".into(),
-        status: Some(500),
-        delay_ms: 0,
-        times: Some(1),
-    });
+    fail_next_detach(&setup, 500);
     let policy = Policy::default();
     assert!(
         !remediate(&setup, &policy, fast()).await,
@@ -896,14 +901,7 @@ async fn diagnose_shows_what_is_stuck_and_the_next_step_on_a_node_it_will_not_to
 #[tokio::test]
 async fn a_refused_detach_says_why_and_what_to_do() {
     let setup = start(&Scenario::seed()).await;
-    setup.running.world.lock().inject(Fault {
-        service: Some(Service::Nova),
-        method: "DELETE".into(),
-        path: "/servers/*/os-volume_attachments/*".into(),
-        status: Some(409),
-        delay_ms: 0,
-        times: Some(1),
-    });
+    fail_next_detach(&setup, 409);
     let policy = Policy::default();
     let (observation, plan) = plan_now(&setup, &policy, false).await;
     let report = run_plan(&setup, &policy, fast(), &observation, &plan).await;
@@ -1286,14 +1284,7 @@ async fn a_detach_denied_by_policy_is_marked_refused_not_transient() {
     // it in quick succession), unlike a 409.
     for (status, refused) in [(403, true), (409, false)] {
         let setup = start(&Scenario::seed()).await;
-        setup.running.world.lock().inject(Fault {
-            service: Some(Service::Nova),
-            method: "DELETE".into(),
-            path: "/servers/*/os-volume_attachments/*".into(),
-            status: Some(status),
-            delay_ms: 0,
-            times: Some(1),
-        });
+        fail_next_detach(&setup, status);
         let policy = Policy::default();
         let (observation, plan) = plan_now(&setup, &policy, false).await;
         let report = run_plan(&setup, &policy, fast(), &observation, &plan).await;
