@@ -3,7 +3,7 @@
 //!
 //! Only this module talks to the Kubernetes API (through `kube` and `k8s-openapi`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -16,6 +16,8 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
+use crate::bounded::bounded;
+
 use fencing::model::{
     ClaimName, ClaimRef, ClaimView, Driver, NodeName, NodeUid, NodeView, OwnerRef,
     PROGRESS_ANNOTATION, PodView, Progress, PvName, PvView, Readiness, StorageView, Taint, VaName,
@@ -27,12 +29,12 @@ pub const FIELD_MANAGER: &str = "cinder-remediator";
 
 /// The Kubernetes permissions this module uses, as (API group, resource, verbs).
 /// `manifests/rbac.yaml` grants exactly these; a test keeps the two in step.
-/// (`run` adds the Node watch and its Lease, `controller::lease`.)
+/// (`run` adds the Node and VolumeAttachment watches and its Lease, `controller::lease`.)
 pub const PERMISSIONS: &[(&str, &str, &[&str])] = &[
     ("", "events", &["list"]),
     ("", "nodes", &["get", "list", "update", "watch"]),
-    ("", "persistentvolumeclaims", &["list"]),
-    ("", "persistentvolumes", &["list"]),
+    ("", "persistentvolumeclaims", &["get", "list"]),
+    ("", "persistentvolumes", &["get", "list"]),
     ("", "pods", &["delete", "list"]),
     (
         "coordination.k8s.io",
@@ -43,9 +45,12 @@ pub const PERMISSIONS: &[(&str, &str, &[&str])] = &[
     (
         "storage.k8s.io",
         "volumeattachments",
-        &["delete", "get", "list", "update"],
+        &["delete", "get", "list", "update", "watch"],
     ),
 ];
+
+/// Objects per page of a list (kubectl's default chunk size).
+const PAGE: u32 = 500;
 
 /// How many times an update that lost a resourceVersion race is retried.
 const CONFLICT_RETRIES: usize = 3;
@@ -107,6 +112,15 @@ pub struct ClusterState {
     pub pods: Vec<PodView>,
     /// Every VolumeAttachment.
     pub volume_attachments: Vec<VaView>,
+}
+
+/// What the controller's watches hold, as views: every node and every VolumeAttachment.
+#[derive(Debug, Clone, Default)]
+pub struct Watched {
+    /// Every node, with `storage: Unobserved`.
+    pub nodes: BTreeMap<NodeName, NodeView>,
+    /// Every VolumeAttachment.
+    pub attachments: BTreeMap<VaName, VaView>,
 }
 
 /// The Kubernetes API, as the remediator uses it.
@@ -172,24 +186,49 @@ impl Cluster {
         result
     }
 
-    /// Lists every object of a kind (cluster-wide) that `params` selects.
-    async fn list<K>(
+    /// Lists every object of a kind (cluster-wide) that `params` selects, page by page
+    /// ([`PAGE`] objects at a time, as kubectl does), keeping of each page only what `view`
+    /// takes from it: memory grows with the views, never with a whole list of full objects.
+    async fn list<K, V>(
         &self,
         resource: &'static str,
         params: &ListParams,
         what: &str,
-    ) -> Result<Vec<K>, Error>
+        mut view: impl FnMut(&K) -> Option<V>,
+    ) -> Result<Vec<V>, Error>
     where
         K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     {
-        self.timed(
-            "list",
-            resource,
-            Api::<K>::all(self.client.clone()).list(params),
-        )
-        .await
-        .map(|list| list.items)
-        .map_err(|e| Error::new(what, e))
+        let api = Api::<K>::all(self.client.clone());
+        let mut params = params.clone().limit(PAGE);
+        let mut views = Vec::new();
+        loop {
+            let page = self
+                .timed("list", resource, api.list(&params))
+                .await
+                .map_err(|e| Error::new(what, e))?;
+            views.extend(page.items.iter().filter_map(&mut view));
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => return Ok(views),
+            }
+        }
+    }
+
+    /// Reads one object by name, `None` when it does not exist.
+    async fn get<K>(
+        &self,
+        api: Api<K>,
+        resource: &'static str,
+        name: &str,
+        what: &str,
+    ) -> Result<Option<K>, Error>
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        self.timed("get", resource, api.get_opt(name))
+            .await
+            .map_err(|e| Error::new(format!("read {what} {name}"), e))
     }
 
     /// The Kubernetes client, for watches and the Lease.
@@ -198,69 +237,221 @@ impl Cluster {
         self.client.clone()
     }
 
-    /// Reads nodes, pods, PVs, PVCs, VolumeAttachments and the attach-failure Events.
+    /// Reads nodes, pods, PVs, PVCs, VolumeAttachments and the attach-failure Events, every
+    /// list page by page.
     ///
     /// # Errors
     /// When a list fails.
     pub async fn observe(&self) -> Result<ClusterState, Error> {
-        self.observe_with(self.list::<Pod>("pods", &ListParams::default(), "list pods"))
-            .await
-    }
-
-    /// What [`Cluster::observe`] reads, for one node the cheap way: of the pods, only the
-    /// node's own (`spec.nodeName` field selector) and the `Pending` ones anywhere (the
-    /// replacements that may wait on its volumes), never every pod of the cluster.
-    ///
-    /// # Errors
-    /// When a list fails.
-    pub async fn observe_node(&self, node: &NodeName) -> Result<ClusterState, Error> {
-        self.observe_with(async {
-            let on_node = ListParams::default().fields(&format!("spec.nodeName={node}"));
-            let mut pods: Vec<Pod> = self
-                .list("pods", &on_node, &format!("list the pods of node {node}"))
-                .await?;
-            let pending = ListParams::default().fields("status.phase=Pending");
-            let waiting: Vec<Pod> = self.list("pods", &pending, "list pending pods").await?;
-            pods.extend(waiting.into_iter().filter(|pod| {
-                pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(node.as_str())
-            }));
-            Ok(pods)
-        })
-        .await
-    }
-
-    /// Lists the nodes, then the pods `pods` reads, then the rest.
-    async fn observe_with(
-        &self,
-        pods: impl std::future::Future<Output = Result<Vec<Pod>, Error>>,
-    ) -> Result<ClusterState, Error> {
         let all = ListParams::default();
-        let nodes: Vec<Node> = self.list("nodes", &all, "list nodes").await?;
-        let pods = pods.await?;
-        let pvs: Vec<PersistentVolume> = self
-            .list("persistentvolumes", &all, "list persistent volumes")
+        let nodes = self
+            .list("nodes", &all, "list nodes", |node| Some(node_view(node)))
             .await?;
-        let pvcs: Vec<PersistentVolumeClaim> = self
+        let pods = self
+            .list("pods", &all, "list pods", |pod| Some(pod_view(pod)))
+            .await?;
+        let persistent_volumes = self
+            .list(
+                "persistentvolumes",
+                &all,
+                "list persistent volumes",
+                pv_view,
+            )
+            .await?;
+        let claims = self
             .list(
                 "persistentvolumeclaims",
                 &all,
                 "list persistent volume claims",
+                |pvc| Some(claim_view(pvc)),
             )
             .await?;
-        let vas: Vec<VolumeAttachment> = self
-            .list("volumeattachments", &all, "list volume attachments")
+        let volume_attachments = self
+            .list("volumeattachments", &all, "list volume attachments", |va| {
+                Some(va_view(va))
+            })
             .await?;
-        let warnings = ListParams::default().fields("type=Warning");
-        let events: Vec<CoreEvent> = self.list("events", &warnings, "list events").await?;
+        let mut state = ClusterState {
+            nodes,
+            persistent_volumes,
+            claims,
+            pods,
+            volume_attachments,
+        };
+        self.read_attach_failures(&mut state.pods).await?;
+        Ok(state)
+    }
 
-        let failures = attach_failures(&events);
-        Ok(ClusterState {
-            nodes: nodes.iter().map(node_view).collect(),
-            persistent_volumes: pvs.iter().filter_map(pv_view).collect(),
-            claims: pvcs.iter().map(claim_view).collect(),
-            pods: pods.iter().map(|pod| pod_view(pod, &failures)).collect(),
-            volume_attachments: vas.iter().map(va_view).collect(),
-        })
+    /// What [`Cluster::observe`] reads, for the `due` nodes only and the cheap way, as the
+    /// controller needs it: each due node read afresh; its pods (`spec.nodeName` field
+    /// selector) and the `Pending` pods anywhere (the replacements that may wait on its
+    /// volumes), never every pod of the cluster; the claims, PVs and VolumeAttachments those
+    /// pods and nodes use, each read afresh by name; the attach-failure Events only when some
+    /// pod is Pending. Every other node is taken as `watched` shows it (the storm guard and the
+    /// one-server-one-node check need them all), and `watched` names the VolumeAttachments to
+    /// read (VolumeAttachments have no field selector for their node).
+    ///
+    /// # Errors
+    /// When a read fails.
+    pub async fn observe_due(
+        &self,
+        watched: &Watched,
+        due: &BTreeSet<NodeName>,
+    ) -> Result<ClusterState, Error> {
+        let fresh = bounded(due.iter().map(|name| self.node(name.as_str())).collect()).await;
+        let mut nodes: BTreeMap<NodeName, NodeView> = watched.nodes.clone();
+        for (name, read) in due.iter().zip(fresh) {
+            match read? {
+                Some(view) => nodes.insert(name.clone(), view),
+                None => nodes.remove(name),
+            };
+        }
+
+        let on_nodes = bounded(
+            due.iter()
+                .map(|node| {
+                    let params = ListParams::default().fields(&format!("spec.nodeName={node}"));
+                    async move {
+                        self.list(
+                            "pods",
+                            &params,
+                            &format!("list the pods of node {node}"),
+                            |pod| Some(pod_view(pod)),
+                        )
+                        .await
+                    }
+                })
+                .collect(),
+        )
+        .await;
+        let mut pods: Vec<PodView> = Vec::new();
+        for listed in on_nodes {
+            pods.extend(listed?);
+        }
+        let pending = ListParams::default().fields("status.phase=Pending");
+        pods.extend(
+            self.list("pods", &pending, "list pending pods", |pod| {
+                Some(pod_view(pod))
+            })
+            .await?
+            .into_iter()
+            .filter(|pod| !pod.node.as_ref().is_some_and(|node| due.contains(node))),
+        );
+
+        let wanted_claims: BTreeSet<(String, ClaimName)> = pods
+            .iter()
+            .flat_map(|pod| {
+                pod.claims
+                    .iter()
+                    .map(|claim| (pod.namespace.to_string(), claim.clone()))
+            })
+            .collect();
+        let claims: Vec<ClaimView> = bounded(
+            wanted_claims
+                .iter()
+                .map(|(namespace, name)| {
+                    let api =
+                        Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), namespace);
+                    self.get(api, "persistentvolumeclaims", name.as_str(), "claim")
+                })
+                .collect(),
+        )
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .iter()
+        .flatten()
+        .map(claim_view)
+        .collect();
+
+        let attachments: Vec<&VaView> = watched
+            .attachments
+            .values()
+            .filter(|va| due.contains(&va.node))
+            .collect();
+        let wanted_pvs: BTreeSet<PvName> = claims
+            .iter()
+            .filter_map(|claim| claim.volume.clone())
+            .chain(attachments.iter().filter_map(|va| va.pv.clone()))
+            .collect();
+        let persistent_volumes: Vec<PvView> = bounded(
+            wanted_pvs
+                .iter()
+                .map(|name| {
+                    let api = Api::<PersistentVolume>::all(self.client.clone());
+                    self.get(api, "persistentvolumes", name.as_str(), "persistent volume")
+                })
+                .collect(),
+        )
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .iter()
+        .flatten()
+        .filter_map(pv_view)
+        .collect();
+
+        // The due nodes' VolumeAttachments, and every other one of the same PVs (a replacement
+        // node's), each read afresh.
+        let wanted_vas: BTreeSet<VaName> = watched
+            .attachments
+            .values()
+            .filter(|va| {
+                due.contains(&va.node) || va.pv.as_ref().is_some_and(|pv| wanted_pvs.contains(pv))
+            })
+            .map(|va| va.name.clone())
+            .collect();
+        let volume_attachments: Vec<VaView> = bounded(
+            wanted_vas
+                .iter()
+                .map(|name| {
+                    let api = Api::<VolumeAttachment>::all(self.client.clone());
+                    self.get(api, "volumeattachments", name.as_str(), "volume attachment")
+                })
+                .collect(),
+        )
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .iter()
+        .flatten()
+        .map(va_view)
+        .collect();
+
+        let mut state = ClusterState {
+            nodes: nodes.into_values().collect(),
+            persistent_volumes,
+            claims,
+            pods,
+            volume_attachments,
+        };
+        if state.pods.iter().any(|pod| pod.phase == "Pending") {
+            self.read_attach_failures(&mut state.pods).await?;
+        }
+        Ok(state)
+    }
+
+    /// Fills each pod's attach failures from the Warning Events about pods.
+    async fn read_attach_failures(&self, pods: &mut [PodView]) -> Result<(), Error> {
+        let warnings = ListParams::default().fields("type=Warning,involvedObject.kind=Pod");
+        let mut failures: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        for (key, names) in self
+            .list("events", &warnings, "list events", attach_failure)
+            .await?
+        {
+            let known = failures.entry(key).or_default();
+            for name in names {
+                if !known.contains(&name) {
+                    known.push(name);
+                }
+            }
+        }
+        for pod in pods {
+            if let Some(names) = failures.get(&(pod.namespace.to_string(), pod.name.to_string())) {
+                pod.attach_failures.clone_from(names);
+            }
+        }
+        Ok(())
     }
 
     /// Deletes a pod with a UID precondition: grace 0 forces it (the dead kubelet never
@@ -712,7 +903,7 @@ fn claim_view(pvc: &PersistentVolumeClaim) -> ClaimView {
     }
 }
 
-fn pod_view(pod: &Pod, failures: &BTreeMap<(String, String), Vec<String>>) -> PodView {
+fn pod_view(pod: &Pod) -> PodView {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let name = name_of(&pod.metadata);
     let spec = pod.spec.clone().unwrap_or_default();
@@ -738,8 +929,8 @@ fn pod_view(pod: &Pod, failures: &BTreeMap<(String, String), Vec<String>>) -> Po
         .flatten()
         .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone());
     PodView {
-        namespace: namespace.clone().into(),
-        name: name.clone().into(),
+        namespace: namespace.into(),
+        name: name.into(),
         uid: pod.metadata.uid.clone().unwrap_or_default().into(),
         node: spec.node_name.filter(|n| !n.is_empty()).map(NodeName::new),
         phase: status.phase.unwrap_or_default(),
@@ -753,14 +944,12 @@ fn pod_view(pod: &Pod, failures: &BTreeMap<(String, String), Vec<String>>) -> Po
             .collect(),
         owner,
         waiting_reason,
-        attach_failures: failures
-            .get(&(namespace, name))
-            .cloned()
-            .unwrap_or_default(),
+        attach_failures: Vec::new(),
     }
 }
 
-fn va_view(va: &VolumeAttachment) -> VaView {
+/// A VolumeAttachment as the planner sees it.
+pub fn va_view(va: &VolumeAttachment) -> VaView {
     VaView {
         name: VaName::new(name_of(&va.metadata)),
         uid: va.metadata.uid.clone().map(VaUid::new),
@@ -778,32 +967,23 @@ fn va_view(va: &VolumeAttachment) -> VaView {
     }
 }
 
-/// The attach failures each pod's Warning Events report, as the PV names (in double quotes)
-/// and Cinder volume ids (after `disk `) their messages name.
-fn attach_failures(events: &[CoreEvent]) -> BTreeMap<(String, String), Vec<String>> {
-    let mut failures: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    for event in events {
-        let reason = event.reason.as_deref().unwrap_or_default();
-        let message = event.message.as_deref().unwrap_or_default();
-        let about_attach = reason == "FailedAttachVolume"
-            || (reason == "FailedMount" && message.contains("AttachVolume"))
-            || message.contains("Multi-Attach");
-        let object = &event.involved_object;
-        if !about_attach || object.kind.as_deref() != Some("Pod") {
-            continue;
-        }
-        let key = (
-            object.namespace.clone().unwrap_or_default(),
-            object.name.clone().unwrap_or_default(),
-        );
-        let names = failures.entry(key).or_default();
-        for volume in volumes_named_in(message) {
-            if !names.contains(&volume) {
-                names.push(volume);
-            }
-        }
+/// The pod (namespace, name) and the PV names (in double quotes) and Cinder volume ids (after
+/// `disk `) that a Warning Event about a failed attach names; `None` for any other Event.
+fn attach_failure(event: &CoreEvent) -> Option<((String, String), Vec<String>)> {
+    let reason = event.reason.as_deref().unwrap_or_default();
+    let message = event.message.as_deref().unwrap_or_default();
+    let about_attach = reason == "FailedAttachVolume"
+        || (reason == "FailedMount" && message.contains("AttachVolume"))
+        || message.contains("Multi-Attach");
+    let object = &event.involved_object;
+    if !about_attach || object.kind.as_deref() != Some("Pod") {
+        return None;
     }
-    failures
+    let key = (
+        object.namespace.clone().unwrap_or_default(),
+        object.name.clone().unwrap_or_default(),
+    );
+    Some((key, volumes_named_in(message)))
 }
 
 /// `Multi-Attach error for volume "pvc-…"` and `disk 4e41d530-… is attached to a different

@@ -8,6 +8,7 @@
 //! Modules of this crate (the product; the fencing core and the emulated cloud are crates of
 //! their own):
 //! - [`observe`]: builds one observation from the cluster and the backend.
+//! - [`bounded`]: many reads at once, a bounded number in flight.
 //! - [`execute`]: runs a plan step by step, verifying each step and recording progress.
 //! - [`backend`]: the storage backend trait and its OpenStack implementation.
 //! - [`cluster`]: the Kubernetes side: observe, apply Kubernetes actions, Events.
@@ -20,6 +21,7 @@
 
 pub mod admin;
 pub mod backend;
+pub mod bounded;
 pub mod cli;
 pub mod cluster;
 pub mod config;

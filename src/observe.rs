@@ -3,30 +3,17 @@
 //! the grace period, and the volumes of managed PVs that their pods or VolumeAttachments use;
 //! for the controller, not at all while the storm guard holds (the planner acts on no node
 //! then: thousands of dead nodes cost no backend read). At most
-//! [`CONCURRENT_READS`] backend reads are in flight at once.
+//! [`crate::bounded::CONCURRENT_READS`] backend reads are in flight at once.
 
 use std::collections::BTreeSet;
 
-use futures::stream::{self, StreamExt};
 use jiff::Timestamp;
 
 use crate::backend::Backend;
+use crate::bounded::bounded;
 use crate::cluster::{Cluster, ClusterState};
 use fencing::model::{NodeName, Observation, PvName, ServerId, StorageView};
 use fencing::plan::Policy;
-
-/// The most backend reads in flight at once.
-pub const CONCURRENT_READS: usize = 8;
-
-/// Runs `reads` with at most [`CONCURRENT_READS`] in flight, keeping their order.
-async fn bounded<T>(
-    reads: impl IntoIterator<Item = impl std::future::Future<Output = T>>,
-) -> Vec<T> {
-    stream::iter(reads)
-        .buffered(CONCURRENT_READS)
-        .collect()
-        .await
-}
 
 /// What to read beyond the nodes the planner may act on.
 #[derive(Debug, Clone, Default)]
@@ -75,8 +62,8 @@ pub async fn complete<B: Backend>(
     } = state;
 
     let grace = jiff::SignedDuration::try_from(policy.grace).unwrap_or(jiff::SignedDuration::MAX);
-    let unhealthy = nodes.iter().filter(|node| !node.ready.is_ready()).count();
-    let storm = scope.quiet_in_storm && unhealthy > policy.max_unhealthy.limit(nodes.len());
+    let storm =
+        scope.quiet_in_storm && fencing::plan::storm_guard(&nodes, &policy.max_unhealthy).is_some();
     let candidates: BTreeSet<NodeName> = nodes
         .iter()
         .filter(|_| !storm)
@@ -101,7 +88,7 @@ pub async fn complete<B: Backend>(
             .iter()
             .filter(|node| matched.contains(&node.name))
             .map(|node| backend.observe_node(node))
-            .collect::<Vec<_>>(),
+            .collect(),
     )
     .await;
     let mut views = views.into_iter();
@@ -139,7 +126,7 @@ pub async fn complete<B: Backend>(
         reads
             .iter()
             .map(|&index| backend.observe_volume(&persistent_volumes[index].volume_id))
-            .collect::<Vec<_>>(),
+            .collect(),
     )
     .await;
     for (&index, result) in reads.iter().zip(volumes) {
@@ -202,7 +189,7 @@ async fn stale_servers<B: Backend>(
         holders
             .iter()
             .map(|server| backend.server_gone(server))
-            .collect::<Vec<_>>(),
+            .collect(),
     )
     .await;
     holders

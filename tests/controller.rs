@@ -301,6 +301,19 @@ async fn a_storm_is_held_back_with_an_event_and_the_metric() {
             .any(|e| e["reason"] == "StormGuard")
     })
     .await;
+    // Three nodes due, looked at again after each resync: still one Event, never repeated.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let storm_events: Vec<serde_json::Value> = running
+        .world
+        .lock()
+        .kube
+        .list("events")
+        .into_iter()
+        .filter(|e| e["reason"] == "StormGuard")
+        .cloned()
+        .collect();
+    assert_eq!(storm_events.len(), 1, "{storm_events:#?}");
+    assert!(storm_events[0]["series"].is_null(), "{storm_events:#?}");
     let (_, metrics) = replica.get("/metrics").await;
     assert!(
         has_sample(&metrics, "cinder_remediator_storm_guard_active 1"),

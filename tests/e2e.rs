@@ -847,9 +847,13 @@ async fn every_kubernetes_request_is_covered_by_the_declared_permissions() {
     // Declared for paths this run does not take: the Recorder patches an Event it repeats
     // (a series), and the executor removes a VolumeAttachment's finalizer only when the dead
     // node's attacher does not within its grace (the emulated attacher always does).
-    // `run` alone watches Nodes and holds its Lease (tests/controller.rs).
+    // `run` alone watches Nodes and VolumeAttachments, reads claims and PVs by name, and holds
+    // its Lease (tests/controller.rs).
     let not_exercised: BTreeSet<(String, String, String)> = [
         ("", "nodes", "watch"),
+        ("", "persistentvolumeclaims", "get"),
+        ("", "persistentvolumes", "get"),
+        ("storage.k8s.io", "volumeattachments", "watch"),
         ("coordination.k8s.io", "leases", "create"),
         ("coordination.k8s.io", "leases", "get"),
         ("coordination.k8s.io", "leases", "update"),

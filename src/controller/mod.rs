@@ -11,11 +11,14 @@ pub mod service;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -24,11 +27,11 @@ use tracing::Instrument;
 
 use crate::admin::Health;
 use crate::backend::Backend;
-use crate::cluster::{Cluster, Target, node_view};
+use crate::cluster::{Cluster, Target, Watched, node_view, va_view};
 use crate::execute::{self, Executor, Outcome};
 use crate::metrics::{ActionOutcome, Metrics, RemediationOutcome, VerdictLabel};
 use crate::observe::{self, Scope};
-use fencing::model::{NodeName, StorageView};
+use fencing::model::{NodeName, NodeView, StorageView, VaName, VaView};
 use fencing::plan::{self, Plan, Policy, Skip};
 use schedule::{Look, Schedule, Timing};
 
@@ -53,11 +56,18 @@ pub enum Error {
     WatchEnded,
 }
 
-/// Runs the controller until `shutdown` completes; a round in flight then finishes first (its
-/// steps keep their own timeouts), no new one starts.
+/// The most looks at nodes in flight at once (each reads a handful of objects, then acts).
+const CONCURRENT_LOOKS: usize = 64;
+
+/// Runs the controller until `shutdown` completes; the looks in flight then finish first
+/// (their steps keep their own timeouts), no new one starts.
+///
+/// Each node due is looked at on its own, concurrently with the others and with the watches:
+/// one slow detach never delays another node. The storm guard is checked over every node
+/// before any look starts: thousands of dead nodes cost no read and one Event.
 ///
 /// # Errors
-/// When the Node watch ends for good.
+/// When a watch ends for good.
 pub async fn run<B: Backend>(
     cluster: &Cluster,
     backend: &B,
@@ -79,8 +89,17 @@ pub async fn run<B: Backend>(
     )
     .default_backoff()
     .boxed();
-    let mut listing: Option<BTreeSet<NodeName>> = None;
-    let mut known: BTreeSet<NodeName> = BTreeSet::new();
+    let mut attachments = watcher::watcher(
+        Api::<VolumeAttachment>::all(cluster.client()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .boxed();
+    let mut watched: Arc<Watched> = Arc::default();
+    let mut nodes_listing: Option<BTreeMap<NodeName, NodeView>> = None;
+    let mut attachments_listing: Option<BTreeMap<VaName, VaView>> = None;
+    let (mut nodes_synced, mut attachments_synced) = (false, false);
+    let mut storm_said = false;
     let controller = Controller {
         cluster,
         backend,
@@ -88,62 +107,114 @@ pub async fn run<B: Backend>(
         leader,
         metrics,
     };
+    let mut looks = FuturesUnordered::new();
     tokio::pin!(shutdown);
     loop {
-        let wake = schedule.next_due().map(instant_of);
+        let wake = (looks.len() < CONCURRENT_LOOKS)
+            .then(|| schedule.next_due().map(instant_of))
+            .flatten();
         tokio::select! {
-            () = &mut shutdown => return Ok(()),
+            () = &mut shutdown => break,
             event = nodes.next() => {
                 let now = Timestamp::now();
+                let event = event.ok_or(Error::WatchEnded)?;
+                let nodes = &mut Arc::make_mut(&mut watched).nodes;
                 match event {
-                    None => return Err(Error::WatchEnded),
-                    Some(Err(err)) => tracing::warn!(error = %err, "The Node watch failed; it is retried"),
-                    Some(Ok(Event::Init)) => listing = Some(BTreeSet::new()),
-                    Some(Ok(Event::InitApply(node))) => {
+                    Err(err) => tracing::warn!(error = %err, "The Node watch failed; it is retried"),
+                    Ok(Event::Init) => nodes_listing = Some(BTreeMap::new()),
+                    Ok(Event::InitApply(node)) => {
                         let view = node_view(&node);
-                        if let Some(listing) = &mut listing {
-                            listing.insert(view.name.clone());
-                        }
                         schedule.observe(&view, now);
+                        if let Some(listing) = &mut nodes_listing {
+                            listing.insert(view.name.clone(), view);
+                        }
                     }
-                    Some(Ok(Event::InitDone)) => {
-                        if let Some(listed) = listing.take() {
-                            for gone in known.difference(&listed) {
+                    Ok(Event::InitDone) => {
+                        if let Some(listed) = nodes_listing.take() {
+                            for gone in nodes.keys().filter(|name| !listed.contains_key(*name)) {
                                 schedule.forget(gone);
                             }
-                            known = listed;
+                            *nodes = listed;
                         }
-                        health.set_ready(true);
+                        nodes_synced = true;
                     }
-                    Some(Ok(Event::Apply(node))) => {
+                    Ok(Event::Apply(node)) => {
                         let view = node_view(&node);
-                        known.insert(view.name.clone());
                         schedule.observe(&view, now);
+                        nodes.insert(view.name.clone(), view);
                     }
-                    Some(Ok(Event::Delete(node))) => {
+                    Ok(Event::Delete(node)) => {
                         let view = node_view(&node);
-                        known.remove(&view.name);
                         schedule.forget(&view.name);
+                        nodes.remove(&view.name);
                     }
                 }
+            }
+            event = attachments.next() => {
+                let event = event.ok_or(Error::WatchEnded)?;
+                let attachments = &mut Arc::make_mut(&mut watched).attachments;
+                match event {
+                    Err(err) => tracing::warn!(error = %err, "The VolumeAttachment watch failed; it is retried"),
+                    Ok(Event::Init) => attachments_listing = Some(BTreeMap::new()),
+                    Ok(Event::InitApply(va)) => {
+                        if let Some(listing) = &mut attachments_listing {
+                            let view = va_view(&va);
+                            listing.insert(view.name.clone(), view);
+                        }
+                    }
+                    Ok(Event::InitDone) => {
+                        if let Some(listed) = attachments_listing.take() {
+                            *attachments = listed;
+                        }
+                        attachments_synced = true;
+                    }
+                    Ok(Event::Apply(va)) => {
+                        let view = va_view(&va);
+                        attachments.insert(view.name.clone(), view);
+                    }
+                    Ok(Event::Delete(va)) => {
+                        attachments.remove(&va_view(&va).name);
+                    }
+                }
+            }
+            Some((node, look)) = looks.next(), if !looks.is_empty() => {
+                let now = Timestamp::now();
+                schedule.looked(&node, look, now, jitter(&node, now));
             }
             () = sleep_until(wake) => {
                 let now = Timestamp::now();
                 let due = schedule.due(now);
-                if !due.is_empty() {
-                    let looks = controller.look(&due).await;
-                    let now = Timestamp::now();
-                    for (node, look) in looks {
-                        schedule.looked(&node, look, now, jitter(&node, now));
+                if let Some(storm) = plan::storm_guard(watched.nodes.values(), &settings.policy.max_unhealthy) {
+                    metrics.set_storm_guard(true);
+                    if !storm_said {
+                        storm_said = controller.hold(&storm, &due).await;
+                    }
+                    for node in &due {
+                        schedule.looked(node, Look::Idle, now, 0.0);
+                    }
+                } else {
+                    metrics.set_storm_guard(false);
+                    storm_said = false;
+                    for node in due.into_iter().take(CONCURRENT_LOOKS - looks.len()) {
+                        schedule.start(&node);
+                        let snapshot = Arc::clone(&watched);
+                        let controller = &controller;
+                        looks.push(async move {
+                            let look = controller.look(&node, &snapshot).await;
+                            (node, look)
+                        });
                     }
                 }
             }
         }
+        health.set_ready(nodes_synced && attachments_synced);
         metrics.set_nodes_not_ready(schedule.not_ready());
     }
+    while looks.next().await.is_some() {}
+    Ok(())
 }
 
-/// What one look at some nodes needs.
+/// What one look at a node needs.
 struct Controller<'a, B> {
     cluster: &'a Cluster,
     backend: &'a B,
@@ -153,24 +224,17 @@ struct Controller<'a, B> {
 }
 
 impl<B: Backend> Controller<'_, B> {
-    /// Observes, plans and (as the leader) acts for the `due` nodes, from fresh reads.
-    async fn look(&self, due: &[NodeName]) -> BTreeMap<NodeName, Look> {
-        let names: BTreeSet<NodeName> = due.iter().cloned().collect();
-        let span = tracing::info_span!(
-            "remediation",
-            node = %due.iter().map(NodeName::as_str).collect::<Vec<_>>().join(",")
-        );
+    /// Observes, plans and (as the leader) acts for `node`, from fresh reads (the other nodes
+    /// as `watched` shows them).
+    async fn look(&self, node: &NodeName, watched: &Watched) -> Look {
+        let names = BTreeSet::from([node.clone()]);
+        let span = tracing::info_span!("remediation", node = %node);
         async {
-            // One node: read its own pods only; several at once (a storm?): one full read.
-            let state = match due {
-                [node] => self.cluster.observe_node(node).await,
-                _ => self.cluster.observe().await,
-            };
-            let state = match state {
+            let state = match self.cluster.observe_due(watched, &names).await {
                 Ok(state) => state,
                 Err(err) => {
                     tracing::warn!(error = %err, "Could not read the cluster; retrying later");
-                    return names.iter().map(|n| (n.clone(), Look::Failed)).collect();
+                    return Look::Failed;
                 }
             };
             let scope = Scope {
@@ -189,11 +253,10 @@ impl<B: Backend> Controller<'_, B> {
             let mut plan = plan::plan(&observation, policy);
             plan.steps
                 .retain(|step| step.node.as_ref().is_some_and(|n| names.contains(n)));
-            self.metrics.set_storm_guard(plan.storm.is_some());
             let leader = *self.leader.borrow();
             self.say(&plan, &names, leader).await;
             if plan.steps.is_empty() {
-                return names.iter().map(|n| (n.clone(), Look::Idle)).collect();
+                return Look::Idle;
             }
             if self.settings.dry_run || !leader {
                 tracing::info!(
@@ -202,7 +265,7 @@ impl<B: Backend> Controller<'_, B> {
                     leader,
                     "Planned; not acting\n{plan}"
                 );
-                return names.iter().map(|n| (n.clone(), Look::Idle)).collect();
+                return Look::Idle;
             }
             tracing::info!(steps = plan.steps.len(), "Acting\n{plan}");
             let executor = Executor::new(self.cluster, self.backend, policy, self.settings.execute)
@@ -210,32 +273,43 @@ impl<B: Backend> Controller<'_, B> {
             let report = executor.run(&plan, &observation, |_| {}).await;
             tracing::info!("{}", crate::report::summary(&report));
             self.count(&report, &names)
+                .remove(node)
+                .unwrap_or(Look::Idle)
         }
         .instrument(span)
         .await
     }
 
-    /// Events for what needs an operator: the storm guard, unreadable progress records.
+    /// The storm guard holds: one Event (on the first node due), as the leader. `true` once
+    /// said.
+    async fn hold(&self, storm: &plan::StormGuard, due: &[NodeName]) -> bool {
+        let Some(node) = due.first() else {
+            return false;
+        };
+        if !*self.leader.borrow() || self.settings.dry_run {
+            return false;
+        }
+        let note = format!(
+            "{} of {} nodes are not Ready (limit {}): no action on any node until fewer are",
+            storm.unhealthy, storm.total, storm.limit
+        );
+        tracing::warn!("Storm guard: {note}");
+        self.cluster
+            .event(
+                &Target::Node(node.clone()),
+                true,
+                "StormGuard",
+                "Hold",
+                note,
+            )
+            .await;
+        true
+    }
+
+    /// Logs and Events for what needs an operator: unreadable progress records, refusals.
     async fn say(&self, plan: &Plan, names: &BTreeSet<NodeName>, leader: bool) {
         if !leader || self.settings.dry_run {
             return;
-        }
-        if let Some(storm) = &plan.storm {
-            for node in names {
-                let note = format!(
-                    "{} of {} nodes are not Ready (limit {}): no action on any node until fewer are",
-                    storm.unhealthy, storm.total, storm.limit
-                );
-                self.cluster
-                    .event(
-                        &Target::Node(node.clone()),
-                        true,
-                        "StormGuard",
-                        "Hold",
-                        note,
-                    )
-                    .await;
-            }
         }
         crate::oneshot::report_unreadable_progress(self.cluster, plan).await;
         for skipped in plan.skipped.iter().filter(|s| names.contains(&s.node)) {

@@ -7,8 +7,10 @@
 //!   jittered exponential backoff when it failed.
 //! - A node that turns Ready again within the grace (a flap) is forgotten: nothing is due.
 //! - A Ready node that carries the remediator's progress annotation is due at once (recovery).
+//! - A node whose look has started is not due again until that look has ended ([`Schedule::start`],
+//!   [`Schedule::looked`]): never two looks at one node at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -55,6 +57,8 @@ struct Entry {
 pub struct Schedule {
     timing: Timing,
     entries: BTreeMap<NodeName, Entry>,
+    /// Nodes whose look has started and not ended.
+    looking: BTreeSet<NodeName>,
 }
 
 impl Schedule {
@@ -64,6 +68,7 @@ impl Schedule {
         Self {
             timing,
             entries: BTreeMap::new(),
+            looking: BTreeSet::new(),
         }
     }
 
@@ -109,20 +114,30 @@ impl Schedule {
         self.entries.remove(node);
     }
 
-    /// The nodes due at `now`, in name order.
+    /// The nodes due at `now` and not being looked at, in name order.
     #[must_use]
     pub fn due(&self, now: Timestamp) -> Vec<NodeName> {
-        self.entries
-            .iter()
+        self.waiting()
             .filter(|(_, entry)| entry.due <= now)
             .map(|(name, _)| name.clone())
             .collect()
     }
 
-    /// When the next node is due, if any.
+    /// When the next node not being looked at is due, if any.
     #[must_use]
     pub fn next_due(&self) -> Option<Timestamp> {
-        self.entries.values().map(|entry| entry.due).min()
+        self.waiting().map(|(_, entry)| entry.due).min()
+    }
+
+    fn waiting(&self) -> impl Iterator<Item = (&NodeName, &Entry)> {
+        self.entries
+            .iter()
+            .filter(|(name, _)| !self.looking.contains(*name))
+    }
+
+    /// A look at `node` starts: it is not due again until [`Schedule::looked`].
+    pub fn start(&mut self, node: &NodeName) {
+        self.looking.insert(node.clone());
     }
 
     /// How many nodes are tracked as not Ready.
@@ -133,6 +148,7 @@ impl Schedule {
 
     /// Records how a look at `node` ended at `now`; `jitter` in `0.0..1.0` spreads backoffs.
     pub fn looked(&mut self, node: &NodeName, look: Look, now: Timestamp, jitter: f64) {
+        self.looking.remove(node);
         let Some(entry) = self.entries.get_mut(node) else {
             return;
         };
@@ -210,6 +226,22 @@ mod tests {
         s.looked(&NodeName::new("n1"), Look::Idle, at(31), 0.0);
         s.observe(&node("n1", Readiness::Unknown, 0), at(32));
         assert_eq!(s.next_due(), Some(at(91)));
+    }
+
+    #[test]
+    fn a_node_being_looked_at_is_not_due_again_until_its_look_ends() {
+        let mut s = schedule();
+        let n1 = NodeName::new("n1");
+        s.observe(&node("n1", Readiness::Unknown, 0), at(0));
+        s.observe(&node("n2", Readiness::Unknown, 10), at(10));
+        s.start(&n1);
+        assert_eq!(s.due(at(100)), [NodeName::new("n2")]);
+        assert_eq!(s.next_due(), Some(at(40) + SignedDuration::from_millis(1)));
+        // A new spell seen meanwhile does not start a second look either.
+        s.observe(&node("n1", Readiness::False, 50), at(50));
+        assert_eq!(s.due(at(100)), [NodeName::new("n2")]);
+        s.looked(&n1, Look::Idle, at(100), 0.0);
+        assert_eq!(s.due(at(200)), [n1, NodeName::new("n2")]);
     }
 
     #[test]

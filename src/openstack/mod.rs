@@ -15,14 +15,21 @@ use error::{ApiError, ErrorKind, classify};
 
 use crate::metrics::Metrics;
 
-/// Sends a request and returns the body of a 2xx answer; anything else becomes an [`ApiError`]
-/// that says which call failed and how.
+/// The most OpenStack calls in flight at once, in the whole process: however many nodes die
+/// together, the cloud's APIs see at most this many concurrent requests from us.
+pub const CONCURRENT_CALLS: usize = 16;
+
+static IN_FLIGHT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_CALLS);
+
+/// Sends a request (waiting for one of the [`CONCURRENT_CALLS`] slots) and returns the body of
+/// a 2xx answer; anything else becomes an [`ApiError`] that says which call failed and how.
 async fn send<S: ServiceType + Send>(
     request: ServiceRequestBuilder<S>,
     service: &'static str,
     operation: &str,
     timing: Option<(&Metrics, String)>,
 ) -> Result<String, ApiError> {
+    let _slot = IN_FLIGHT.acquire().await;
     let started = std::time::Instant::now();
     let result = send_unmeasured(request, service, operation).await;
     if let Some((metrics, route)) = timing {

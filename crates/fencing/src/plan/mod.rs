@@ -323,6 +323,25 @@ impl fmt::Display for Plan {
     }
 }
 
+/// The storm guard (S4) over `nodes`: `Some` when more of them are not Ready than `threshold`
+/// allows.
+pub fn storm_guard<'a>(
+    nodes: impl IntoIterator<Item = &'a NodeView>,
+    threshold: &Threshold,
+) -> Option<StormGuard> {
+    let (mut total, mut unhealthy) = (0, 0);
+    for node in nodes {
+        total += 1;
+        unhealthy += usize::from(!node.ready.is_ready());
+    }
+    let limit = threshold.limit(total);
+    (unhealthy > limit).then_some(StormGuard {
+        unhealthy,
+        total,
+        limit,
+    })
+}
+
 /// Plans the remediation of one cluster. Pure, total and deterministic.
 #[must_use]
 pub fn plan(observation: &Observation, policy: &Policy) -> Plan {
@@ -337,19 +356,12 @@ pub fn plan(observation: &Observation, policy: &Policy) -> Plan {
         warnings: Vec::new(),
     };
 
-    let total = observation.nodes.len();
-    let unhealthy = observation
-        .nodes
-        .iter()
-        .filter(|n| !n.ready.is_ready())
-        .count();
-    let limit = policy.max_unhealthy.limit(total);
-    if unhealthy > limit {
-        let storm = StormGuard {
+    if let Some(storm) = storm_guard(&observation.nodes, &policy.max_unhealthy) {
+        let StormGuard {
             unhealthy,
             total,
             limit,
-        };
+        } = storm;
         plan.skipped = index
             .nodes
             .iter()
