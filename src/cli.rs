@@ -525,6 +525,9 @@ async fn run_controller(args: &RunArgs) -> Outcome {
             return Outcome::Usage;
         }
     };
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(admin = %addr, "Serving /livez, /readyz and /metrics");
+    }
     let (cluster, backend) = match connect(&args.kube, &args.openstack).await {
         Ok(connected) => connected,
         Err(outcome) => return outcome,

@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use crate::backend::Backend;
 use crate::bounded::bounded;
 use crate::cluster::{Cluster, ClusterState};
-use fencing::model::{NodeName, Observation, PvName, ServerId, StorageView};
+use fencing::model::{NodeName, Observation, PvName, ServerId, StorageView, VolumeId};
 use fencing::plan::Policy;
 
 /// What to read beyond the nodes the planner may act on.
@@ -122,13 +122,11 @@ pub async fn complete<B: Backend>(
         .filter(|(_, pv)| scope.orphans || wanted.contains(&pv.name))
         .map(|(index, _)| index)
         .collect();
-    let volumes = bounded(
-        reads
-            .iter()
-            .map(|&index| backend.observe_volume(&persistent_volumes[index].volume_id))
-            .collect(),
-    )
-    .await;
+    let ids: Vec<VolumeId> = reads
+        .iter()
+        .map(|&index| persistent_volumes[index].volume_id.clone())
+        .collect();
+    let volumes = backend.observe_volumes(&ids).await;
     for (&index, result) in reads.iter().zip(volumes) {
         match result {
             Ok(volume) => persistent_volumes[index].backend = Some(volume),

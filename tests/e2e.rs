@@ -764,6 +764,57 @@ async fn stale_attachments_of_deleted_servers_are_diagnosed_and_released_only_on
     setup.running.shutdown().await;
 }
 
+#[tokio::test]
+async fn diagnose_reads_many_volumes_as_one_paged_list_and_unlisted_ones_on_their_own() {
+    // 60 more managed PVs, and one whose volume Cinder does not have: diagnose's scan of every
+    // PV lists the project's volumes instead of reading 63 one by one, and reads on its own
+    // only the volume the list did not show (only Cinder's answer for that id says "none").
+    let mut text = ORPHAN_SCENARIO.to_owned();
+    let mut volumes = String::new();
+    let mut pvs = String::new();
+    for i in 0..60 {
+        volumes.push_str(&format!(
+            "    - {{id: v-{i}, attachments: [{{server: s-live}}], multiattach: true}}\n"
+        ));
+        pvs.push_str(&format!(
+            "    - {{name: pv-{i}, csi: {{driver: cinder.csi.openstack.org, volume_handle: v-{i}}}}}\n"
+        ));
+    }
+    pvs.push_str(
+        "    - {name: pv-missing, csi: {driver: cinder.csi.openstack.org, volume_handle: v-missing}}\n",
+    );
+    text = text.replace("kubernetes:\n", &format!("{volumes}kubernetes:\n"));
+    text.push_str(&pvs);
+    let setup = start(&Scenario::parse(&text, Path::new("orphan.yaml")).unwrap()).await;
+    let policy = Policy::default();
+    let (observation, plan) = plan_now(&setup, &policy, true).await;
+    let diagnosis = cinder_remediator::report::diagnose(&observation, &plan, &policy).to_string();
+    assert!(
+        diagnosis.contains(
+            "ORPHAN volume v-stale (PV pv-stale) attached to server s-gone: the server is gone"
+        ),
+        "{diagnosis}"
+    );
+    let reads: Vec<String> = setup
+        .running
+        .requests()
+        .iter()
+        .filter(|r| r.service == Service::Cinder && r.method == "GET")
+        .map(|r| r.path.rsplit('/').next().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(reads, ["detail", "v-missing"], "{reads:?}");
+    let missing = observation
+        .persistent_volumes
+        .iter()
+        .find(|pv| pv.name.as_str() == "pv-missing")
+        .unwrap();
+    assert_eq!(
+        missing.backend,
+        Some(fencing::model::BackendVolume::NotFound)
+    );
+    setup.running.shutdown().await;
+}
+
 /// (API group, resource, verb) of a Kubernetes request, as RBAC sees it.
 fn rbac_of(record: &RequestRecord) -> Option<(String, String, String)> {
     let segments: Vec<&str> = record.path.trim_matches('/').split('/').collect();

@@ -78,12 +78,13 @@ pub trait Backend: Send + Sync {
     /// The region the backend's session reaches, when configured (OpenStack).
     fn region(&self) -> Option<&str>;
 
-    /// A volume with its attachments; [`BackendVolume::NotFound`] when the backend answers
-    /// that it has none of that id (unread, never free).
-    fn observe_volume(
+    /// Volumes with their attachments, in the order asked; [`BackendVolume::NotFound`] for one
+    /// the backend answers it has none of (unread, never free). A few are read one by one; many
+    /// (`diagnose`'s scan of every PV) may be read as one paged list.
+    fn observe_volumes(
         &self,
-        volume: &VolumeId,
-    ) -> impl Future<Output = Result<BackendVolume, Error>> + Send;
+        volumes: &[VolumeId],
+    ) -> impl Future<Output = Vec<Result<BackendVolume, Error>>> + Send;
 
     /// Whether a server no longer exists (for stale attachments of servers that are no node).
     fn server_gone(&self, server: &ServerId) -> impl Future<Output = Result<bool, Error>> + Send;

@@ -5,11 +5,12 @@
 //! API economy: for a dead node with k stuck volumes, one server read, then per volume one read
 //! and one release (plus the Keystone token), and no call that lists every server or volume.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use osauth::Session;
 
 use super::{Backend, Error, Release, ReleaseState};
+use crate::bounded::bounded;
 use crate::openstack::cinder::{Cinder, Volume};
 use crate::openstack::error::ApiError;
 use crate::openstack::nova::{Nova, Server};
@@ -158,6 +159,19 @@ fn volume_view(volume: Volume) -> BackendVolume {
     })
 }
 
+/// Above this many volumes, one paged list of the project's volumes costs fewer requests than
+/// reading each.
+const LIST_ABOVE: usize = 50;
+
+impl OpenStack {
+    async fn observe_volume(&self, volume: &VolumeId) -> Result<BackendVolume, Error> {
+        Ok(match self.cinder.volume(volume.as_str()).await? {
+            Some(found) => volume_view(found),
+            None => BackendVolume::NotFound,
+        })
+    }
+}
+
 impl Backend for OpenStack {
     fn manages(&self, driver: &Driver) -> bool {
         matches!(driver, Driver::CinderCsi | Driver::InTreeCinder)
@@ -176,11 +190,41 @@ impl Backend for OpenStack {
         self.region.as_deref()
     }
 
-    async fn observe_volume(&self, volume: &VolumeId) -> Result<BackendVolume, Error> {
-        Ok(match self.cinder.volume(volume.as_str()).await? {
-            Some(found) => volume_view(found),
-            None => BackendVolume::NotFound,
-        })
+    async fn observe_volumes(&self, volumes: &[VolumeId]) -> Vec<Result<BackendVolume, Error>> {
+        let mut listed: BTreeMap<String, BackendVolume> = BTreeMap::new();
+        if volumes.len() > LIST_ABOVE {
+            match self.cinder.volumes().await {
+                Ok(all) => {
+                    let wanted: BTreeSet<&str> = volumes.iter().map(VolumeId::as_str).collect();
+                    listed = all
+                        .into_iter()
+                        .filter(|volume| wanted.contains(volume.id.as_str()))
+                        .map(|volume| (volume.id.clone(), volume_view(volume)))
+                        .collect();
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "Could not list the volumes; reading each");
+                }
+            }
+        }
+        // Anything the list did not show is read on its own: only Cinder's answer for that id
+        // says whether it exists.
+        let reads = bounded(
+            volumes
+                .iter()
+                .filter(|volume| !listed.contains_key(volume.as_str()))
+                .map(|volume| self.observe_volume(volume))
+                .collect(),
+        )
+        .await;
+        let mut reads = reads.into_iter();
+        volumes
+            .iter()
+            .map(|volume| match listed.remove(volume.as_str()) {
+                Some(view) => Ok(view),
+                None => reads.next().unwrap_or(Ok(BackendVolume::NotFound)),
+            })
+            .collect()
     }
 
     async fn server_gone(&self, server: &ServerId) -> Result<bool, Error> {

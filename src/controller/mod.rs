@@ -251,8 +251,11 @@ impl<B: Backend> Controller<'_, B> {
                 }
             }
             let mut plan = plan::plan(&observation, policy);
+            // This look's node only: the other nodes are another look's (or none's) business.
             plan.steps
                 .retain(|step| step.node.as_ref().is_some_and(|n| names.contains(n)));
+            plan.skipped.retain(|skipped| names.contains(&skipped.node));
+            plan.held.retain(|held| names.contains(&held.node));
             let leader = *self.leader.borrow();
             self.say(&plan, &names, leader).await;
             if plan.steps.is_empty() {

@@ -1,5 +1,6 @@
-//! Cinder calls the remediator makes: read a volume with its attachments, and release a stale
-//! attachment of a server that no longer exists (attachment delete, or `os-force_detach`).
+//! Cinder calls the remediator makes: read a volume with its attachments (or list them all, page
+//! by page, for `diagnose`'s scan of every PV), and release a stale attachment of a server that
+//! no longer exists (attachment delete, or `os-force_detach`).
 //!
 //! Raw calls with tolerant types of our own: the `openstack` crate's volume list fails on real
 //! Cinder responses (`"name": null`), and it sends no volume microversion.
@@ -109,6 +110,17 @@ struct VolumeRoot {
     volume: Volume,
 }
 
+#[derive(Deserialize)]
+struct VolumesPage {
+    volumes: Vec<Volume>,
+    #[serde(default)]
+    volumes_links: Vec<serde_json::Value>,
+}
+
+/// Volumes per page of a list (Cinder's default `osapi_max_limit`; a smaller limit on the
+/// server just means more pages).
+const PAGE: usize = 1000;
+
 /// Cinder over an authenticated session.
 #[derive(Debug, Clone)]
 pub struct Cinder {
@@ -149,6 +161,39 @@ impl Cinder {
         }
     }
 
+    /// Every volume of the project, with its attachments, page by page (`limit` and `marker`,
+    /// following Cinder's `next` link).
+    ///
+    /// # Errors
+    /// Any failure of a page.
+    pub async fn volumes(&self) -> Result<Vec<Volume>, ApiError> {
+        let mut volumes: Vec<Volume> = Vec::new();
+        loop {
+            let mut query = vec![("limit", PAGE.to_string())];
+            if let Some(last) = volumes.last() {
+                query.push(("marker", last.id.clone()));
+            }
+            let page: VolumesPage = self
+                .call_with(
+                    Method::GET,
+                    &["volumes", "detail"],
+                    &query,
+                    None,
+                    "list volumes",
+                )
+                .await?;
+            let more = !page.volumes.is_empty()
+                && page
+                    .volumes_links
+                    .iter()
+                    .any(|link| link.get("rel").and_then(|r| r.as_str()) == Some("next"));
+            volumes.extend(page.volumes);
+            if !more {
+                return Ok(volumes);
+            }
+        }
+    }
+
     /// Deletes an attachment (the attachments API, 3.27+). Cinder refuses (409) while the
     /// server exists and holds it; it is for stale attachments of deleted servers.
     ///
@@ -159,6 +204,7 @@ impl Cinder {
         self.send(
             Method::DELETE,
             &["attachments", attachment_id],
+            &[],
             None,
             &operation,
         )
@@ -173,7 +219,18 @@ impl Cinder {
         body: Option<&serde_json::Value>,
         operation: &str,
     ) -> Result<T, ApiError> {
-        let text = self.send(method, path, body, operation).await?;
+        self.call_with(method, path, &[], body, operation).await
+    }
+
+    async fn call_with<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &[&str],
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+        operation: &str,
+    ) -> Result<T, ApiError> {
+        let text = self.send(method, path, query, body, operation).await?;
         serde_json::from_str(&text).map_err(|err| ApiError {
             service: "cinder",
             operation: operation.to_owned(),
@@ -185,6 +242,7 @@ impl Cinder {
         &self,
         method: Method,
         path: &[&str],
+        query: &[(&str, String)],
         body: Option<&serde_json::Value>,
         operation: &str,
     ) -> Result<String, ApiError> {
@@ -193,6 +251,9 @@ impl Cinder {
             .session
             .request(BlockStorage, method, path)
             .api_version(MICROVERSION);
+        if !query.is_empty() {
+            request = request.query(query);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }

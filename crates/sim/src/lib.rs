@@ -132,7 +132,10 @@ pub async fn serve_on(scenario: &Scenario, port_base: Option<u16>) -> Result<Run
     let mut ports = Ports(port_base);
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let mut endpoints = Endpoints::default();
+    let mut endpoints = Endpoints {
+        started_at: world.started_at().to_string(),
+        ..Endpoints::default()
+    };
 
     let services: [(Service, Router); 4] = [
         (Service::Keystone, keystone::router(world.clone())),
@@ -268,6 +271,7 @@ async fn record_and_interfere(
     request: Request<Body>,
     next: Next,
 ) -> Response {
+    let arrived = world.now_ms();
     let method = request.method().as_str().to_owned();
     let path = request.uri().path().to_owned();
     let query = request.uri().query().map(str::to_owned);
@@ -288,7 +292,7 @@ async fn record_and_interfere(
         path,
         query,
         status: response.status().as_u16(),
-        at_ms: 0,
+        at_ms: arrived,
     });
     response
 }

@@ -62,6 +62,8 @@ pub struct Endpoints {
     pub linstor: Option<String>,
     /// The request log.
     pub requests: String,
+    /// When the run started (the log's `at_ms` 0, the timeline's `at` 0), wall clock.
+    pub started_at: String,
 }
 
 /// One served request.
@@ -78,7 +80,7 @@ pub struct RequestRecord {
     pub query: Option<String>,
     /// Response status.
     pub status: u16,
-    /// Milliseconds since the start of the run.
+    /// Milliseconds since the start of the run, when the request arrived.
     pub at_ms: u64,
 }
 
@@ -231,6 +233,7 @@ fn duration_ms(duration: Duration) -> u64 {
 pub struct World {
     state: Arc<Mutex<State>>,
     started: Instant,
+    started_at: jiff::Timestamp,
 }
 
 impl World {
@@ -265,7 +268,14 @@ impl World {
         Self {
             state: Arc::new(Mutex::new(state)),
             started: Instant::now(),
+            started_at: jiff::Timestamp::now(),
         }
+    }
+
+    /// When the run started, wall clock.
+    #[must_use]
+    pub fn started_at(&self) -> jiff::Timestamp {
+        self.started_at
     }
 
     /// Milliseconds since the start of the run.
@@ -285,9 +295,8 @@ impl World {
         state
     }
 
-    /// Records a served request.
-    pub fn record(&self, mut record: RequestRecord) {
-        record.at_ms = self.now_ms();
+    /// Records a served request (its `at_ms` is when it arrived).
+    pub fn record(&self, record: RequestRecord) {
         self.state
             .lock()
             .expect("world lock poisoned")
