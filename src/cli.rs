@@ -537,6 +537,7 @@ async fn run_controller(args: &RunArgs) -> Outcome {
             ..execute::Options::default()
         },
         resync: args.resync.into(),
+        observer: None,
     };
     let lease = (!args.no_leader_election).then(|| crate::controller::lease::Settings {
         namespace: args

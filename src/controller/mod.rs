@@ -19,17 +19,17 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use crate::admin::Health;
 use crate::backend::Backend;
 use crate::cluster::{Cluster, Target, node_view};
-use crate::execute::{self, Executor, Outcome};
+use crate::execute::{self, Executor, Outcome, Progressing, StepReport};
 use crate::metrics::{ActionOutcome, Metrics, RemediationOutcome, VerdictLabel};
 use crate::observe::{self, Scope};
-use fencing::model::{NodeName, StorageView};
-use fencing::plan::{self, Plan, Policy, Skip};
+use fencing::model::{NodeName, NodeView, StorageView};
+use fencing::plan::{self, Plan, Policy, Skip, Step};
 use schedule::{Look, Schedule, Timing};
 
 /// How the controller runs.
@@ -43,6 +43,42 @@ pub struct Settings {
     pub execute: execute::Options,
     /// How often a node not Ready is looked at again when nothing changed.
     pub resync: Duration,
+    /// Where to tell each [`Moment`], for something following the controller as it works (the
+    /// `demo`'s timeline); `None` for `run`. The controller never waits for it to be read.
+    pub observer: Option<mpsc::UnboundedSender<Moment>>,
+}
+
+/// A moment of the controller's work, told to [`Settings::observer`] as it happens.
+#[derive(Debug, Clone)]
+pub enum Moment {
+    /// The Node watch showed this node (as the schedule takes it in).
+    Watched(NodeView),
+    /// These nodes are due (their grace ran out, or a look is to be repeated): a look starts.
+    Due(Vec<NodeName>),
+    /// The look planned this (before acting, if it acts).
+    Planned(Plan),
+    /// A step starts.
+    Started(Step),
+    /// A step ended (done and verified, or why not).
+    Ended(StepReport),
+}
+
+impl Settings {
+    /// Tells the observer, if any, the moment `moment` makes.
+    fn tell(&self, moment: impl FnOnce() -> Moment) {
+        if let Some(observer) = &self.observer {
+            let _ = observer.send(moment());
+        }
+    }
+
+    /// Tells the observer a step starting or ending.
+    fn tell_progress(&self, event: &Progressing<'_>) {
+        match event {
+            Progressing::Started(step) => self.tell(|| Moment::Started((*step).clone())),
+            Progressing::Ended(entry) => self.tell(|| Moment::Ended((*entry).clone())),
+            Progressing::Waiting(..) => {}
+        }
+    }
 }
 
 /// Why the controller stopped.
@@ -104,6 +140,7 @@ pub async fn run<B: Backend>(
                         if let Some(listing) = &mut listing {
                             listing.insert(view.name.clone());
                         }
+                        settings.tell(|| Moment::Watched(view.clone()));
                         schedule.observe(&view, now);
                     }
                     Some(Ok(Event::InitDone)) => {
@@ -118,6 +155,7 @@ pub async fn run<B: Backend>(
                     Some(Ok(Event::Apply(node))) => {
                         let view = node_view(&node);
                         known.insert(view.name.clone());
+                        settings.tell(|| Moment::Watched(view.clone()));
                         schedule.observe(&view, now);
                     }
                     Some(Ok(Event::Delete(node))) => {
@@ -131,6 +169,7 @@ pub async fn run<B: Backend>(
                 let now = Timestamp::now();
                 let due = schedule.due(now);
                 if !due.is_empty() {
+                    settings.tell(|| Moment::Due(due.clone()));
                     let looks = controller.look(&due).await;
                     let now = Timestamp::now();
                     for (node, look) in looks {
@@ -190,6 +229,7 @@ impl<B: Backend> Controller<'_, B> {
             plan.steps
                 .retain(|step| step.node.as_ref().is_some_and(|n| names.contains(n)));
             self.metrics.set_storm_guard(plan.storm.is_some());
+            self.settings.tell(|| Moment::Planned(plan.clone()));
             let leader = *self.leader.borrow();
             self.say(&plan, &names, leader).await;
             if plan.steps.is_empty() {
@@ -207,7 +247,11 @@ impl<B: Backend> Controller<'_, B> {
             tracing::info!(steps = plan.steps.len(), "Acting\n{plan}");
             let executor = Executor::new(self.cluster, self.backend, policy, self.settings.execute)
                 .with_gate(self.leader.clone());
-            let report = executor.run(&plan, &observation, |_| {}).await;
+            let report = executor
+                .run(&plan, &observation, |event| {
+                    self.settings.tell_progress(&event);
+                })
+                .await;
             tracing::info!("{}", crate::report::summary(&report));
             self.count(&report, &names)
         }
