@@ -20,17 +20,23 @@ use fencing::model::NodeName;
 use fencing::plan::{FenceMode, Strategy};
 use sim::{self, Scenario};
 
+/// The default log filter.
+const DEFAULT_LOG: &str = "cinder_remediator=info,kube_client=off,warn";
+/// The default log filter of `demo`, whose timeline already says what the controller logs.
+const DEMO_LOG: &str = "cinder_remediator=warn,kube_client=off,warn";
+
 /// Fences dead Kubernetes nodes on OpenStack and releases their Cinder volumes.
 // `Args` is derived and `Parser` written out (below) so that usage errors are one line.
 #[derive(Debug, clap::Args)]
 #[command(version, about, propagate_version = true)]
 pub struct Cli {
-    /// Log filter, e.g. `info` or `cinder_remediator=debug,warn`.
+    /// Log filter, e.g. `info` or `cinder_remediator=debug,warn`. `demo` logs warnings only
+    /// unless another filter is given: it prints the controller's timeline itself.
     #[arg(
         long,
         global = true,
         env = "CINDER_REMEDIATOR_LOG",
-        default_value = "cinder_remediator=info,kube_client=off,warn"
+        default_value = DEFAULT_LOG
     )]
     pub log_level: String,
 
@@ -84,8 +90,8 @@ pub enum Command {
     /// The controller: watch the Nodes and remediate each dead one as soon as its grace period
     /// runs out; one replica acts (a Lease); /livez, /readyz and /metrics on --admin-addr.
     Run(RunArgs),
-    /// See it work without a cloud: serve a scenario (the seed story by default) and remediate
-    /// it in one process, with a timeline.
+    /// See it work without a cloud: serve a scenario (by default, a node dies while the
+    /// controller watches) and run the controller against it in one process, with a timeline.
     Demo(DemoArgs),
     /// Serve an emulated OpenStack + Kubernetes (+ LINSTOR) described by a scenario file.
     Sim(SimArgs),
@@ -291,7 +297,8 @@ pub struct RunArgs {
 /// Arguments of `demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Scenario file (see docs/scenarios.md); the built-in seed story when left out.
+    /// Scenario file (see docs/scenarios.md); when left out, the built-in
+    /// `scenarios/controller-node-dies.yaml` (a node dies while the controller watches).
     #[arg(long, env = "CINDER_REMEDIATOR_SCENARIO")]
     pub scenario: Option<PathBuf>,
     /// Check the scenario's `expect` block; exit 1 when an expectation is missed.
@@ -347,7 +354,11 @@ impl Cli {
     /// Runs the command and returns the process exit code.
     #[must_use]
     pub fn run(self) -> ExitCode {
-        init_logging(&self.log_level, self.log_format == "json");
+        let log_level = match self.command {
+            Command::Demo(_) if self.log_level == DEFAULT_LOG => DEMO_LOG,
+            _ => &self.log_level,
+        };
+        init_logging(log_level, self.log_format == "json");
         let runtime = match tokio::runtime::Runtime::new() {
             Ok(runtime) => runtime,
             Err(err) => {
@@ -369,9 +380,8 @@ impl Cli {
 }
 
 fn init_logging(filter: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("cinder_remediator=info,kube_client=off,warn")
-    });
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -540,6 +550,7 @@ async fn run_controller(args: &RunArgs) -> Outcome {
             ..execute::Options::default()
         },
         resync: args.resync.into(),
+        observer: None,
     };
     let lease = (!args.no_leader_election).then(|| crate::controller::lease::Settings {
         namespace: args
@@ -652,7 +663,11 @@ async fn run_remediate(args: &RemediateArgs) -> Outcome {
 }
 
 async fn run_demo(args: &DemoArgs) -> Outcome {
-    let scenario = match load_scenario(args.scenario.as_deref()) {
+    let scenario = match args.scenario.as_deref() {
+        Some(path) => Scenario::load(path),
+        None => crate::demo::default_scenario(),
+    };
+    let scenario = match scenario {
         Ok(scenario) => scenario,
         Err(err) => {
             report(&err);

@@ -1,33 +1,52 @@
-//! `demo`: serves a scenario (the seed story by default) on loopback and runs the remediation
-//! against it in one process, printing a timeline a person can follow (what was seen, decided,
-//! done, and how long it took) and the state before and after. With `--check`, the scenario's
-//! `expect` block decides the exit code.
+//! `demo`: serves a scenario on loopback (by default a node that dies while the demo watches)
+//! and runs the controller of `cinder-remediator run` against it in one process, as operators
+//! deploy it, minus the admin server and the Lease (the demo's controller leads from the start).
+//! It prints a timeline a person can follow, in seconds since the start: the scenario's own
+//! changes, each node turning NotReady as the controller's Node watch saw it, its grace running
+//! out, the fence verdict and why, each step and its verification, then the state after and the
+//! figures. With `--check`, the scenario's `expect` block decides the exit code.
 //!
 //! The remediator talks to the emulators through the same clients and code paths as against a
 //! real cloud: `kube` over HTTP, and Keystone, Nova and Cinder through the `osauth` session.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::api::{Api, ListParams};
 use serde::Serialize;
+use tokio::sync::{mpsc, watch};
 
+use crate::admin::Health;
+use crate::backend::Backend;
 use crate::backend::openstack::OpenStack;
 use crate::cluster::Cluster;
 use crate::config::PolicyFlags;
-use crate::execute::{self, Executor, Report};
+use crate::controller::{self, Moment};
+use crate::execute::{self, Progressing, Report, StepReport};
+use crate::metrics::Metrics;
 use crate::oneshot::{self, Output};
-use fencing::plan::{FenceMode, Plan, Policy, Skip, Strategy};
+use fencing::model::{NodeName, NodeView, Readiness};
+use fencing::plan::{Action, FenceMode, Plan, Policy, Skip, StormGuard, Strategy};
 use sim::expect::{self, Check};
-use sim::scenario::{FenceName, Remediator, StrategyName};
+use sim::scenario::{FenceName, Remediator, Service, StrategyName};
 use sim::{self, Running, Scenario};
 
+/// The default scenario: a node dies while the controller watches.
+const DEFAULT_SCENARIO: &str = include_str!("../scenarios/controller-node-dies.yaml");
 /// How long `demo` waits without an `expect` block.
 const DEFAULT_WITHIN: Duration = Duration::from_secs(60);
-/// Pause between two rounds of observe → plan → execute.
-const ROUND_PAUSE: Duration = Duration::from_millis(500);
+/// How often the demo looks whether the controller has converged.
+const TICK: Duration = Duration::from_millis(100);
+/// How long after the scenario's last change the demo waits before calling the controller
+/// converged: the time for the Node watch to show that change.
+const QUIET: Duration = Duration::from_secs(1);
+/// How often the demo's controller looks again at a node not Ready when nothing changed.
+const RESYNC: Duration = Duration::from_secs(5);
 
 /// Why the demo could not run.
 #[derive(Debug, thiserror::Error)]
@@ -38,9 +57,12 @@ pub enum Error {
     /// A client could not be built or the emulated cluster could not be read.
     #[error("{0}")]
     Client(String),
+    /// The controller stopped by itself.
+    #[error(transparent)]
+    Controller(#[from] controller::Error),
 }
 
-/// One round that did something.
+/// One look of the controller that had steps.
 #[derive(Debug, Clone, Serialize)]
 pub struct Round {
     /// Milliseconds since the start.
@@ -56,29 +78,46 @@ pub struct Round {
 pub struct Outcome {
     /// Scenario name.
     pub scenario: String,
-    /// Rounds that had steps.
+    /// The controller's looks that had steps.
     pub rounds: Vec<Round>,
     /// The expectations, when the scenario has them.
     pub checks: Vec<Check>,
     /// Requests the emulators served, by service.
     pub requests: BTreeMap<String, usize>,
-    /// Whether every step was done and every expectation holds.
+    /// Whether no step failed and every expectation holds.
     pub passed: bool,
 }
 
-/// Runs the demo; returns whether every step succeeded and (with `check`) every expectation
-/// holds.
+/// The scenario `demo` runs without `--scenario`: `scenarios/controller-node-dies.yaml`, built
+/// in.
 ///
 /// # Errors
-/// When the emulators or the clients cannot start.
+/// Never in a tested build (the embedded file is a catalogue scenario); as
+/// [`Scenario::parse`].
+pub fn default_scenario() -> Result<Scenario, sim::scenario::Error> {
+    Scenario::parse(
+        DEFAULT_SCENARIO,
+        Path::new("<built-in controller-node-dies.yaml>"),
+    )
+}
+
+/// Runs the demo; returns whether no step failed and (with `check`) every expectation holds.
+///
+/// # Errors
+/// When the emulators or the clients cannot start, or the controller's Node watch ends.
 pub async fn run(
     scenario: &Scenario,
     policy: &Policy,
     check: bool,
     output: Output,
 ) -> Result<bool, Error> {
+    let clock = Clock {
+        started: Instant::now(),
+        started_at: Timestamp::now(),
+        text: output == Output::Text,
+    };
     let running = sim::serve(scenario).await?;
-    let result = run_against(&running, scenario, policy, check, output).await;
+    let result = run_against(&running, scenario, policy, check, clock).await;
     running.shutdown().await;
     result
 }
@@ -88,22 +127,21 @@ async fn run_against(
     scenario: &Scenario,
     policy: &Policy,
     check: bool,
-    output: Output,
+    clock: Clock,
 ) -> Result<bool, Error> {
-    let text = output == Output::Text;
-    let started = Instant::now();
     let client = kube_client(running)?;
-    let backend = openstack_backend(running).await?;
-    let cluster = Cluster::new(client.clone(), "demo");
+    let metrics = Arc::new(Metrics::new());
+    let cluster = Cluster::new(client.clone(), "demo").with_metrics(Arc::clone(&metrics));
+    let backend = openstack_backend(running).await?.with_metrics(&metrics);
     let within = scenario
         .expect
         .as_ref()
         .map_or(DEFAULT_WITHIN, |expect| expect.within);
 
-    if text {
+    if clock.text {
         println!("Scenario {}: {}", scenario.name, scenario.description);
         println!(
-            "Policy: grace {}, strategy {:?}, storm guard {}%{}, kick {}, fence {:?}\n",
+            "Policy: grace {}, strategy {:?}, storm guard {}%{}, kick {}, fence {:?}",
             humantime::format_duration(policy.grace),
             policy.strategy,
             policy.max_unhealthy.percent,
@@ -114,92 +152,55 @@ async fn run_against(
             policy.kick,
             policy.fence
         );
+        println!(
+            "Remediator: the controller (`run`), in this process, leading from the start (no Lease)\n"
+        );
         println!("Before:");
         print_state(running, &client).await?;
+        println!();
     }
 
-    let mut rounds = Vec::new();
-    let mut said: BTreeMap<String, String> = BTreeMap::new();
-    let mut all_done = true;
-    loop {
-        let (observation, plan) =
-            oneshot::observe_and_plan(&cluster, &backend, policy, &Default::default(), false)
-                .await
-                .map_err(|err| Error::Client(crate::config::one_line(&err)))?;
-        if text {
-            narrate(&plan, started, &mut said);
-        }
-        let waiting = plan
-            .skipped
-            .iter()
-            .any(|s| matches!(s.skip, Skip::WithinGrace { .. }))
-            || running.world.lock().pending_timeline() > 0;
-        if plan.is_empty() && !waiting {
-            break;
-        }
-        if !plan.is_empty() {
-            let at_ms = elapsed_ms(started);
-            if text {
-                println!(
-                    "[{:6.1}s] plan: {} step(s)",
-                    started.elapsed().as_secs_f64(),
-                    plan.steps.len()
-                );
-            }
-            let executor = Executor::new(&cluster, &backend, policy, demo_options());
-            let report = executor
-                .run(&plan, &observation, |event| {
-                    if text {
-                        oneshot::print_progress(&event, started, false);
-                    }
-                })
-                .await;
-            // A step stopped because the world changed since planning is the remediator doing
-            // its job (the next round plans afresh); only a failed step fails the demo.
-            all_done &= !report
-                .steps
-                .iter()
-                .any(|s| matches!(s.outcome, execute::Outcome::Failed { .. }));
-            if text && !report.succeeded() {
-                println!("{}", crate::report::summary(&report));
-            }
-            rounds.push(Round {
-                at_ms,
-                plan,
-                report,
-            });
-        }
-        if started.elapsed() >= within {
-            if text {
-                println!(
-                    "[{:6.1}s] still not converged after {}: stopping",
-                    started.elapsed().as_secs_f64(),
-                    humantime::format_duration(within)
-                );
-            }
-            break;
-        }
-        tokio::time::sleep(ROUND_PAUSE).await;
-    }
-    if text {
-        println!(
-            "[{:6.1}s] converged: nothing more to do\n",
-            started.elapsed().as_secs_f64()
-        );
-        println!("After:");
+    let (observer, moments) = mpsc::unbounded_channel();
+    let settings = controller::Settings {
+        policy: policy.clone(),
+        dry_run: false,
+        execute: demo_options(),
+        resync: RESYNC,
+        observer: Some(observer),
+    };
+    let mut story = Story::new(scenario, running.world.clone(), policy.grace, within, clock);
+    let watched = Watched {
+        cluster: &cluster,
+        backend: &backend,
+        settings: &settings,
+        metrics: &metrics,
+    };
+    watched.follow(moments, &mut story).await?;
+
+    if clock.text {
+        println!("\nAfter:");
         print_state(running, &client).await?;
+    }
+    let mut requests: BTreeMap<String, usize> = BTreeMap::new();
+    for record in running.requests() {
+        *requests
+            .entry(record.service.as_str().to_owned())
+            .or_default() += 1;
+    }
+    if clock.text {
+        story.print_figures(&requests);
     }
 
     let mut checks = Vec::new();
     if let (true, Some(expect)) = (check, scenario.expect.as_ref()) {
         loop {
             checks = expect::evaluate(expect, &running.world);
-            if checks.iter().all(|c| c.holds) || started.elapsed() >= within {
+            if checks.iter().all(|c| c.holds) || clock.started.elapsed() >= within {
                 break;
             }
-            tokio::time::sleep(ROUND_PAUSE).await;
+            tokio::time::sleep(TICK).await;
         }
-        if text {
+        if clock.text {
             println!("\nExpectations:");
             for c in &checks {
                 let mark = if c.holds { "ok  " } else { "MISS" };
@@ -207,25 +208,15 @@ async fn run_against(
             }
         }
     }
-    let passed = all_done && checks.iter().all(|c| c.holds);
-    let mut requests: BTreeMap<String, usize> = BTreeMap::new();
-    for record in running.requests() {
-        *requests
-            .entry(record.service.as_str().to_owned())
-            .or_default() += 1;
-    }
-    if text {
-        let counts: Vec<String> = requests.iter().map(|(s, n)| format!("{s} {n}")).collect();
-        println!(
-            "\nRequests served: {} ({})",
-            requests.values().sum::<usize>(),
-            counts.join(", ")
-        );
-        println!("Result: {}", if passed { "PASS" } else { "FAIL" });
+    // A step stopped because the world changed since planning is the remediator doing its job
+    // (the controller looks again); only a failed step fails the demo.
+    let passed = !story.failed && checks.iter().all(|c| c.holds);
+    if clock.text {
+        println!("\nResult: {}", if passed { "PASS" } else { "FAIL" });
     } else {
         let outcome = Outcome {
             scenario: scenario.name.clone(),
-            rounds,
+            rounds: story.rounds,
             checks,
             requests,
             passed,
@@ -246,43 +237,497 @@ fn demo_options() -> execute::Options {
     }
 }
 
-fn elapsed_ms(started: Instant) -> u64 {
-    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+/// The controller under watch, and what it runs against.
+struct Watched<'a, B> {
+    cluster: &'a Cluster,
+    backend: &'a B,
+    settings: &'a controller::Settings,
+    metrics: &'a Metrics,
 }
 
-/// Says what changed in the verdicts since the last round.
-fn narrate(plan: &Plan, started: Instant, said: &mut BTreeMap<String, String>) {
-    let at = started.elapsed().as_secs_f64();
-    if let Some(storm) = &plan.storm {
+impl<B: Backend> Watched<'_, B> {
+    /// Runs the controller, as `run` does but leading from the start, until it has converged or
+    /// the scenario's time is up; `story` hears every moment.
+    async fn follow(
+        &self,
+        mut moments: mpsc::UnboundedReceiver<Moment>,
+        story: &mut Story,
+    ) -> Result<(), Error> {
+        let health = Health::default();
+        let (_leading, leader) = watch::channel(true);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut stop = Some(stop);
+        let control = controller::run(
+            self.cluster,
+            self.backend,
+            self.settings,
+            leader,
+            self.metrics,
+            &health,
+            async {
+                let _ = stopped.await;
+            },
+        );
+        tokio::pin!(control);
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                biased;
+                Some(moment) = moments.recv() => story.take(moment),
+                result = &mut control => {
+                    while let Ok(moment) = moments.try_recv() {
+                        story.take(moment);
+                    }
+                    return Ok(result?);
+                }
+                _ = tick.tick() => {
+                    // Moments told while the controller ran in this same poll come first.
+                    while let Ok(moment) = moments.try_recv() {
+                        story.take(moment);
+                    }
+                    story.scenario_changed();
+                    if stop.is_some() && let Some(why) = story.converged(health.is_ready()) {
+                        story.clock.say(&why);
+                        if let Some(stop) = stop.take() {
+                            let _ = stop.send(());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// When the demo started, and whether it prints for a person.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    started: Instant,
+    started_at: Timestamp,
+    text: bool,
+}
+
+impl Clock {
+    fn now(self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Prints one line of the timeline, at the time it is printed.
+    fn say(self, line: &str) {
+        if self.text {
+            println!("[{:6.1}s] {line}", self.now().as_secs_f64());
+        }
+    }
+
+    /// A wall-clock time, said relative to the start.
+    fn relative(self, at: Timestamp) -> String {
+        let offset = Duration::try_from(at.duration_since(self.started_at));
+        match offset {
+            Ok(after) => format!("{:.1}s", after.as_secs_f64()),
+            Err(_) => {
+                let before =
+                    Duration::try_from(self.started_at.duration_since(at)).unwrap_or_default();
+                format!(
+                    "{} before the start",
+                    humantime::format_duration(Duration::from_secs(before.as_secs()))
+                )
+            }
+        }
+    }
+}
+
+/// What the demo knows of one node, from the controller's moments.
+#[derive(Debug, Clone)]
+struct NodeStory {
+    /// The Ready condition, as the controller's Node watch last showed it.
+    ready: Readiness,
+    /// Its `lastTransitionTime`.
+    since: Timestamp,
+    /// Whether the controller has work with it: not Ready, or Ready with a progress record.
+    open: bool,
+    /// When the Node watch showed it turn not Ready (`None`: not Ready from the start).
+    turned: Option<Duration>,
+    /// When the controller first looked at it in this spell (its grace ran out).
+    looked: Option<Duration>,
+    /// Whether its last look found nothing (more) to do.
+    settled: bool,
+}
+
+/// A volume released and verified.
+#[derive(Debug, Clone)]
+struct Release {
+    node: NodeName,
+    volume: String,
+    at: Duration,
+    millis: u64,
+}
+
+/// The timeline of one demo: told the controller's moments, it prints them and keeps what the
+/// figures and the JSON outcome need.
+struct Story {
+    clock: Clock,
+    grace: Duration,
+    within: Duration,
+    /// The emulated world, for the scenario's changes as it applies them.
+    world: sim::World,
+    /// The scenario's changes, in the order the emulator applies them.
+    changes: Vec<sim::scenario::Step>,
+    /// How many of them were told.
+    told: usize,
+    /// When the last one told was seen applied.
+    last_change: Option<Duration>,
+    nodes: BTreeMap<NodeName, NodeStory>,
+    /// The nodes whose look has started and not ended.
+    looking: BTreeSet<NodeName>,
+    /// The last verdict line said per node (and for the storm guard), to say only changes.
+    said: BTreeMap<String, String>,
+    rounds: Vec<Round>,
+    releases: Vec<Release>,
+    failed: bool,
+}
+
+impl Story {
+    fn new(
+        scenario: &Scenario,
+        world: sim::World,
+        grace: Duration,
+        within: Duration,
+        clock: Clock,
+    ) -> Self {
+        let mut changes = scenario.timeline.clone();
+        changes.sort_by_key(|step| step.at);
+        Self {
+            clock,
+            grace,
+            within,
+            world,
+            changes,
+            told: 0,
+            last_change: None,
+            nodes: BTreeMap::new(),
+            looking: BTreeSet::new(),
+            said: BTreeMap::new(),
+            rounds: Vec::new(),
+            releases: Vec::new(),
+            failed: false,
+        }
+    }
+
+    fn take(&mut self, moment: Moment) {
+        // What the scenario changed comes first: the controller can only have seen it after.
+        self.scenario_changed();
+        match moment {
+            Moment::Watched(view) => self.watched(&view),
+            Moment::Due(nodes) => self.due(nodes),
+            Moment::Planned(node, plan) => self.planned(&node, &plan),
+            Moment::Held(storm, nodes) => self.held(&storm, &nodes),
+            Moment::Looked(node) => {
+                self.looking.remove(&node);
+            }
+            Moment::Started(step) => {
+                if self.clock.text {
+                    oneshot::print_progress(
+                        &Progressing::Started(&step),
+                        self.clock.started,
+                        false,
+                    );
+                }
+            }
+            Moment::Ended(entry) => self.ended(entry),
+        }
+    }
+
+    /// Prints the scenario's changes the emulator has applied since the last call, at the time
+    /// the scenario gives them.
+    fn scenario_changed(&mut self) {
+        let pending = self.world.lock().pending_timeline();
+        let applied = self.changes.len().saturating_sub(pending);
+        while self.told < applied {
+            let change = &self.changes[self.told];
+            if self.clock.text {
+                println!(
+                    "[{:6.1}s] scenario: {}",
+                    change.at.as_secs_f64(),
+                    describe(change)
+                );
+            }
+            self.told += 1;
+            self.last_change = Some(self.clock.now());
+        }
+    }
+
+    /// Why to stop the controller now, if it is time: the scenario's time is up, or the
+    /// controller has listed the nodes, the scenario has played out (at least [`QUIET`] ago),
+    /// and its last look at every node it has work with found nothing more to do.
+    fn converged(&self, listed: bool) -> Option<String> {
+        if self.clock.now() >= self.within {
+            return Some(format!(
+                "still not converged after {}: stopping the controller",
+                humantime::format_duration(self.within)
+            ));
+        }
+        let played = self.told == self.changes.len()
+            && self
+                .last_change
+                .is_none_or(|at| self.clock.now() >= at + QUIET);
+        let settled = self
+            .nodes
+            .values()
+            .all(|node| !node.open || (node.looked.is_some() && node.settled));
+        (listed && played && settled && self.looking.is_empty())
+            .then(|| "converged: nothing more to do; stopping the controller".to_owned())
+    }
+
+    fn watched(&mut self, view: &NodeView) {
+        let now = self.clock.now();
+        let open =
+            !view.ready.is_ready() || view.progress.is_some() || view.progress_error.is_some();
+        let previous = self.nodes.get(&view.name);
+        let was_ready = previous.map(|p| p.ready.is_ready());
+        let new_spell = open
+            && previous
+                .is_none_or(|p| !p.open || p.ready != view.ready || p.since != view.ready_since);
+        let name = &view.name;
+        let ready = word(view.ready);
+        match (was_ready, view.ready.is_ready()) {
+            (Some(true), false) => self.clock.say(&format!(
+                "{name}: NotReady (Ready={ready}), as the controller's Node watch shows it"
+            )),
+            (None, false) => self.clock.say(&format!(
+                "{name}: not Ready (Ready={ready}) since {}, as the controller's Node watch lists it",
+                self.clock.relative(view.ready_since)
+            )),
+            (Some(false), true) => self.clock.say(&format!("{name}: Ready again")),
+            _ => {}
+        }
+        let entry = self.nodes.entry(name.clone()).or_insert(NodeStory {
+            ready: view.ready,
+            since: view.ready_since,
+            open,
+            turned: None,
+            looked: None,
+            settled: !open,
+        });
+        if was_ready == Some(true) && !view.ready.is_ready() {
+            entry.turned = Some(now);
+        }
+        if new_spell {
+            entry.looked = None;
+            entry.settled = false;
+        }
+        entry.ready = view.ready;
+        entry.since = view.ready_since;
+        entry.open = open;
+    }
+
+    /// A look starts at these nodes; the first one of a spell is its grace running out.
+    fn due(&mut self, nodes: Vec<NodeName>) {
+        let clock = self.clock;
+        self.looking.extend(nodes.iter().cloned());
+        for name in &nodes {
+            let Some(node) = self.nodes.get_mut(name) else {
+                continue;
+            };
+            node.settled = false;
+            if node.looked.is_some() {
+                continue;
+            }
+            node.looked = Some(clock.now());
+            if node.ready.is_ready() {
+                clock.say(&format!(
+                    "{name}: Ready with the remediator's progress record: the controller reads it"
+                ));
+            } else {
+                clock.say(&format!(
+                    "{name}: grace {} over (counted from its Ready condition's \
+                     lastTransitionTime, {}): the controller reads it afresh",
+                    humantime::format_duration(self.grace),
+                    clock.relative(node.since)
+                ));
+            }
+        }
+    }
+
+    /// The storm guard holds: said once; the held nodes are settled (nothing may be done).
+    fn held(&mut self, storm: &StormGuard, nodes: &[NodeName]) {
         let line = format!(
             "STORM GUARD: {} of {} nodes not Ready (limit {}): no action on any node",
             storm.unhealthy, storm.total, storm.limit
         );
-        if said.insert("(storm)".to_owned(), line.clone()).as_ref() != Some(&line) {
-            println!("[{at:6.1}s] {line}");
+        if self
+            .said
+            .insert("(storm)".to_owned(), line.clone())
+            .as_ref()
+            != Some(&line)
+        {
+            self.clock.say(&line);
         }
-    }
-    for skipped in &plan.skipped {
-        let line = match &skipped.skip {
-            Skip::WithinGrace { .. } => "not Ready, within the grace period: waiting".to_owned(),
-            other => format!("no action: {other}"),
-        };
-        let key = skipped.node.to_string();
-        if said.insert(key, line.clone()).as_ref() != Some(&line) {
-            println!("[{at:6.1}s] {}: {line}", skipped.node);
-        }
-    }
-    for step in &plan.steps {
-        let verdict = matches!(
-            step.action,
-            fencing::plan::Action::ReleaseVolume { .. } | fencing::plan::Action::StopServer { .. }
-        );
-        if let (true, Some(node)) = (verdict, &step.node) {
-            let line = format!("fenced: {}", step.detail);
-            if said.insert(node.to_string(), line.clone()).as_ref() != Some(&line) {
-                println!("[{at:6.1}s] {node}: {line}");
+        for name in nodes {
+            if let Some(node) = self.nodes.get_mut(name) {
+                node.settled = true;
             }
         }
+    }
+
+    /// What the look at a node planned: its verdict and whether it settled.
+    fn planned(&mut self, name: &NodeName, plan: &Plan) {
+        let clock = self.clock;
+        {
+            let Some(node) = self.nodes.get_mut(name) else {
+                return;
+            };
+            let steps: Vec<_> = plan
+                .steps
+                .iter()
+                .filter(|step| step.node.as_ref() == Some(name))
+                .collect();
+            let mut waiting = false;
+            let mut line = None;
+            for skipped in plan.skipped.iter().filter(|s| s.node == *name) {
+                line = match &skipped.skip {
+                    Skip::WithinGrace { .. } => {
+                        waiting = true;
+                        Some("not Ready, within the grace period: waiting".to_owned())
+                    }
+                    // The storm guard's own line says it for every node.
+                    Skip::StormGuard { .. } => None,
+                    other => Some(format!("no action: {other}")),
+                };
+            }
+            let verdict = steps.iter().find(|step| {
+                matches!(
+                    step.action,
+                    Action::ReleaseVolume { .. } | Action::StopServer { .. }
+                )
+            });
+            if let Some(step) = verdict {
+                line = Some(format!("fenced: {}", step.detail));
+            }
+            node.settled = steps.is_empty() && !waiting;
+            if let Some(line) = line
+                && self.said.insert(name.to_string(), line.clone()).as_ref() != Some(&line)
+            {
+                clock.say(&format!("{name}: {line}"));
+            }
+        }
+        if !plan.steps.is_empty() {
+            clock.say(&format!("plan: {} step(s)", plan.steps.len()));
+            self.rounds.push(Round {
+                at_ms: u64::try_from(clock.now().as_millis()).unwrap_or(u64::MAX),
+                plan: plan.clone(),
+                report: Report::default(),
+            });
+        }
+    }
+
+    fn ended(&mut self, entry: StepReport) {
+        if self.clock.text {
+            oneshot::print_progress(&Progressing::Ended(&entry), self.clock.started, false);
+        }
+        match (&entry.outcome, &entry.step.action) {
+            (execute::Outcome::Failed { .. }, _) => self.failed = true,
+            (
+                execute::Outcome::Done { millis },
+                Action::ReleaseVolume {
+                    node: Some(node),
+                    volume,
+                    ..
+                },
+            ) => self.releases.push(Release {
+                node: node.clone(),
+                volume: volume.to_string(),
+                at: self.clock.now(),
+                millis: *millis,
+            }),
+            _ => {}
+        }
+        // Looks at several nodes run at once: the step goes to the latest round that planned it.
+        if let Some(round) = self
+            .rounds
+            .iter_mut()
+            .rev()
+            .find(|round| round.plan.steps.contains(&entry.step))
+        {
+            round.report.steps.push(entry);
+        }
+    }
+
+    /// The figures: how long from NotReady to each volume freed, the mutating OpenStack calls
+    /// and the requests served.
+    fn print_figures(&self, requests: &BTreeMap<String, usize>) {
+        println!("\nFigures:");
+        let state = self.world.lock();
+        for release in &self.releases {
+            let status = state
+                .cloud
+                .volume(&release.volume)
+                .map_or("gone", |v| v.status.as_str());
+            let freed = if status == "available" {
+                "available"
+            } else {
+                "released"
+            };
+            let volume = short(&release.volume);
+            let verified = release.millis as f64 / 1000.0;
+            match self.nodes.get(&release.node).and_then(|n| n.turned) {
+                Some(turned) => println!(
+                    "  {}: NotReady -> volume {volume} {freed} in {:.1}s (grace {}, release verified in {verified:.1}s)",
+                    release.node,
+                    release.at.saturating_sub(turned).as_secs_f64(),
+                    humantime::format_duration(self.grace),
+                ),
+                None => println!(
+                    "  {}: NotReady before the start -> volume {volume} {freed} at {:.1}s (release verified in {verified:.1}s)",
+                    release.node,
+                    release.at.as_secs_f64(),
+                ),
+            }
+        }
+        let mutating: Vec<String> = state
+            .requests()
+            .iter()
+            .filter(|r| matches!(r.service, Service::Nova | Service::Cinder) && r.is_mutating())
+            .map(|r| format!("{} {} {}", r.service.as_str(), r.method, r.path))
+            .collect();
+        let listed = if mutating.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", mutating.join(", "))
+        };
+        println!("  mutating OpenStack requests: {}{listed}", mutating.len());
+        let counts: Vec<String> = requests.iter().map(|(s, n)| format!("{s} {n}")).collect();
+        println!(
+            "  requests served: {} ({})",
+            requests.values().sum::<usize>(),
+            counts.join(", ")
+        );
+    }
+}
+
+/// A scenario change, in words.
+fn describe(change: &sim::scenario::Step) -> String {
+    if let Some(c) = &change.server_status {
+        format!("server {} {}", short(&c.server.value), c.status.as_str())
+    } else if let Some(c) = &change.node_ready {
+        format!("node {} Ready={}", c.node.value, c.status.as_str())
+    } else if let Some(c) = &change.host_state {
+        let state = match c.state {
+            sim::scenario::HostState::Up => "up",
+            sim::scenario::HostState::Down => "down",
+        };
+        format!("compute host {} {state}", c.host.value)
+    } else if let Some(c) = &change.linstor_node {
+        format!("LINSTOR node {} {}", c.node.value, c.connection_status)
+    } else {
+        "nothing".to_owned()
+    }
+}
+
+/// The Ready condition's status as Kubernetes spells it.
+fn word(ready: Readiness) -> &'static str {
+    match ready {
+        Readiness::True => "True",
+        Readiness::False => "False",
+        Readiness::Unknown => "Unknown",
     }
 }
 
@@ -436,4 +881,21 @@ async fn print_state(running: &Running, client: &kube::Client) -> Result<(), Err
 
 fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_scenario_is_the_catalogue_file() {
+        let built_in = default_scenario().unwrap();
+        let file = Scenario::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/controller-node-dies.yaml"),
+        )
+        .unwrap();
+        assert_eq!(built_in.name, "controller-node-dies");
+        assert_eq!(built_in.name, file.name);
+        assert!(!built_in.timeline.is_empty() && built_in.expect.is_some());
+    }
 }

@@ -119,6 +119,7 @@ impl Replica {
                     attacher_grace: Duration::from_secs(2),
                 },
                 resync: Duration::from_secs(2),
+                observer: None,
             },
             lease: identity.map(|identity| lease::Settings {
                 namespace: "kube-system".to_owned(),

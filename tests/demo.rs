@@ -1,5 +1,5 @@
-//! `demo --check` passes for every scenario of the catalogue, and the default `demo` tells the
-//! seed story: the binary as a person runs it.
+//! `demo --check` passes for every scenario of the catalogue, and the default `demo` shows the
+//! controller remediating a node that dies, with its timeline: the binary as a person runs it.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -60,17 +60,79 @@ fn every_catalogue_scenario_passes_its_expectations() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// The time in seconds of the first timeline line containing `text`, and its line index.
+fn at(stdout: &str, text: &str) -> (usize, f64) {
+    let (index, line) = stdout
+        .lines()
+        .enumerate()
+        .find(|(_, line)| line.starts_with('[') && line.contains(text))
+        .unwrap_or_else(|| panic!("no timeline line with {text:?} in:\n{stdout}"));
+    let seconds = line[1..line.find("s]").unwrap()].trim().parse().unwrap();
+    (index, seconds)
+}
+
 #[test]
-fn the_default_demo_tells_the_seed_story() {
+fn the_default_demo_shows_the_controller_remediating_a_node_that_dies() {
     let (code, stdout, stderr) = demo(&["--check"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    for line in [
+        "Scenario controller-node-dies",
+        "node node-4-nude Ready=True",
+        "pod default/test-cinder-56bdb546dd-56mct on node-4-nude Running",
+        "volume 4e41d530 available",
+        "node-4-nude: NotReady -> volume 4e41d530 available in ",
+        "mutating OpenStack requests: 1 (nova DELETE /v2.1/servers/9454752c-f0e2-4447-9b7f-16434c49f7ac/os-volume_attachments/4e41d530-cb5f-49a9-9c6f-a591abdb6f11)",
+        "Result: PASS",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+    // The timeline, in order: the scenario powers the server off and the node turns NotReady;
+    // the controller waits out the grace (5 s, counted from the Ready condition's
+    // lastTransitionTime, which Kubernetes keeps to the second), gives its verdict, releases and
+    // verifies, then cleans up the Kubernetes side.
+    let timeline = [
+        "scenario: server 9454752c SHUTOFF",
+        "node-4-nude: NotReady (Ready=Unknown), as the controller's Node watch shows it",
+        "node-4-nude: grace 5s over",
+        "node-4-nude: fenced: server 9454752c-f0e2-4447-9b7f-16434c49f7ac is SHUTOFF",
+        "-> release volume 4e41d530-cb5f-49a9-9c6f-a591abdb6f11",
+        "-> delete VolumeAttachment csi-",
+        "-> force-delete pod default/test-cinder-56bdb546dd-56mct on node-4-nude",
+        "converged: nothing more to do",
+    ];
+    let found: Vec<(usize, f64)> = timeline.iter().map(|text| at(&stdout, text)).collect();
+    assert!(
+        found.windows(2).all(|pair| pair[0].0 < pair[1].0),
+        "out of order:\n{stdout}"
+    );
+    let (not_ready, grace_over) = (found[1].1, found[2].1);
+    assert!(
+        grace_over - not_ready >= 4.0,
+        "acted before the grace ran out:\n{stdout}"
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    let release = found[4].0;
+    assert!(
+        lines[release + 1].contains("done (") && lines[release + 1].ends_with("s, verified)"),
+        "the release is not verified:\n{stdout}"
+    );
+}
+
+#[test]
+fn the_seed_story_under_the_controller() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/seed-node-shutdown.yaml");
+    let (code, stdout, stderr) = demo(&["--check", "--scenario", path.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     for line in [
         "Scenario seed-node-shutdown",
         "volume 4e41d530 in-use, attached to node-4-nude (9454752c)",
+        "node-4-nude: not Ready (Ready=Unknown) since 10m before the start",
         "fenced: server 9454752c-f0e2-4447-9b7f-16434c49f7ac is SHUTOFF",
         "-> release volume 4e41d530-cb5f-49a9-9c6f-a591abdb6f11",
         "-> force-delete pod default/test-cinder-56bdb546dd-56mct on node-4-nude",
+        "-> delete waiting pod default/test-cinder-56bdb546dd-9vdsj on node-3-nude",
         "volume 4e41d530 available",
+        "node-4-nude: NotReady before the start -> volume 4e41d530 available at ",
         "Result: PASS",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");

@@ -22,17 +22,17 @@ use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use crate::admin::Health;
 use crate::backend::Backend;
 use crate::cluster::{Cluster, Target, Watched, node_view, va_view};
-use crate::execute::{self, Executor, Outcome};
+use crate::execute::{self, Executor, Outcome, Progressing, StepReport};
 use crate::metrics::{ActionOutcome, Metrics, RemediationOutcome, VerdictLabel};
 use crate::observe::{self, Scope};
 use fencing::model::{NodeName, NodeView, StorageView, VaName, VaView};
-use fencing::plan::{self, Plan, Policy, Skip};
+use fencing::plan::{self, Plan, Policy, Skip, Step};
 use schedule::{Look, Schedule, Timing};
 
 /// How the controller runs.
@@ -46,6 +46,47 @@ pub struct Settings {
     pub execute: execute::Options,
     /// How often a node not Ready is looked at again when nothing changed.
     pub resync: Duration,
+    /// Where to tell each [`Moment`], for something following the controller as it works (the
+    /// `demo`'s timeline); `None` for `run`. The controller never waits for it to be read.
+    pub observer: Option<mpsc::UnboundedSender<Moment>>,
+}
+
+/// A moment of the controller's work, told to [`Settings::observer`] as it happens.
+#[derive(Debug, Clone)]
+pub enum Moment {
+    /// The Node watch showed this node (as the schedule takes it in).
+    Watched(NodeView),
+    /// These nodes are due (their grace ran out, or a look is to be repeated): a look starts
+    /// at each.
+    Due(Vec<NodeName>),
+    /// The look at this node planned this (before acting, if it acts).
+    Planned(NodeName, Plan),
+    /// The look at this node ended (all its steps done, or why not, told before).
+    Looked(NodeName),
+    /// The storm guard holds: these due nodes are not looked at.
+    Held(plan::StormGuard, Vec<NodeName>),
+    /// A step starts.
+    Started(Step),
+    /// A step ended (done and verified, or why not).
+    Ended(StepReport),
+}
+
+impl Settings {
+    /// Tells the observer, if any, the moment `moment` makes.
+    fn tell(&self, moment: impl FnOnce() -> Moment) {
+        if let Some(observer) = &self.observer {
+            let _ = observer.send(moment());
+        }
+    }
+
+    /// Tells the observer a step starting or ending.
+    fn tell_progress(&self, event: &Progressing<'_>) {
+        match event {
+            Progressing::Started(step) => self.tell(|| Moment::Started((*step).clone())),
+            Progressing::Ended(entry) => self.tell(|| Moment::Ended((*entry).clone())),
+            Progressing::Waiting(..) => {}
+        }
+    }
 }
 
 /// Why the controller stopped.
@@ -110,7 +151,10 @@ pub async fn run<B: Backend>(
     let mut looks = FuturesUnordered::new();
     tokio::pin!(shutdown);
     loop {
-        let wake = (looks.len() < CONCURRENT_LOOKS)
+        // No look before both watches have listed: a node's VolumeAttachments are read by the
+        // names the watch knows.
+        let synced = nodes_synced && attachments_synced;
+        let wake = (synced && looks.len() < CONCURRENT_LOOKS)
             .then(|| schedule.next_due().map(instant_of))
             .flatten();
         tokio::select! {
@@ -124,6 +168,7 @@ pub async fn run<B: Backend>(
                     Ok(Event::Init) => nodes_listing = Some(BTreeMap::new()),
                     Ok(Event::InitApply(node)) => {
                         let view = node_view(&node);
+                        settings.tell(|| Moment::Watched(view.clone()));
                         schedule.observe(&view, now);
                         if let Some(listing) = &mut nodes_listing {
                             listing.insert(view.name.clone(), view);
@@ -140,6 +185,7 @@ pub async fn run<B: Backend>(
                     }
                     Ok(Event::Apply(node)) => {
                         let view = node_view(&node);
+                        settings.tell(|| Moment::Watched(view.clone()));
                         schedule.observe(&view, now);
                         nodes.insert(view.name.clone(), view);
                     }
@@ -178,6 +224,8 @@ pub async fn run<B: Backend>(
                 }
             }
             Some((node, look)) = looks.next(), if !looks.is_empty() => {
+                let node: NodeName = node;
+                settings.tell(|| Moment::Looked(node.clone()));
                 let now = Timestamp::now();
                 schedule.looked(&node, look, now, jitter(&node, now));
             }
@@ -186,6 +234,9 @@ pub async fn run<B: Backend>(
                 let due = schedule.due(now);
                 if let Some(storm) = plan::storm_guard(watched.nodes.values(), &settings.policy.max_unhealthy) {
                     metrics.set_storm_guard(true);
+                    if !due.is_empty() {
+                        settings.tell(|| Moment::Held(storm, due.clone()));
+                    }
                     if !storm_said {
                         storm_said = controller.hold(&storm, &due).await;
                     }
@@ -195,7 +246,12 @@ pub async fn run<B: Backend>(
                 } else {
                     metrics.set_storm_guard(false);
                     storm_said = false;
-                    for node in due.into_iter().take(CONCURRENT_LOOKS - looks.len()) {
+                    let starting: Vec<NodeName> =
+                        due.into_iter().take(CONCURRENT_LOOKS - looks.len()).collect();
+                    if !starting.is_empty() {
+                        settings.tell(|| Moment::Due(starting.clone()));
+                    }
+                    for node in starting {
                         schedule.start(&node);
                         let snapshot = Arc::clone(&watched);
                         let controller = &controller;
@@ -256,6 +312,8 @@ impl<B: Backend> Controller<'_, B> {
                 .retain(|step| step.node.as_ref().is_some_and(|n| names.contains(n)));
             plan.skipped.retain(|skipped| names.contains(&skipped.node));
             plan.held.retain(|held| names.contains(&held.node));
+            self.settings
+                .tell(|| Moment::Planned(node.clone(), plan.clone()));
             let leader = *self.leader.borrow();
             self.say(&plan, &names, leader).await;
             if plan.steps.is_empty() {
@@ -273,7 +331,11 @@ impl<B: Backend> Controller<'_, B> {
             tracing::info!(steps = plan.steps.len(), "Acting\n{plan}");
             let executor = Executor::new(self.cluster, self.backend, policy, self.settings.execute)
                 .with_gate(self.leader.clone());
-            let report = executor.run(&plan, &observation, |_| {}).await;
+            let report = executor
+                .run(&plan, &observation, |event| {
+                    self.settings.tell_progress(&event);
+                })
+                .await;
             tracing::info!("{}", crate::report::summary(&report));
             self.count(&report, &names)
                 .remove(node)
