@@ -301,17 +301,17 @@ impl<B: Backend> Controller<'_, B> {
             let policy = &self.settings.policy;
             let observation =
                 observe::complete(state, self.backend, policy, &scope, Timestamp::now()).await;
-            for node in observation.nodes.iter().filter(|n| names.contains(&n.name)) {
-                if let Some(verdict) = verdict_label(node, policy) {
-                    self.metrics.fence_verdict(verdict);
-                }
-            }
             let mut plan = plan::plan(&observation, policy);
             // This look's node only: the other nodes are another look's (or none's) business.
             plan.steps
                 .retain(|step| step.node.as_ref().is_some_and(|n| names.contains(n)));
             plan.skipped.retain(|skipped| names.contains(&skipped.node));
             plan.held.retain(|held| names.contains(&held.node));
+            for node in observation.nodes.iter().filter(|n| names.contains(&n.name)) {
+                if let Some(verdict) = verdict_label(node, &plan, policy) {
+                    self.metrics.fence_verdict(verdict);
+                }
+            }
             self.settings
                 .tell(|| Moment::Planned(node.clone(), plan.clone()));
             let leader = *self.leader.borrow();
@@ -439,8 +439,25 @@ impl<B: Backend> Controller<'_, B> {
     }
 }
 
-/// The fence verdict of a node, as a metric label, when its backend was read.
-fn verdict_label(node: &fencing::model::NodeView, policy: &Policy) -> Option<VerdictLabel> {
+/// The fence verdict of a node as the plan took it, as a metric label: a proof the evidence
+/// checks refused (a mismatch, a contradiction, an unread volume ...) counts as `unknown`, never
+/// as `fenced`; a node not judged (within its grace, storm guard) counts nothing.
+fn verdict_label(
+    node: &fencing::model::NodeView,
+    plan: &Plan,
+    policy: &Policy,
+) -> Option<VerdictLabel> {
+    match plan
+        .skipped
+        .iter()
+        .find(|skipped| skipped.node == node.name)
+        .map(|skipped| &skipped.skip)
+    {
+        Some(Skip::WithinGrace { .. } | Skip::StormGuard { .. }) => return None,
+        Some(Skip::NotFenced { .. }) => return Some(VerdictLabel::NotFenced),
+        None | Some(Skip::AllHeld | Skip::NothingStuck) => {}
+        Some(_) => return Some(VerdictLabel::Unknown),
+    }
     let verdict = match &node.storage {
         StorageView::OpenStack(server) => plan::fence::openstack(server, policy.trust_forced_down),
         StorageView::ServerGone { id } => plan::fence::server_gone(id),
@@ -478,5 +495,84 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fencing::model::{MatchRoute, Readiness, ServerId, ServerView};
+    use fencing::plan::SkippedNode;
+
+    fn shutoff_node() -> NodeView {
+        NodeView {
+            name: NodeName::new("n1"),
+            uid: None,
+            ready: Readiness::Unknown,
+            ready_since: Timestamp::UNIX_EPOCH,
+            taints: Vec::new(),
+            provider_id: None,
+            addresses: Vec::new(),
+            zone: None,
+            progress: None,
+            progress_error: None,
+            storage: StorageView::OpenStack(ServerView {
+                id: ServerId::new("s1"),
+                name: "n1".to_owned(),
+                matched_by: MatchRoute::ProviderId,
+                addresses: None,
+                status: "SHUTOFF".to_owned(),
+                power_state: Some(4),
+                task_state: None,
+                vm_state: None,
+                host: None,
+                host_state: None,
+            }),
+        }
+    }
+
+    fn plan_skipping(skip: Option<Skip>) -> Plan {
+        Plan {
+            now: Timestamp::UNIX_EPOCH,
+            storm: None,
+            steps: Vec::new(),
+            skipped: skip
+                .into_iter()
+                .map(|skip| SkippedNode {
+                    node: NodeName::new("n1"),
+                    skip,
+                })
+                .collect(),
+            held: Vec::new(),
+            orphans: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_proof_the_evidence_checks_refused_counts_as_unknown_not_fenced() {
+        let node = shutoff_node();
+        let policy = Policy::default();
+        let verdict = |skip| verdict_label(&node, &plan_skipping(skip), &policy);
+        assert_eq!(verdict(None), Some(VerdictLabel::Fenced));
+        assert_eq!(
+            verdict(Some(Skip::NothingStuck)),
+            Some(VerdictLabel::Fenced)
+        );
+        let refused = Skip::Mismatch {
+            server: ServerId::new("s1"),
+            detail: "10.0.0.9 is not the node's 10.0.0.1".to_owned(),
+        };
+        assert_eq!(verdict(Some(refused)), Some(VerdictLabel::Unknown));
+        assert_eq!(
+            verdict(Some(Skip::DuplicateNode)),
+            Some(VerdictLabel::Unknown)
+        );
+        assert_eq!(
+            verdict(Some(Skip::WithinGrace {
+                remaining: jiff::SignedDuration::from_secs(3)
+            })),
+            None
+        );
     }
 }
