@@ -142,6 +142,9 @@ struct NodeState<'o> {
     observed: &'o NodeView,
     progress: Progress,
     kubernetes_verified: bool,
+    /// Releases already sent together (after one re-verification), by volume, with how the
+    /// request ended; their steps only verify.
+    sent: BTreeMap<VolumeId, Result<(), Failure>>,
 }
 
 impl<'a, B: Backend> Executor<'a, B> {
@@ -181,39 +184,54 @@ impl<'a, B: Backend> Executor<'a, B> {
                     observed: node,
                     progress: node.progress.clone().unwrap_or_default(),
                     kubernetes_verified: false,
+                    sent: BTreeMap::new(),
                 },
             );
         }
         let mut failed_nodes: BTreeMap<NodeName, String> = BTreeMap::new();
         let mut failed_volumes: BTreeSet<VolumeId> = BTreeSet::new();
         let mut report = Report::default();
-        for step in &plan.steps {
-            let blocked = step
-                .node
-                .as_ref()
-                .and_then(|node| failed_nodes.get(node).cloned())
-                .or_else(|| {
-                    step.after
-                        .iter()
-                        .find(|volume| failed_volumes.contains(*volume))
-                        .map(|volume| format!("the release of volume {volume} failed"))
-                })
-                .or_else(|| {
-                    self.gate
+        for (index, step) in plan.steps.iter().enumerate() {
+            // A release already sent with its node's others is seen through: verified,
+            // recorded and reported, whatever happened to the others.
+            let sent = match (&step.node, &step.action) {
+                (Some(node), Action::ReleaseVolume { volume, .. }) => nodes
+                    .get(node)
+                    .is_some_and(|state| state.sent.contains_key(volume)),
+                _ => false,
+            };
+            let blocked = (!sent)
+                .then(|| {
+                    step.node
                         .as_ref()
-                        .is_some_and(|gate| !*gate.borrow())
-                        .then(|| {
-                            "this replica may no longer act (not the leader, or stopping)"
-                                .to_owned()
+                        .and_then(|node| failed_nodes.get(node).cloned())
+                        .or_else(|| {
+                            step.after
+                                .iter()
+                                .find(|volume| failed_volumes.contains(*volume))
+                                .map(|volume| format!("the release of volume {volume} failed"))
                         })
-                });
+                        .or_else(|| {
+                            self.gate
+                                .as_ref()
+                                .is_some_and(|gate| !*gate.borrow())
+                                .then(|| {
+                                    "this replica may no longer act (not the leader, or stopping)"
+                                        .to_owned()
+                                })
+                        })
+                })
+                .flatten();
             let outcome = if let Some(because) = blocked {
                 Outcome::NotAttempted { because }
             } else {
                 on_progress(Progressing::Started(step));
                 let started = Instant::now();
                 let result = match self.reverify(step, observation, &mut nodes).await {
-                    Ok(()) => self.perform(step, &mut nodes, &mut on_progress).await,
+                    Ok(()) => {
+                        self.send_releases(&plan.steps[index..], &mut nodes).await;
+                        self.perform(step, &mut nodes, &mut on_progress).await
+                    }
                     Err(why) => Err(Failure {
                         next_step: self.stale(step, &why).await,
                         error: why,
@@ -286,6 +304,11 @@ impl<'a, B: Backend> Executor<'a, B> {
         let Some(state) = nodes.get_mut(name) else {
             return Err(changed(format!("node {name} was not observed")));
         };
+        if let Action::ReleaseVolume { volume, .. } = &step.action
+            && state.sent.contains_key(volume)
+        {
+            return Ok(()); // re-verified right before it was sent with the others
+        }
         let purpose = match &step.action {
             Action::StopServer { .. } => Purpose::Stop,
             Action::ReleaseVolume { .. } => Purpose::Fenced,
@@ -399,16 +422,13 @@ impl<'a, B: Backend> Executor<'a, B> {
                     attachment_id: attachment_id.clone(),
                     via: *via,
                 };
-                if let Err(err) = self.backend.release(&release).await {
-                    // A release that raced with another (or a retry after a crash) finds the
-                    // attachment already gone: that is success, as the read-back shows.
-                    let done = matches!(
-                        self.backend.release_state(&release).await,
-                        Ok(ReleaseState::Released)
-                    );
-                    if !done {
-                        return Err(backend_failure(&err, step));
-                    }
+                let sent = node
+                    .as_ref()
+                    .and_then(|node| nodes.get_mut(node))
+                    .and_then(|state| state.sent.remove(volume));
+                match sent {
+                    Some(sent) => sent?,
+                    None => self.send_release(&release, step).await?,
                 }
                 self.wait(step, on_progress, || async {
                     match self.backend.release_state(&release).await {
@@ -581,6 +601,68 @@ impl<'a, B: Backend> Executor<'a, B> {
                     .await
                     .map_err(|err| cluster_failure(&err, step))?;
                 state.progress = Progress::default();
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends at once the releases of `steps` that follow the first (just re-verified) one for
+    /// the same node, up to the first step of anything else: a node's volumes then detach
+    /// together, after one re-verification, instead of one after the other. Each step still
+    /// verifies its own release, records it and reports it.
+    async fn send_releases(&self, steps: &[Step], nodes: &mut BTreeMap<NodeName, NodeState<'_>>) {
+        let Some(Step {
+            node: Some(node), ..
+        }) = steps.first()
+        else {
+            return;
+        };
+        let Some(state) = nodes.get_mut(node) else {
+            return;
+        };
+        let group: Vec<(&Step, Release)> = steps
+            .iter()
+            .map_while(|step| match &step.action {
+                Action::ReleaseVolume {
+                    server,
+                    volume,
+                    attachment_id,
+                    via,
+                    ..
+                } if step.node.as_ref() == Some(node) && step.after.is_empty() => Some((
+                    step,
+                    Release {
+                        server: server.clone(),
+                        volume: volume.clone(),
+                        attachment_id: attachment_id.clone(),
+                        via: *via,
+                    },
+                )),
+                _ => None,
+            })
+            .filter(|(_, release)| !state.sent.contains_key(&release.volume))
+            .collect();
+        let results = futures::future::join_all(
+            group
+                .iter()
+                .map(|(step, release)| self.send_release(release, step)),
+        )
+        .await;
+        for ((_, release), result) in group.into_iter().zip(results) {
+            state.sent.insert(release.volume, result);
+        }
+    }
+
+    /// Sends one release. A release that raced with another (or a retry after a crash) finds
+    /// the attachment already gone: that is success, as the read-back shows.
+    async fn send_release(&self, release: &Release, step: &Step) -> Result<(), Failure> {
+        if let Err(err) = self.backend.release(release).await {
+            let done = matches!(
+                self.backend.release_state(release).await,
+                Ok(ReleaseState::Released)
+            );
+            if !done {
+                return Err(backend_failure(&err, step));
             }
         }
         Ok(())
