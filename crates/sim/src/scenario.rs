@@ -988,19 +988,20 @@ impl Scenario {
     /// # Errors
     /// As [`Scenario::load`].
     pub fn parse(text: &str, path: &Path) -> Result<Self, Error> {
-        let scenario: Self = serde_saphyr::from_str(text).map_err(|err| {
-            let plain = err.without_snippet();
-            Error::Syntax {
-                path: path.to_owned(),
-                location: LineSuffix(
-                    plain
-                        .location()
-                        .filter(|loc| loc.line() > 0)
-                        .map(|loc| (loc.line(), loc.column())),
-                ),
-                message: strip_location(&plain.to_string()),
-            }
-        })?;
+        let scenario: Self =
+            serde_saphyr::from_str_with_options(text, options(text)).map_err(|err| {
+                let plain = err.without_snippet();
+                Error::Syntax {
+                    path: path.to_owned(),
+                    location: LineSuffix(
+                        plain
+                            .location()
+                            .filter(|loc| loc.line() > 0)
+                            .map(|loc| (loc.line(), loc.column())),
+                    ),
+                    message: strip_location(&plain.to_string()),
+                }
+            })?;
         scenario.validate().map_err(|problem| Error::Invalid {
             path: path.to_owned(),
             location: LineSuffix(problem.at.map(|at| (at.line(), at.column()))),
@@ -1318,6 +1319,22 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+}
+
+/// The YAML reader's limits, grown with the text: its defaults (250,000 nodes, 1,000,000
+/// events, 64 MiB of scalars) refuse a generated cluster of a few thousand nodes. Without
+/// aliases every node, event and scalar byte takes at least a byte of the text, so limits of the
+/// text's length lift only the cap on plain size; the alias limits, which guard against
+/// expansion, stay as they are.
+fn options(text: &str) -> serde_saphyr::Options {
+    let defaults = serde_saphyr::Budget::default();
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_nodes: defaults.max_nodes.max(text.len()),
+            max_events: defaults.max_events.max(text.len()),
+            max_total_scalar_bytes: defaults.max_total_scalar_bytes.max(text.len()),
+        },
     }
 }
 
