@@ -1104,17 +1104,12 @@ impl Scenario {
                 }
             }
         }
-        unique(
+        let pods = unique(
             k8s.pods
                 .iter()
                 .map(|p| format!("{}/{}", p.namespace, p.name)),
             "pod namespace/name",
         )?;
-        let pods: BTreeSet<String> = k8s
-            .pods
-            .iter()
-            .map(|p| format!("{}/{}", p.namespace, p.name))
-            .collect();
         for (i, pod) in k8s.pods.iter().enumerate() {
             if let Some(node) = &pod.node {
                 known(
@@ -1296,12 +1291,13 @@ impl Scenario {
                 .iter()
                 .enumerate()
                 .map(|(i, va)| (format!("expect.volume_attachments_kept[{i}]"), va));
+            let attachments: BTreeSet<String> = k8s
+                .volume_attachments
+                .iter()
+                .map(|a| format!("{}@{}", a.pv.value, a.node.value))
+                .collect();
             for (key, va) in deleted.chain(kept) {
-                let defined = k8s
-                    .volume_attachments
-                    .iter()
-                    .any(|a| format!("{}@{}", a.pv.value, a.node.value) == va.value);
-                if !defined {
+                if !attachments.contains(&va.value) {
                     return Err(bad_ref(
                         va,
                         &key,
@@ -1375,7 +1371,7 @@ fn known<T: std::borrow::Borrow<str> + Ord>(
     key: &str,
     list: &str,
 ) -> Result<(), Problem> {
-    if set.iter().any(|item| item.borrow() == reference.value) {
+    if set.contains(reference.value.as_str()) {
         Ok(())
     } else {
         Err(bad_ref(reference, key, &format!("an entry of {list}")))
