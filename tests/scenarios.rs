@@ -104,3 +104,23 @@ fn defaults_are_the_documented_ones() {
     assert!(scenario.openstack.behaviour.cinder_attachment_guard);
     assert!(scenario.timeline.is_empty() && scenario.expect.is_none());
 }
+
+#[test]
+fn a_cluster_of_thousands_of_nodes_loads() {
+    // 2,000 nodes with 40 pods each: over a million YAML events, past the YAML reader's default
+    // limits.
+    let mut text = String::from("name: big\nkubernetes:\n  nodes:\n");
+    for node in 0..2000 {
+        text.push_str(&format!("    - {{name: node-{node}}}\n"));
+    }
+    text.push_str("  pods:\n");
+    for node in 0..2000 {
+        for pod in 0..40 {
+            text.push_str(&format!(
+                "    - {{name: web-{node}-{pod}, node: node-{node}, labels: {{app: web}}}}\n"
+            ));
+        }
+    }
+    let scenario = Scenario::parse(&text, Path::new("big.yaml")).unwrap();
+    assert_eq!(scenario.kubernetes.pods.len(), 80_000);
+}

@@ -1223,3 +1223,271 @@ async fn the_attacher_reports_a_detach_it_cannot_do_and_keeps_trying() {
     }
     finish(running).await;
 }
+
+/// Twelve pods over two nodes and two namespaces; the ones on `node-a` are `tier: db`.
+fn twelve_pods() -> Scenario {
+    let mut yaml = String::from(
+        "name: paging\nkubernetes:\n  nodes: [{name: node-a}, {name: node-b}]\n  pods:\n",
+    );
+    for i in 0..12 {
+        let namespace = if i < 8 { "default" } else { "team" };
+        let (node, tier) = if i % 3 == 0 {
+            ("node-a", "db")
+        } else {
+            ("node-b", "web")
+        };
+        yaml.push_str(&format!(
+            "    - {{name: pod-{i:02}, namespace: {namespace}, node: {node}, labels: {{tier: {tier}}}}}\n"
+        ));
+    }
+    scenario(&yaml)
+}
+
+/// Reads every page of a list over HTTP, `limit` at a time: the names, in order, and each
+/// page's metadata.
+async fn pages(http: &reqwest::Client, url: &str, limit: usize) -> (Vec<String>, Vec<Value>) {
+    let mut names = Vec::new();
+    let mut metadata = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut query = vec![("limit", limit.to_string())];
+        query.extend(token.take().map(|token| ("continue", token)));
+        let page: Value = http
+            .get(url)
+            .query(&query)
+            .send()
+            .await
+            .expect("a response")
+            .json()
+            .await
+            .expect("a list");
+        let items = page["items"].as_array().expect("items");
+        assert!(items.len() <= limit, "{page}");
+        names.extend(items.iter().map(|item| {
+            item["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }));
+        token = page["metadata"]["continue"].as_str().map(str::to_owned);
+        metadata.push(page["metadata"].clone());
+        if token.is_none() {
+            return (names, metadata);
+        }
+    }
+}
+
+#[tokio::test]
+async fn lists_page_with_limit_and_continue_as_the_api_server_does() {
+    let (running, client) = start(&twelve_pods()).await;
+    let http = reqwest::Client::new();
+    let base = running.endpoints.kubernetes.clone();
+    let all = |url: &str| {
+        let url = url.to_owned();
+        let http = http.clone();
+        async move {
+            let list: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+            assert!(list["metadata"].get("continue").is_none(), "{list}");
+            list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|item| item["metadata"]["name"].as_str().unwrap().to_owned())
+                .collect::<Vec<String>>()
+        }
+    };
+
+    // Without selectors: pages of 5, 5 and 2, with the count of what remains, every page at
+    // the resourceVersion of the first.
+    let url = format!("{base}/api/v1/pods");
+    let (names, metadata) = pages(&http, &url, 5).await;
+    assert_eq!(names, all(&url).await);
+    assert_eq!(names.len(), 12);
+    let remaining: Vec<Option<u64>> = metadata
+        .iter()
+        .map(|m| m["remainingItemCount"].as_u64())
+        .collect();
+    assert_eq!(remaining, [Some(7), Some(2), None]);
+    assert!(
+        metadata
+            .iter()
+            .all(|m| m["resourceVersion"] == metadata[0]["resourceVersion"])
+    );
+    // A page that ends exactly at the end has no continue.
+    let (_, metadata) = pages(&http, &url, 6).await;
+    assert_eq!(metadata.len(), 2);
+    let (names, metadata) = pages(&http, &format!("{base}/api/v1/namespaces/team/pods"), 3).await;
+    assert_eq!(names, ["pod-08", "pod-09", "pod-10", "pod-11"]);
+    assert_eq!(metadata[0]["remainingItemCount"], 1);
+
+    // With selectors the limit counts matching objects, and what remains is not counted.
+    for selector in [
+        "fieldSelector=spec.nodeName%3Dnode-a",
+        "labelSelector=tier%3Ddb",
+    ] {
+        let url = format!("{base}/api/v1/pods?{selector}");
+        let (names, metadata) = pages(&http, &url, 2).await;
+        assert_eq!(
+            names,
+            ["pod-00", "pod-03", "pod-06", "pod-09"],
+            "{selector}"
+        );
+        assert_eq!(names, all(&url).await);
+        assert_eq!(metadata.len(), 2, "{selector}");
+        assert!(
+            metadata
+                .iter()
+                .all(|m| m.get("remainingItemCount").is_none())
+        );
+    }
+
+    // Later pages are served from the present: a pod created after the cursor shows up.
+    let first: Value = http
+        .get(format!("{url}?limit=3"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = first["metadata"]["continue"].as_str().unwrap().to_owned();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "team");
+    pods.create(&PostParams::default(), &pod_on("pod-99", "node-a"))
+        .await
+        .expect("create");
+    let rest: Value = http
+        .get(&url)
+        .query(&[("limit", "100"), ("continue", token.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rest: Vec<&str> = rest["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(rest.len(), 10);
+    assert_eq!(rest.last(), Some(&"pod-99"));
+
+    // kubectl's chunked Table lists carry the token too.
+    let table: Value = http
+        .get(format!("{url}?limit=4"))
+        .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(table["kind"], "Table");
+    assert_eq!(table["rows"].as_array().map(Vec::len), Some(4));
+    assert!(table["metadata"]["continue"].is_string());
+    assert_eq!(table["metadata"]["remainingItemCount"], 9);
+    finish(running).await;
+}
+
+#[tokio::test]
+async fn a_continue_token_the_server_did_not_write_is_a_bad_request() {
+    let (running, _client) = start(&twelve_pods()).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/pods", running.endpoints.kubernetes);
+    let get = async |query: &[(&str, &str)]| -> (u16, Value) {
+        let response = http
+            .get(&url)
+            .query(query)
+            .send()
+            .await
+            .expect("a response");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON"))
+    };
+    for token in ["not base64!", "bm90IGpzb24", "e30"] {
+        let (code, body) = get(&[("limit", "5"), ("continue", token)]).await;
+        assert_eq!(
+            (code, body["reason"].as_str()),
+            (400, Some("BadRequest")),
+            "{token}"
+        );
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("invalid continue token: continue key is not valid"),
+            "{message}"
+        );
+    }
+    let (_, first) = get(&[("limit", "5")]).await;
+    let token = first["metadata"]["continue"].as_str().expect("a token");
+    let (code, body) = get(&[
+        ("limit", "5"),
+        ("continue", token),
+        ("resourceVersion", "3"),
+    ])
+    .await;
+    assert_eq!(code, 400);
+    assert_eq!(
+        body["message"],
+        "specifying resource version is not allowed when using continue"
+    );
+    let (code, _) = get(&[("limit", "many")]).await;
+    assert_eq!(code, 400);
+    finish(running).await;
+}
+
+#[tokio::test]
+async fn the_kube_client_and_watcher_page_through_lists() {
+    let (running, client) = start(&twelve_pods()).await;
+    let pods: Api<Pod> = Api::all(client.clone());
+    let first = pods
+        .list(&ListParams::default().limit(5))
+        .await
+        .expect("a first page");
+    assert_eq!(first.items.len(), 5);
+    assert_eq!(first.metadata.remaining_item_count, Some(7));
+    let token = first.metadata.continue_.expect("a continue token");
+    let second = pods
+        .list(&ListParams::default().limit(5).continue_token(&token))
+        .await
+        .expect("a second page");
+    assert_eq!(second.items[0].name_any(), "pod-05");
+    assert_eq!(
+        second.metadata.resource_version,
+        first.metadata.resource_version
+    );
+
+    let lists_before = pod_lists(&running);
+    let (reader, writer) = reflector::store();
+    let config = watcher::Config::default().page_size(3);
+    let stream = reflector(writer, watcher(pods.clone(), config));
+    let task = tokio::spawn(stream.applied_objects().for_each(|_| async {}));
+    timeout(WAIT, reader.wait_until_ready())
+        .await
+        .expect("the reflector syncs in time")
+        .expect("the reflector syncs");
+    assert_eq!(reader.state().len(), 12);
+    assert_eq!(
+        pod_lists(&running) - lists_before,
+        4,
+        "twelve pods, three a page"
+    );
+    task.abort();
+    finish(running).await;
+}
+
+fn pod_lists(running: &Running) -> usize {
+    running
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method == "GET"
+                && r.path == "/api/v1/pods"
+                && !r
+                    .query
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("watch=true")
+        })
+        .count()
+}

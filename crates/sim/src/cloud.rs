@@ -7,7 +7,7 @@
 //! host: on a host that does not answer (state `down`, or forced down) it waits until the host
 //! answers again, so on a dead host it never completes, as with the real Nova.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use axum::http::StatusCode;
@@ -442,6 +442,55 @@ pub struct Cloud {
     servers: Vec<Server>,
     volumes: Vec<Volume>,
     tokens: HashMap<String, Token>,
+    index: Index,
+    /// Volumes (positions) with a detach the compute host has not done yet.
+    detaching: BTreeSet<usize>,
+    /// Servers (positions) with a power action the compute host has not done yet.
+    powering: BTreeSet<usize>,
+}
+
+/// Where to find things by id. Servers, volumes and attachments are only ever created from the
+/// scenario, so positions never move; an attachment that has gone leaves a stale entry, which a
+/// lookup skips.
+#[derive(Debug, Clone, Default)]
+struct Index {
+    hosts: HashMap<String, usize>,
+    /// Every server, deleted ones included.
+    servers: HashMap<String, usize>,
+    volumes: HashMap<String, usize>,
+    /// Attachment id to the position of its volume.
+    attachments: HashMap<String, usize>,
+    /// Server id to the positions of the volumes attached to it, in volume order.
+    server_volumes: HashMap<String, Vec<usize>>,
+}
+
+/// Each id with its position.
+fn positions<'a>(ids: impl Iterator<Item = &'a String>) -> HashMap<String, usize> {
+    ids.cloned().zip(0..).collect()
+}
+
+impl Index {
+    fn new(hosts: &[ComputeHost], servers: &[Server], volumes: &[Volume]) -> Self {
+        let mut index = Self {
+            hosts: positions(hosts.iter().map(|host| &host.name)),
+            servers: positions(servers.iter().map(|server| &server.id)),
+            volumes: positions(volumes.iter().map(|volume| &volume.id)),
+            ..Self::default()
+        };
+        for (position, volume) in volumes.iter().enumerate() {
+            for attachment in &volume.attachments {
+                index.attachments.insert(attachment.id.clone(), position);
+                let on_server = index
+                    .server_volumes
+                    .entry(attachment.server_id.clone())
+                    .or_default();
+                if on_server.last() != Some(&position) {
+                    on_server.push(position);
+                }
+            }
+        }
+        index
+    }
 }
 
 impl Cloud {
@@ -450,7 +499,7 @@ impl Cloud {
     pub fn new(scenario: &scenario::OpenStack) -> Self {
         let started = Timestamp::now();
         let created = started.checked_sub(AGE).unwrap_or(started);
-        let hosts = scenario
+        let hosts: Vec<ComputeHost> = scenario
             .compute_hosts
             .iter()
             .zip(1..)
@@ -467,7 +516,7 @@ impl Cloud {
                 updated_at: started,
             })
             .collect();
-        let servers = scenario
+        let servers: Vec<Server> = scenario
             .servers
             .iter()
             .zip(1u32..)
@@ -489,7 +538,7 @@ impl Cloud {
                 pending: None,
             })
             .collect();
-        let volumes = scenario
+        let volumes: Vec<Volume> = scenario
             .volumes
             .iter()
             .map(|volume| {
@@ -525,6 +574,7 @@ impl Cloud {
             })
             .collect();
         let seconds = scenario.behaviour.detach_seconds.max(0.0) * 1000.0;
+        let index = Index::new(&hosts, &servers, &volumes);
         Self {
             region: scenario.region.clone(),
             project: scenario.project.clone(),
@@ -539,6 +589,9 @@ impl Cloud {
             servers,
             volumes,
             tokens: HashMap::new(),
+            index,
+            detaching: BTreeSet::new(),
+            powering: BTreeSet::new(),
         }
     }
 
@@ -610,7 +663,10 @@ impl Cloud {
     /// A compute host by name.
     #[must_use]
     pub fn host(&self, name: &str) -> Option<&ComputeHost> {
-        self.hosts.iter().find(|host| host.name == name)
+        self.index
+            .hosts
+            .get(name)
+            .map(|&position| &self.hosts[position])
     }
 
     /// Changes a nova-compute service (`PUT /os-services`), found by UUID or host name: forces
@@ -644,7 +700,15 @@ impl Cloud {
     /// A server that is not deleted.
     #[must_use]
     pub fn server(&self, id: &str) -> Option<&Server> {
-        self.servers().find(|server| server.id == id)
+        self.any_server(id).filter(|server| !server.deleted)
+    }
+
+    /// A server, deleted or not.
+    fn any_server(&self, id: &str) -> Option<&Server> {
+        self.index
+            .servers
+            .get(id)
+            .map(|&position| &self.servers[position])
     }
 
     /// The `host_status` of a server.
@@ -665,7 +729,9 @@ impl Cloud {
         &'a self,
         server_id: &'a str,
     ) -> impl Iterator<Item = (&'a Volume, &'a Attachment)> + 'a {
-        self.volumes.iter().flat_map(move |volume| {
+        let positions = self.index.server_volumes.get(server_id);
+        positions.into_iter().flatten().flat_map(move |&position| {
+            let volume = &self.volumes[position];
             volume
                 .attachments
                 .iter()
@@ -695,11 +761,11 @@ impl Cloud {
         })?;
         let (vm_state, task_state) = (server.vm_state(), server.task_state.clone());
         let now = self.timestamp(now_ms);
-        let volume = self
-            .volumes
-            .iter_mut()
-            .find(|volume| volume.id == volume_id)
-            .ok_or_else(|| Refusal::NotFound(format!("Volume {volume_id} could not be found.")))?;
+        let position =
+            *self.index.volumes.get(volume_id).ok_or_else(|| {
+                Refusal::NotFound(format!("Volume {volume_id} could not be found."))
+            })?;
+        let volume = &mut self.volumes[position];
         let Some(index) = volume
             .attachments
             .iter()
@@ -740,6 +806,9 @@ impl Cloud {
         volume.status = "detaching".to_owned();
         volume.updated = now;
         volume.attachments[index].detach_requested_ms = Some(now_ms);
+        if !volume.detach_stuck {
+            self.detaching.insert(position);
+        }
         Ok(())
     }
 
@@ -763,13 +832,16 @@ impl Cloud {
 
     fn power(&mut self, server_id: &str, action: PowerAction, now_ms: u64) -> Result<(), Refusal> {
         let now = self.timestamp(now_ms);
-        let server = self
+        let position = self
+            .index
             .servers
-            .iter_mut()
-            .find(|server| server.id == server_id && !server.deleted)
+            .get(server_id)
+            .copied()
+            .filter(|&position| !self.servers[position].deleted)
             .ok_or_else(|| {
                 Refusal::NotFound(format!("Instance {server_id} could not be found."))
             })?;
+        let server = &mut self.servers[position];
         let (name, allowed, task): (_, &[&str], _) = match action {
             PowerAction::Stop => ("stop", &["active", "rescued", "error"], "powering-off"),
             PowerAction::Start => ("start", &["stopped"], "powering-on"),
@@ -784,6 +856,7 @@ impl Cloud {
         server.task_state = Some(task.to_owned());
         server.pending = Some((action, now_ms));
         server.updated = now;
+        self.powering.insert(position);
         Ok(())
     }
 
@@ -798,27 +871,32 @@ impl Cloud {
     /// A volume by id.
     #[must_use]
     pub fn volume(&self, id: &str) -> Option<&Volume> {
-        self.volumes.iter().find(|volume| volume.id == id)
+        self.index
+            .volumes
+            .get(id)
+            .map(|&position| &self.volumes[position])
+    }
+
+    fn volume_mut(&mut self, id: &str) -> Option<&mut Volume> {
+        let position = *self.index.volumes.get(id)?;
+        Some(&mut self.volumes[position])
     }
 
     /// An attachment by its Cinder id, with its volume.
     #[must_use]
     pub fn attachment(&self, attachment_id: &str) -> Option<(&Volume, &Attachment)> {
-        self.volumes.iter().find_map(|volume| {
-            volume
-                .attachments
-                .iter()
-                .find(|attachment| attachment.id == attachment_id)
-                .map(|attachment| (volume, attachment))
-        })
+        let volume = &self.volumes[*self.index.attachments.get(attachment_id)?];
+        volume
+            .attachments
+            .iter()
+            .find(|attachment| attachment.id == attachment_id)
+            .map(|attachment| (volume, attachment))
     }
 
     /// The compute host name Cinder records for an attachment (`host_name`).
     #[must_use]
     pub fn attachment_host(&self, attachment: &Attachment) -> Option<&str> {
-        self.servers
-            .iter()
-            .find(|server| server.id == attachment.server_id)
+        self.any_server(&attachment.server_id)
             .and_then(|server| server.host.as_deref())
     }
 
@@ -917,11 +995,7 @@ impl Cloud {
                     )));
                 }
                 let now = self.timestamp(now_ms);
-                let Some(volume) = self
-                    .volumes
-                    .iter_mut()
-                    .find(|volume| volume.id == volume_id)
-                else {
+                let Some(volume) = self.volume_mut(volume_id) else {
                     return Ok(());
                 };
                 if attach_status.as_deref() == Some("detached") {
@@ -957,11 +1031,7 @@ impl Cloud {
 
     fn drop_attachment(&mut self, volume_id: &str, attachment_id: &str, now_ms: u64) {
         let now = self.timestamp(now_ms);
-        if let Some(volume) = self
-            .volumes
-            .iter_mut()
-            .find(|volume| volume.id == volume_id)
-        {
+        if let Some(volume) = self.volume_mut(volume_id) {
             volume
                 .attachments
                 .retain(|attachment| attachment.id != attachment_id);
@@ -973,40 +1043,57 @@ impl Cloud {
 
     /// Completes the detaches and power actions that are due at `now_ms`, on hosts that answer.
     pub fn advance(&mut self, now_ms: u64) {
-        let now = self.timestamp(now_ms);
-        let answering: Vec<String> = self
-            .servers
+        let due = |since: Option<u64>| {
+            since.is_some_and(|since| since.saturating_add(self.action_ms) <= now_ms)
+        };
+        // What is done is decided first, then changed: per volume in progress, which of its
+        // attachments are gone; the servers whose power action is done.
+        let detached: Vec<(usize, Vec<bool>)> = self
+            .detaching
             .iter()
-            .filter(|server| {
-                server
-                    .host
-                    .as_deref()
-                    .is_none_or(|name| self.host(name).is_some_and(ComputeHost::answers))
+            .map(|&position| {
+                let done = self.volumes[position]
+                    .attachments
+                    .iter()
+                    .map(|attachment| {
+                        due(attachment.detach_requested_ms) && self.answers(&attachment.server_id)
+                    })
+                    .collect();
+                (position, done)
             })
-            .map(|server| server.id.clone())
             .collect();
-        let due = |since: u64| since.saturating_add(self.action_ms) <= now_ms;
-        for volume in &mut self.volumes {
-            if volume.detach_stuck {
-                continue;
-            }
-            let before = volume.attachments.len();
-            volume.attachments.retain(|attachment| {
-                !attachment
-                    .detach_requested_ms
-                    .is_some_and(|since| due(since) && answering.contains(&attachment.server_id))
-            });
-            if volume.attachments.len() != before {
+        let powered: Vec<usize> = self
+            .powering
+            .iter()
+            .copied()
+            .filter(|&position| {
+                let server = &self.servers[position];
+                due(server.pending.map(|(_, since)| since)) && self.answers(&server.id)
+            })
+            .collect();
+        let now = self.timestamp(now_ms);
+        for (position, done) in detached {
+            let volume = &mut self.volumes[position];
+            if done.contains(&true) {
+                let mut done = done.into_iter();
+                volume
+                    .attachments
+                    .retain(|_| !done.next().unwrap_or_default());
                 volume.settle(now);
             }
+            let in_progress = volume
+                .attachments
+                .iter()
+                .any(|attachment| attachment.detach_requested_ms.is_some());
+            if !in_progress {
+                self.detaching.remove(&position);
+            }
         }
-        for server in &mut self.servers {
-            let Some((action, since)) = server.pending else {
+        for position in powered {
+            let server = &mut self.servers[position];
+            let Some((action, _)) = server.pending.take() else {
                 continue;
             };
-            if !due(since) || !answering.contains(&server.id) {
-                continue;
-            }
             let status = match action {
                 PowerAction::Stop => ServerStatus::Shutoff,
                 PowerAction::Start => ServerStatus::Active,
@@ -1014,19 +1101,27 @@ impl Cloud {
             server.status = status;
             server.power_state = status.default_power_state();
             server.task_state = None;
-            server.pending = None;
             server.updated = now;
+            self.powering.remove(&position);
         }
+    }
+
+    /// Whether the compute host of a server (deleted or not) does the work sent to it: the
+    /// server has no host, or its host answers.
+    fn answers(&self, server_id: &str) -> bool {
+        self.any_server(server_id).is_some_and(|server| {
+            server
+                .host
+                .as_deref()
+                .is_none_or(|name| self.host(name).is_some_and(ComputeHost::answers))
+        })
     }
 
     /// Applies a timeline server status change (and drops a power action in progress).
     pub fn set_server_status(&mut self, change: &ServerStatusChange, now_ms: u64) {
         let now = self.timestamp(now_ms);
-        if let Some(server) = self
-            .servers
-            .iter_mut()
-            .find(|server| server.id == change.server.value)
-        {
+        if let Some(&position) = self.index.servers.get(&change.server.value) {
+            let server = &mut self.servers[position];
             server.status = change.status;
             server.power_state = change
                 .power_state
@@ -1034,17 +1129,15 @@ impl Cloud {
             server.task_state.clone_from(&change.task_state);
             server.pending = None;
             server.updated = now;
+            self.powering.remove(&position);
         }
     }
 
     /// Applies a timeline compute host state change.
     pub fn set_host_state(&mut self, host: &str, state: HostState, now_ms: u64) {
         let now = self.timestamp(now_ms);
-        if let Some(host) = self
-            .hosts
-            .iter_mut()
-            .find(|candidate| candidate.name == host)
-        {
+        if let Some(&position) = self.index.hosts.get(host) {
+            let host = &mut self.hosts[position];
             if host.state == HostState::Up {
                 host.updated_at = now;
             }
@@ -1125,7 +1218,7 @@ mod tests {
     use std::path::Path;
 
     use super::{Cloud, Microversion, Refusal, StatusCode, VolumeAction};
-    use crate::scenario::Scenario;
+    use crate::scenario::{HostState, Scenario, ServerStatus};
 
     const SERVER: &str = "11111111-1111-4111-8111-111111111111";
     const VOLUME: &str = "aaaaaaaa-0000-4000-8000-00000000000b";
@@ -1239,5 +1332,45 @@ openstack:
         let id = attachment_id(&guarded);
         let refused = guarded.delete_attachment(&id, 0).unwrap_err();
         assert!(matches!(refused, Refusal::Conflict(_)), "{refused:?}");
+    }
+
+    #[test]
+    fn detaches_and_power_actions_complete_when_due_on_a_host_that_answers() {
+        let mut slow = cloud("", "detach_seconds: 2");
+        slow.detach(SERVER, VOLUME, 0).unwrap();
+        slow.stop(SERVER, 0).unwrap();
+        slow.set_host_state("compute-1", HostState::Down, 500);
+        slow.advance(1999);
+        assert_eq!(slow.volume(VOLUME).unwrap().status, "detaching");
+        slow.advance(5000);
+        assert_eq!(
+            slow.volume(VOLUME).unwrap().status,
+            "detaching",
+            "the host is down"
+        );
+        assert_eq!(
+            slow.server(SERVER).unwrap().task_state.as_deref(),
+            Some("powering-off")
+        );
+        slow.set_host_state("compute-1", HostState::Up, 6000);
+        slow.advance(6000);
+        assert_eq!(slow.volume(VOLUME).unwrap().status, "available");
+        assert!(slow.server_attachments(SERVER).next().is_none());
+        let server = slow.server(SERVER).unwrap();
+        assert_eq!(
+            (server.status, server.task_state.as_deref()),
+            (ServerStatus::Shutoff, None)
+        );
+        assert!(slow.detaching.is_empty() && slow.powering.is_empty());
+
+        let mut instant = cloud("", "detach_seconds: 0");
+        let id = attachment_id(&instant);
+        assert!(instant.attachment(&id).is_some());
+        instant.detach(SERVER, VOLUME, 0).unwrap();
+        instant.advance(0);
+        assert!(
+            instant.attachment(&id).is_none(),
+            "a gone attachment is not found by id"
+        );
     }
 }

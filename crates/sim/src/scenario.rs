@@ -988,19 +988,20 @@ impl Scenario {
     /// # Errors
     /// As [`Scenario::load`].
     pub fn parse(text: &str, path: &Path) -> Result<Self, Error> {
-        let scenario: Self = serde_saphyr::from_str(text).map_err(|err| {
-            let plain = err.without_snippet();
-            Error::Syntax {
-                path: path.to_owned(),
-                location: LineSuffix(
-                    plain
-                        .location()
-                        .filter(|loc| loc.line() > 0)
-                        .map(|loc| (loc.line(), loc.column())),
-                ),
-                message: strip_location(&plain.to_string()),
-            }
-        })?;
+        let scenario: Self =
+            serde_saphyr::from_str_with_options(text, options(text)).map_err(|err| {
+                let plain = err.without_snippet();
+                Error::Syntax {
+                    path: path.to_owned(),
+                    location: LineSuffix(
+                        plain
+                            .location()
+                            .filter(|loc| loc.line() > 0)
+                            .map(|loc| (loc.line(), loc.column())),
+                    ),
+                    message: strip_location(&plain.to_string()),
+                }
+            })?;
         scenario.validate().map_err(|problem| Error::Invalid {
             path: path.to_owned(),
             location: LineSuffix(problem.at.map(|at| (at.line(), at.column()))),
@@ -1103,17 +1104,12 @@ impl Scenario {
                 }
             }
         }
-        unique(
+        let pods = unique(
             k8s.pods
                 .iter()
                 .map(|p| format!("{}/{}", p.namespace, p.name)),
             "pod namespace/name",
         )?;
-        let pods: BTreeSet<String> = k8s
-            .pods
-            .iter()
-            .map(|p| format!("{}/{}", p.namespace, p.name))
-            .collect();
         for (i, pod) in k8s.pods.iter().enumerate() {
             if let Some(node) = &pod.node {
                 known(
@@ -1295,12 +1291,13 @@ impl Scenario {
                 .iter()
                 .enumerate()
                 .map(|(i, va)| (format!("expect.volume_attachments_kept[{i}]"), va));
+            let attachments: BTreeSet<String> = k8s
+                .volume_attachments
+                .iter()
+                .map(|a| format!("{}@{}", a.pv.value, a.node.value))
+                .collect();
             for (key, va) in deleted.chain(kept) {
-                let defined = k8s
-                    .volume_attachments
-                    .iter()
-                    .any(|a| format!("{}@{}", a.pv.value, a.node.value) == va.value);
-                if !defined {
+                if !attachments.contains(&va.value) {
                     return Err(bad_ref(
                         va,
                         &key,
@@ -1318,6 +1315,22 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+}
+
+/// The YAML reader's limits, grown with the text: its defaults (250,000 nodes, 1,000,000
+/// events, 64 MiB of scalars) refuse a generated cluster of a few thousand nodes. Without
+/// aliases every node, event and scalar byte takes at least a byte of the text, so limits of the
+/// text's length lift only the cap on plain size; the alias limits, which guard against
+/// expansion, stay as they are.
+fn options(text: &str) -> serde_saphyr::Options {
+    let defaults = serde_saphyr::Budget::default();
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_nodes: defaults.max_nodes.max(text.len()),
+            max_events: defaults.max_events.max(text.len()),
+            max_total_scalar_bytes: defaults.max_total_scalar_bytes.max(text.len()),
+        },
     }
 }
 
@@ -1358,7 +1371,7 @@ fn known<T: std::borrow::Borrow<str> + Ord>(
     key: &str,
     list: &str,
 ) -> Result<(), Problem> {
-    if set.iter().any(|item| item.borrow() == reference.value) {
+    if set.contains(reference.value.as_str()) {
         Ok(())
     } else {
         Err(bad_ref(reference, key, &format!("an entry of {list}")))

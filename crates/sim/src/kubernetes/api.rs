@@ -3,6 +3,7 @@
 //! store, generically for every row of the resource table.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -10,11 +11,13 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
+use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 
 use super::convert;
 use super::discovery;
 use super::output::Output;
+use super::paging::Continue;
 use super::patch::{self, PatchType};
 use super::resource::{self, Resource};
 use super::selector::Selector;
@@ -177,13 +180,34 @@ fn ok(body: Value) -> Response {
     respond(StatusCode::OK, &body)
 }
 
-fn respond(status: StatusCode, body: &Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+fn respond(status: StatusCode, body: &impl Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(err) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response()
+        }
+    }
+}
+
+/// A list of objects as JSON, written from the shared objects without copying them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct List<'a> {
+    kind: String,
+    api_version: String,
+    metadata: &'a Value,
+    #[serde(serialize_with = "shared")]
+    items: &'a [Arc<Value>],
+}
+
+fn shared<S: Serializer>(items: &&[Arc<Value>], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(items.iter().map(AsRef::<Value>::as_ref))
+}
+
+/// One page of a list: the objects as the resource shows them, and the list's metadata.
+struct Page {
+    items: Vec<Arc<Value>>,
+    metadata: Value,
 }
 
 /// One object's address.
@@ -242,7 +266,7 @@ impl Call {
             Output::Table { api_version } => table::table(
                 resource,
                 &[view],
-                None,
+                json!({}),
                 Include::parse(self.param("includeObject")),
                 api_version,
                 Timestamp::now(),
@@ -261,13 +285,14 @@ impl Call {
             Method::GET if self.flag("watch") => Ok(self.watch(world, resource, namespace)?),
             Method::GET => {
                 let selector = self.selector()?;
-                let state = world.lock();
-                Ok(ok(self.list(
-                    &state.kube,
+                let page = self.page(
+                    &world.lock().kube,
                     resource,
                     namespace.as_deref(),
                     &selector,
-                )))
+                )?;
+                // Rendered once the world is unlocked: the page shares the stored objects.
+                Ok(self.list(resource, &page))
             }
             Method::POST => {
                 if namespace.is_none() && resource.namespaced {
@@ -292,8 +317,7 @@ impl Call {
                 let now = Timestamp::now();
                 let names: Vec<Key> = state
                     .kube
-                    .objects_of(resource.storage, namespace.as_deref())
-                    .filter(|(_, object)| selector.matches(&convert::to_view(resource, object)))
+                    .select(resource, namespace.as_deref(), &selector, None)
                     .map(|(key, _)| key.clone())
                     .collect();
                 let mut items = Vec::new();
@@ -318,40 +342,89 @@ impl Call {
         }
     }
 
-    fn list(
+    /// The page of a list that `limit` and `continue` ask for (all of it without a limit).
+    fn page(
         &self,
         store: &Store,
         resource: &Resource,
         namespace: Option<&str>,
         selector: &Selector,
-    ) -> Value {
-        let items: Vec<Value> = store
-            .objects_of(resource.storage, namespace)
-            .map(|(_, object)| convert::to_view(resource, object))
-            .filter(|view| selector.matches(view))
-            .collect();
-        let revision = store.revision();
+    ) -> Result<Page, ApiError> {
+        let limit = match self.param("limit") {
+            None => None,
+            Some(text) => {
+                let limit: i64 = text
+                    .parse()
+                    .map_err(|_| ApiError::bad_request(format!("invalid limit {text:?}")))?;
+                usize::try_from(limit).ok().filter(|limit| *limit > 0)
+            }
+        };
+        let from = match self.param("continue").filter(|token| !token.is_empty()) {
+            None => None,
+            Some(_) if !matches!(self.param("resourceVersion"), None | Some("" | "0")) => {
+                return Err(ApiError::bad_request(
+                    "specifying resource version is not allowed when using continue",
+                ));
+            }
+            Some(token) => Some(Continue::decode(resource, token)?),
+        };
+        let revision = from.as_ref().map_or(store.revision(), |from| from.revision);
+        let after = from.map(|from| from.after);
+        let mut matching = store.select(resource, namespace, selector, after.as_ref());
+        let mut items = Vec::new();
+        let mut last = None;
+        for (key, view) in matching.by_ref().take(limit.unwrap_or(usize::MAX)) {
+            items.push(view);
+            last = Some(key);
+        }
+        let mut metadata = json!({"resourceVersion": revision.to_string()});
+        if let Some(last) = last.filter(|_| limit.is_some()) {
+            // Without selectors every object of the range matches: the API server counts them.
+            let remaining = if selector.is_empty() {
+                store.count_after(resource.storage, namespace, last)
+            } else {
+                usize::from(matching.next().is_some())
+            };
+            if remaining > 0 {
+                let next = Continue {
+                    revision,
+                    after: last.clone(),
+                };
+                metadata["continue"] = next.encode().into();
+                if selector.is_empty() {
+                    metadata["remainingItemCount"] = remaining.into();
+                }
+            }
+        }
+        Ok(Page { items, metadata })
+    }
+
+    fn list(&self, resource: &Resource, page: &Page) -> Response {
+        let Page { items, metadata } = page;
         match self.output {
-            Output::Json => json!({
-                "kind": format!("{}List", resource.kind),
-                "apiVersion": resource.api_version(),
-                "metadata": {"resourceVersion": revision.to_string()},
-                "items": items,
-            }),
-            Output::Partial { api_version } => json!({
+            Output::Json => respond(
+                StatusCode::OK,
+                &List {
+                    kind: format!("{}List", resource.kind),
+                    api_version: resource.api_version(),
+                    metadata,
+                    items,
+                },
+            ),
+            Output::Partial { api_version } => ok(json!({
                 "kind": "PartialObjectMetadataList",
                 "apiVersion": api_version,
-                "metadata": {"resourceVersion": revision.to_string()},
+                "metadata": metadata,
                 "items": items.iter().map(|i| table::partial_metadata(i, api_version)).collect::<Vec<_>>(),
-            }),
-            Output::Table { api_version } => table::table(
+            })),
+            Output::Table { api_version } => ok(table::table(
                 resource,
-                &items,
-                Some(revision),
+                items,
+                metadata.clone(),
                 Include::parse(self.param("includeObject")),
                 api_version,
                 Timestamp::now(),
-            ),
+            )),
         }
     }
 

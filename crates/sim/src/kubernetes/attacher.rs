@@ -39,18 +39,15 @@ pub fn reconcile(state: &mut State, now_ms: u64) {
 }
 
 fn step(state: &mut State, name: &str, now_ms: u64) {
-    let Some(va) = state
-        .kube
-        .object(&Key::new("volumeattachments", None, name))
-        .cloned()
-    else {
-        return;
-    };
+    let key = Key::new("volumeattachments", None, name);
     let mut progress = state.kube.attacher.get(name).cloned().unwrap_or_default();
     if progress.detached.is_none() {
         if now_ms < progress.retry_at_ms {
             return;
         }
+        let Some(va) = state.kube.object(&key).cloned() else {
+            return;
+        };
         let outcome = locate(&state.kube, &va)
             .or_else(|| {
                 let node = str_at(&va, &["spec", "nodeName"])?;
@@ -85,10 +82,13 @@ fn step(state: &mut State, name: &str, now_ms: u64) {
             .attacher
             .insert(name.to_owned(), progress.clone());
     }
+    // Waiting for the cloud costs a lookup, not a copy of the object.
     let Some((server, volume)) = &progress.detached else {
         return;
     };
-    if !state.cloud.is_attached(volume, server) {
+    if !state.cloud.is_attached(volume, server)
+        && let Some(va) = state.kube.object(&key).cloned()
+    {
         release(&mut state.kube, &va);
     }
 }

@@ -1,6 +1,8 @@
 //! Conversion between a resource's view and its storage: Events are stored as core/v1 Events and
 //! served as events.k8s.io/v1 Events too, so both APIs see one set of objects, as in Kubernetes.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use super::resource::Resource;
@@ -16,6 +18,29 @@ const EVENT_FIELDS: &[(&str, &str)] = &[
     ("count", "deprecatedCount"),
     ("reportingComponent", "reportingController"),
 ];
+
+/// The object as the resource `view` shows it, without a copy when the stored object already is
+/// (it has the view's kind and apiVersion).
+#[must_use]
+pub fn view(view: &Resource, stored: &Arc<Value>) -> Arc<Value> {
+    let has = |field: &str, value: &str| stored.get(field).and_then(Value::as_str) == Some(value);
+    let api_version = match view.group {
+        "" => has("apiVersion", view.version),
+        group => {
+            stored
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .and_then(|text| text.strip_prefix(group))
+                .and_then(|text| text.strip_prefix('/'))
+                == Some(view.version)
+        }
+    };
+    if !view.is_events_v1() && api_version && has("kind", view.kind) {
+        Arc::clone(stored)
+    } else {
+        Arc::new(to_view(view, stored))
+    }
+}
 
 /// The object as the resource `view` shows it (kind and apiVersion set).
 #[must_use]

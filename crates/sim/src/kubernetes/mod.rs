@@ -4,14 +4,15 @@
 //! the same verbs: get, list and watch (resourceVersion, bookmarks, timeouts, 410 Gone when the
 //! history is compacted), create, replace with optimistic concurrency, merge / JSON /
 //! strategic-merge patch and server-side apply, delete with preconditions, finalizers and
-//! graceful pod deletion, label and field selectors, and Table output for `kubectl get`.
-//! Discovery answers what kubectl and kube ask for.
+//! graceful pod deletion, label and field selectors, list paging (`limit` and `continue`), and
+//! Table output for `kubectl get`. Discovery answers what kubectl and kube ask for.
 
 mod api;
 pub mod attacher;
 mod convert;
 mod discovery;
 mod output;
+mod paging;
 mod patch;
 pub mod resource;
 mod seed;

@@ -1,7 +1,7 @@
 //! Builds the objects a scenario describes, shaped as a real cluster running the Cinder CSI
 //! driver shows them (the samples in `fixtures/kubernetes`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
@@ -127,6 +127,60 @@ struct Seeder<'a> {
     /// When the cluster was created: before every node's last Ready transition.
     start: Timestamp,
     store: Store,
+    index: Index<'a>,
+}
+
+/// The scenario's entries by the names other entries refer to them with.
+struct Index<'a> {
+    /// Nodes with their position.
+    nodes: HashMap<&'a str, (usize, &'a scenario::Node)>,
+    pvs: HashMap<&'a str, &'a scenario::PersistentVolume>,
+    /// The id of the first server of each name.
+    servers: HashMap<&'a str, &'a str>,
+    volume_sizes: HashMap<&'a str, u64>,
+    /// The attached VolumeAttachments of each node.
+    attached: HashMap<&'a str, Vec<&'a scenario::KubeVolumeAttachment>>,
+}
+
+impl<'a> Index<'a> {
+    fn new(scenario: &'a Scenario) -> Self {
+        let k8s = &scenario.kubernetes;
+        let os = &scenario.openstack;
+        let mut servers = HashMap::new();
+        for server in &os.servers {
+            servers
+                .entry(server.name.as_str())
+                .or_insert(server.id.as_str());
+        }
+        let mut attached: HashMap<&str, Vec<_>> = HashMap::new();
+        for va in k8s.volume_attachments.iter().filter(|va| va.attached) {
+            attached.entry(va.node.value.as_str()).or_default().push(va);
+        }
+        Self {
+            nodes: k8s
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, node)| (node.name.as_str(), (i, node)))
+                .collect(),
+            pvs: k8s
+                .persistent_volumes
+                .iter()
+                .map(|pv| (pv.name.as_str(), pv))
+                .collect(),
+            servers,
+            volume_sizes: os
+                .volumes
+                .iter()
+                .map(|volume| (volume.id.as_str(), volume.size))
+                .collect(),
+            attached,
+        }
+    }
+
+    fn node(&self, name: &str) -> Option<&'a scenario::Node> {
+        self.nodes.get(name).map(|&(_, node)| node)
+    }
 }
 
 impl Store {
@@ -147,6 +201,7 @@ impl Store {
             now,
             start,
             store: Store::empty(),
+            index: Index::new(scenario),
         };
         seeder.namespaces();
         seeder.nodes();
@@ -218,12 +273,10 @@ impl Seeder<'_> {
             .and_then(provider_server)
             .map(str::to_owned)
             .or_else(|| {
-                self.scenario
-                    .openstack
+                self.index
                     .servers
-                    .iter()
-                    .find(|s| s.name == node.name)
-                    .map(|s| s.id.clone())
+                    .get(node.name.as_str())
+                    .map(|&id| id.to_owned())
             })
     }
 
@@ -352,15 +405,11 @@ impl Seeder<'_> {
     }
 
     fn attached_volumes(&self, node: &str) -> Vec<Value> {
-        let k8s = &self.scenario.kubernetes;
-        k8s.volume_attachments
-            .iter()
-            .filter(|va| va.attached && va.node.value == node)
-            .filter_map(|va| {
-                k8s.persistent_volumes
-                    .iter()
-                    .find(|pv| pv.name == va.pv.value)
-            })
+        let attached = self.index.attached.get(node);
+        attached
+            .into_iter()
+            .flatten()
+            .filter_map(|va| self.index.pvs.get(va.pv.value.as_str()))
             .map(|pv| {
                 let (driver, handle) = pv_source(pv);
                 json!({"name": format!("kubernetes.io/csi/{driver}^{handle}"), "devicePath": ""})
@@ -371,14 +420,9 @@ impl Seeder<'_> {
     fn volumes(&mut self) {
         for pv in &self.scenario.kubernetes.persistent_volumes {
             let (driver, handle) = pv_source(pv);
-            let size = pv.size.or_else(|| {
-                self.scenario
-                    .openstack
-                    .volumes
-                    .iter()
-                    .find(|v| v.id == handle)
-                    .map(|v| v.size)
-            });
+            let size = pv
+                .size
+                .or_else(|| self.index.volume_sizes.get(handle).copied());
             let capacity = format!("{}Gi", size.unwrap_or(1));
             let claim = pv
                 .claim
@@ -444,15 +488,9 @@ impl Seeder<'_> {
 
     fn pods(&mut self) {
         let k8s = &self.scenario.kubernetes;
-        let node_index: BTreeMap<&str, usize> = k8s
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.name.as_str(), i))
-            .collect();
         for (i, pod) in k8s.pods.iter().enumerate() {
             let node = pod.node.as_ref().map(|n| n.value.as_str());
-            let scenario_node = node.and_then(|n| k8s.nodes.iter().find(|x| x.name == n));
+            let scenario_node = node.and_then(|n| self.index.node(n));
             let waiting = pod.waiting_reason.is_some() || pod.phase == "Pending";
             let created = if waiting {
                 self.now.checked_sub(minutes(7)).unwrap_or(self.now)
@@ -530,7 +568,9 @@ impl Seeder<'_> {
                 status["hostIPs"] = json!([{"ip": ip}]);
             }
             if pod.phase == "Running" {
-                let n = node.and_then(|n| node_index.get(n)).copied().unwrap_or(0);
+                let n = node
+                    .and_then(|n| self.index.nodes.get(n))
+                    .map_or(0, |&(n, _)| n);
                 let ip = format!("10.244.{}.{}", n + 1, i + 10);
                 status["podIPs"] = json!([{"ip": ip}]);
                 status["podIP"] = ip.into();
@@ -575,11 +615,7 @@ impl Seeder<'_> {
     fn attachments(&mut self) {
         let k8s = &self.scenario.kubernetes;
         for va in &k8s.volume_attachments {
-            let Some(pv) = k8s
-                .persistent_volumes
-                .iter()
-                .find(|pv| pv.name == va.pv.value)
-            else {
+            let Some(pv) = self.index.pvs.get(va.pv.value.as_str()) else {
                 continue;
             };
             let (driver, handle) = pv_source(pv);
@@ -587,7 +623,7 @@ impl Seeder<'_> {
             let name = attachment_name(handle, driver, node);
             let mut meta = self.meta("VolumeAttachment", None, &name, self.start);
             meta["finalizers"] = json!([attacher_finalizer(driver)]);
-            let scenario_node = k8s.nodes.iter().find(|n| &n.name == node);
+            let scenario_node = self.index.node(node);
             if let Some(server) = scenario_node.and_then(|n| self.server_of(n)) {
                 meta["annotations"] = json!({"csi.alpha.kubernetes.io/node-id": server});
             }

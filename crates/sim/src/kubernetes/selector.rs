@@ -1,6 +1,8 @@
 //! Label selectors (`=`, `==`, `!=`, `in`, `notin`, `key`, `!key`) and field selectors
 //! (`=`, `==`, `!=` on any dotted field path, e.g. `spec.nodeName` or `involvedObject.uid`).
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 /// One label requirement.
@@ -45,10 +47,25 @@ impl Selector {
         Ok(selector)
     }
 
+    /// Whether there is no requirement (the list then says how many items remain).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+
+    /// The value an `=` requirement on the field `path` asks for, if there is one.
+    #[must_use]
+    pub fn equal(&self, path: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|field| field.equal && field.path == path)
+            .map(|field| field.value.as_str())
+    }
+
     /// Whether the object (in the form the client sees) matches.
     #[must_use]
     pub fn matches(&self, object: &Value) -> bool {
-        let labels = object.pointer("/metadata/labels");
+        let labels = object.get("metadata").and_then(|m| m.get("labels"));
         let label = |key: &str| labels.and_then(|l| l.get(key)).and_then(Value::as_str);
         let labels_match = self.labels.iter().all(|req| match req {
             Label::Equals(k, v) => label(k) == Some(v.as_str()),
@@ -67,18 +84,18 @@ impl Selector {
 }
 
 /// The value at a dotted path as a field selector compares it; missing is empty.
-fn field_value(object: &Value, path: &str) -> String {
+pub(super) fn field_value<'a>(object: &'a Value, path: &str) -> Cow<'a, str> {
     let mut value = object;
     for part in path.split('.') {
         match value.get(part) {
             Some(next) => value = next,
-            None => return String::new(),
+            None => return Cow::Borrowed(""),
         }
     }
     match value {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
+        Value::String(s) => Cow::Borrowed(s),
+        Value::Null => Cow::Borrowed(""),
+        other => Cow::Owned(other.to_string()),
     }
 }
 

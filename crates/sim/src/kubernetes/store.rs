@@ -1,8 +1,16 @@
 //! The object store: every object as JSON, a global resourceVersion, a bounded history of
 //! changes for watches, and the Kubernetes rules for create, update and delete (optimistic
 //! concurrency, preconditions, finalizers, graceful pod deletion).
+//!
+//! Objects are kept in key order (storage, namespace, name), so a list walks only its own
+//! range, and are shared (`Arc`) with the history and with the lists being sent. The fields
+//! the remediator lists pods by (`spec.nodeName`, `status.phase`) are indexed, so such a list
+//! reads only the objects it returns.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::Bound;
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -10,12 +18,18 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::attacher;
+use super::convert;
 use super::resource::{self, Resource};
+use super::selector::{Selector, field_value};
 use crate::fault;
 use crate::scenario::Readiness;
 
 /// How many changes the store keeps for watches that resume from a resourceVersion.
 const HISTORY: usize = 4096;
+
+/// The fields lists are indexed by, as (storage, dotted path in the stored form): the field
+/// selectors the remediator lists pods with.
+const INDEXED: [(&str, &str); 2] = [("pods", "spec.nodeName"), ("pods", "status.phase")];
 
 /// Where an object lives: its storage, namespace (empty for cluster objects) and name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -35,6 +49,38 @@ impl Key {
     }
 }
 
+/// The keys of a storage, in one namespace when given, after a key when given.
+struct Range<'a> {
+    storage: &'static str,
+    namespace: Option<&'a str>,
+    from: Bound<Key>,
+}
+
+impl<'a> Range<'a> {
+    fn new(storage: &'static str, namespace: Option<&'a str>, after: Option<&Key>) -> Self {
+        let first = Key::new(storage, namespace, "");
+        let from = match after {
+            Some(after) if *after >= first => Bound::Excluded(after.clone()),
+            _ => Bound::Included(first),
+        };
+        Self {
+            storage,
+            namespace,
+            from,
+        }
+    }
+
+    /// Where the walk starts; [`Range::holds`] tells where it ends (keys are ordered by
+    /// storage, then namespace).
+    fn bounds(&self) -> (Bound<&Key>, Bound<&Key>) {
+        (self.from.as_ref(), Bound::Unbounded)
+    }
+
+    fn holds(&self, key: &Key) -> bool {
+        key.storage == self.storage && self.namespace.is_none_or(|ns| key.namespace == ns)
+    }
+}
+
 /// What happened to an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ChangeKind {
@@ -50,9 +96,9 @@ pub(super) struct Change {
     pub key: Key,
     pub kind: ChangeKind,
     /// The object after the change (the last state for a deletion).
-    pub object: Value,
+    pub object: Arc<Value>,
     /// The object before the change, to tell a watcher with a selector that it left the set.
-    pub previous: Option<Value>,
+    pub previous: Option<Arc<Value>>,
 }
 
 /// A refusal, as a Kubernetes `Status`.
@@ -155,7 +201,9 @@ pub(super) struct DeleteOptions {
 /// Every Kubernetes object the emulator holds.
 #[derive(Debug)]
 pub struct Store {
-    objects: BTreeMap<Key, Value>,
+    objects: BTreeMap<Key, Arc<Value>>,
+    /// The keys of the objects with each value of an [`INDEXED`] field: (storage, path, value).
+    fields: BTreeMap<(&'static str, &'static str, String), BTreeSet<Key>>,
     revision: u64,
     history: VecDeque<Change>,
     /// A watch may resume from this resourceVersion or a later one.
@@ -176,6 +224,7 @@ impl Store {
     pub(super) fn empty() -> Self {
         Self {
             objects: BTreeMap::new(),
+            fields: BTreeMap::new(),
             revision: 1,
             history: VecDeque::new(),
             oldest: 1,
@@ -198,7 +247,7 @@ impl Store {
     #[must_use]
     pub fn get(&self, plural: &str, namespace: Option<&str>, name: &str) -> Option<&Value> {
         let storage = resource::storage(plural)?.storage;
-        self.objects.get(&Key::new(storage, namespace, name))
+        self.object(&Key::new(storage, namespace, name))
     }
 
     /// Every object of a plural name, in every namespace, ordered by namespace and name.
@@ -207,9 +256,7 @@ impl Store {
         let Some(storage) = resource::storage(plural).map(|r| r.storage) else {
             return Vec::new();
         };
-        self.objects
-            .iter()
-            .filter(|(key, _)| key.storage == storage)
+        self.objects_of(storage, None)
             .map(|(_, object)| object)
             .collect()
     }
@@ -263,19 +310,71 @@ impl Store {
         self.oldest
     }
 
-    /// Objects of a storage, optionally in one namespace.
+    /// Objects of a storage, optionally in one namespace, in key order.
     pub(super) fn objects_of<'a>(
         &'a self,
         storage: &'static str,
         namespace: Option<&'a str>,
     ) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
-        self.objects.iter().filter(move |(key, _)| {
-            key.storage == storage && namespace.is_none_or(|ns| key.namespace == ns)
-        })
+        let range = Range::new(storage, namespace, None);
+        self.objects
+            .range(range.bounds())
+            .take_while(move |(key, _)| range.holds(key))
+            .map(|(key, object)| (key, object.as_ref()))
+    }
+
+    /// What a list or a watch shows: the objects of the resource's storage (in one namespace
+    /// when given) after the key `after` when given, that the selector matches, in key order, as
+    /// the resource shows them. An `=` requirement on an indexed field walks only the objects
+    /// with that value (the one with the fewest, when there are several).
+    pub(super) fn select<'a>(
+        &'a self,
+        resource: &'a Resource,
+        namespace: Option<&'a str>,
+        selector: &'a Selector,
+        after: Option<&Key>,
+    ) -> impl Iterator<Item = (&'a Key, Arc<Value>)> + 'a {
+        let range = Range::new(resource.storage, namespace, after);
+        let indexed = INDEXED
+            .iter()
+            .filter(|(storage, _)| *storage == resource.storage)
+            .filter_map(|&(storage, path)| {
+                let value = selector.equal(path)?;
+                Some(self.fields.get(&(storage, path, value.to_owned())))
+            })
+            .min_by_key(|keys| keys.map_or(0, BTreeSet::len));
+        let candidates: Box<dyn Iterator<Item = (&Key, &Arc<Value>)>> = match indexed {
+            Some(Some(keys)) => Box::new(
+                keys.range(range.bounds())
+                    .filter_map(|key| self.objects.get_key_value(key)),
+            ),
+            Some(None) => Box::new(std::iter::empty()),
+            None => Box::new(self.objects.range(range.bounds())),
+        };
+        candidates
+            .take_while(move |(key, _)| range.holds(key))
+            .filter_map(move |(key, stored)| {
+                let view = convert::view(resource, stored);
+                selector.matches(&view).then_some((key, view))
+            })
+    }
+
+    /// How many objects of a storage (in one namespace when given) come after the key `after`.
+    pub(super) fn count_after(
+        &self,
+        storage: &'static str,
+        namespace: Option<&str>,
+        after: &Key,
+    ) -> usize {
+        let range = Range::new(storage, namespace, Some(after));
+        self.objects
+            .range(range.bounds())
+            .take_while(|(key, _)| range.holds(key))
+            .count()
     }
 
     pub(super) fn object(&self, key: &Key) -> Option<&Value> {
-        self.objects.get(key)
+        self.objects.get(key).map(Arc::as_ref)
     }
 
     /// VolumeAttachments waiting for the attacher (marked for deletion, finalizer present).
@@ -284,45 +383,55 @@ impl Store {
     }
 
     /// Stores an object under a new resourceVersion and records the change.
-    pub(super) fn put(&mut self, key: Key, mut object: Value) -> Value {
+    pub(super) fn put(&mut self, key: Key, mut object: Value) -> Arc<Value> {
         self.revision += 1;
         set_path(
             &mut object,
             &["metadata", "resourceVersion"],
             self.revision.to_string().into(),
         );
-        let previous = self.objects.insert(key.clone(), object.clone());
+        let object = Arc::new(object);
+        let previous = self.objects.insert(key.clone(), Arc::clone(&object));
         let kind = if previous.is_some() {
             ChangeKind::Modified
         } else {
             ChangeKind::Added
         };
+        self.index(&key, previous.as_deref(), Some(&object));
         self.track(&key, Some(&object));
-        self.record(key, kind, object.clone(), previous);
+        self.record(key, kind, Arc::clone(&object), previous);
         object
     }
 
     /// Removes an object; its last state carries the deletion's resourceVersion.
-    pub(super) fn remove(&mut self, key: &Key) -> Option<Value> {
-        let mut object = self.objects.remove(key)?;
-        let previous = object.clone();
+    pub(super) fn remove(&mut self, key: &Key) -> Option<Arc<Value>> {
+        let previous = self.objects.remove(key)?;
+        let mut object = Value::clone(&previous);
         self.revision += 1;
         set_path(
             &mut object,
             &["metadata", "resourceVersion"],
             self.revision.to_string().into(),
         );
+        let object = Arc::new(object);
+        self.index(key, Some(&previous), None);
         self.track(key, None);
         self.record(
             key.clone(),
             ChangeKind::Deleted,
-            object.clone(),
+            Arc::clone(&object),
             Some(previous),
         );
         Some(object)
     }
 
-    fn record(&mut self, key: Key, kind: ChangeKind, object: Value, previous: Option<Value>) {
+    fn record(
+        &mut self,
+        key: Key,
+        kind: ChangeKind,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) {
         self.history.push_back(Change {
             revision: self.revision,
             key,
@@ -336,6 +445,32 @@ impl Store {
             }
         }
         self.notify.send_replace(self.revision);
+    }
+
+    /// Keeps the field index in step with an object that was `before` and is `after`.
+    fn index(&mut self, key: &Key, before: Option<&Value>, after: Option<&Value>) {
+        for (storage, path) in INDEXED {
+            if key.storage != storage {
+                continue;
+            }
+            let old = before.map(|object| field_value(object, path).into_owned());
+            let new = after.map(|object| field_value(object, path).into_owned());
+            if old == new {
+                continue;
+            }
+            if let Some(old) = old
+                && let Entry::Occupied(mut keys) = self.fields.entry((storage, path, old))
+            {
+                keys.get_mut().remove(key);
+                if keys.get().is_empty() {
+                    keys.remove();
+                }
+            }
+            if let Some(new) = new {
+                let keys = self.fields.entry((storage, path, new)).or_default();
+                keys.insert(key.clone());
+            }
+        }
     }
 
     /// Keeps the attacher's queue in step with the VolumeAttachments.
@@ -366,7 +501,7 @@ impl Store {
         namespace: Option<&str>,
         mut object: Value,
         now: Timestamp,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         if !object.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
@@ -446,7 +581,7 @@ impl Store {
         name: &str,
         mut object: Value,
         part: Part,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         let key = Key::new(resource.storage, namespace, name);
         let Some(old) = self.objects.get(&key).cloned() else {
             return Err(ApiError::not_found(resource, name));
@@ -473,7 +608,7 @@ impl Store {
         }
         let mut new = match part {
             Part::Status => {
-                let mut new = old.clone();
+                let mut new = Value::clone(&old);
                 match object.get("status") {
                     Some(status) => set_path(&mut new, &["status"], status.clone()),
                     None => remove_path(&mut new, "status"),
@@ -544,11 +679,11 @@ impl Store {
         {
             m.remove("finalizers");
         }
-        if new == old {
+        if new == *old {
             return Ok(old);
         }
         if deleting && finalizers(&new).is_empty() && grace_of(&new) == 0 {
-            return Ok(self.remove(&key).unwrap_or(new));
+            return Ok(self.remove(&key).unwrap_or_else(|| Arc::new(new)));
         }
         Ok(self.put(key, new))
     }
@@ -561,7 +696,7 @@ impl Store {
         name: &str,
         options: &DeleteOptions,
         now: Timestamp,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         let key = Key::new(resource.storage, namespace, name);
         let Some(old) = self.objects.get(&key).cloned() else {
             return Err(ApiError::not_found(resource, name));
@@ -604,15 +739,16 @@ impl Store {
             if grace == 0 && !has_finalizers {
                 return Ok(self.remove(&key).unwrap_or(old));
             }
-            return Ok(self.mark(key, old, grace, now));
+            return Ok(self.mark(key, &old, grace, now));
         }
         if !has_finalizers && grace == 0 {
             return Ok(self.remove(&key).unwrap_or(old));
         }
-        Ok(self.mark(key, old, grace, now))
+        Ok(self.mark(key, &old, grace, now))
     }
 
-    fn mark(&mut self, key: Key, mut object: Value, grace: i64, now: Timestamp) -> Value {
+    fn mark(&mut self, key: Key, object: &Value, grace: i64, now: Timestamp) -> Arc<Value> {
+        let mut object = object.clone();
         let at = now
             .checked_add(jiff::SignedDuration::from_secs(grace))
             .unwrap_or(now);
@@ -669,7 +805,7 @@ impl Store {
     pub fn set_node_ready(&mut self, node: &str, status: Readiness) {
         let now = Timestamp::now();
         let key = Key::new("nodes", None, node);
-        let Some(mut object) = self.objects.get(&key).cloned() else {
+        let Some(mut object) = self.object(&key).cloned() else {
             return;
         };
         let conditions = super::seed::node_conditions(status, now, now);
@@ -720,14 +856,17 @@ impl Store {
         }
         self.put(key, object);
         if status == Readiness::True {
-            let finished: Vec<Key> = self
-                .objects_of("pods", None)
-                .filter(|(_, pod)| {
-                    str_at(pod, &["spec", "nodeName"]) == Some(node)
-                        && pod.pointer("/metadata/deletionTimestamp").is_some()
-                        && finalizers(pod).is_empty()
+            let on_node = self.fields.get(&("pods", "spec.nodeName", node.to_owned()));
+            let finished: Vec<Key> = on_node
+                .into_iter()
+                .flatten()
+                .filter(|key| {
+                    self.object(key).is_some_and(|pod| {
+                        pod.pointer("/metadata/deletionTimestamp").is_some()
+                            && finalizers(pod).is_empty()
+                    })
                 })
-                .map(|(key, _)| key.clone())
+                .cloned()
                 .collect();
             for key in finished {
                 self.remove(&key);
@@ -810,4 +949,125 @@ fn random_suffix() -> String {
         .iter()
         .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use jiff::Timestamp;
+    use serde_json::json;
+
+    use super::{DeleteOptions, Key, Part, Store};
+    use crate::kubernetes::resource::find;
+    use crate::kubernetes::selector::Selector;
+    use crate::scenario::{Readiness, Scenario};
+
+    fn store() -> Store {
+        let text = "name: t
+kubernetes:
+  nodes: [{name: a}, {name: b, ready: Unknown}]
+  pods:
+    - {name: p1, node: a}
+    - {name: p2, node: b}
+    - {name: p3, node: a, phase: Pending}
+    - {name: p4, namespace: other, node: a}
+    - {name: p5}
+";
+        let scenario = Scenario::parse(text, Path::new("t.yaml")).unwrap();
+        Store::new(&scenario, Timestamp::now())
+    }
+
+    fn names(
+        store: &Store,
+        namespace: Option<&str>,
+        fields: &str,
+        after: Option<&Key>,
+    ) -> Vec<String> {
+        let pods = find("", "v1", "pods").unwrap();
+        let selector = Selector::parse(None, Some(fields)).unwrap();
+        store
+            .select(pods, namespace, &selector, after)
+            .map(|(key, _)| format!("{}/{}", key.namespace, key.name))
+            .collect()
+    }
+
+    #[test]
+    fn indexed_fields_follow_every_change() {
+        let mut store = store();
+        let pods = find("", "v1", "pods").unwrap();
+        assert_eq!(
+            names(&store, None, "spec.nodeName=a", None),
+            ["default/p1", "default/p3", "other/p4"]
+        );
+        assert_eq!(
+            names(&store, Some("other"), "spec.nodeName=a", None),
+            ["other/p4"]
+        );
+        let after = Key::new("pods", Some("default"), "p1");
+        assert_eq!(
+            names(&store, None, "spec.nodeName=a", Some(&after)),
+            ["default/p3", "other/p4"]
+        );
+        assert_eq!(names(&store, None, "spec.nodeName=", None), ["default/p5"]);
+        assert_eq!(
+            names(&store, None, "spec.nodeName=a,status.phase=Pending", None),
+            ["default/p3"]
+        );
+        assert!(names(&store, None, "spec.nodeName=c", None).is_empty());
+        // The same answers as a walk over every pod (a selector on no indexed field).
+        assert_eq!(
+            names(&store, None, "spec.nodeName=a", None),
+            names(&store, None, "spec.nodeName!=b,spec.nodeName!=", None)
+        );
+
+        let mut moved = store
+            .object(&Key::new("pods", Some("default"), "p1"))
+            .unwrap()
+            .clone();
+        moved["spec"]["nodeName"] = json!("b");
+        moved["status"]["phase"] = json!("Pending");
+        store
+            .update(pods, Some("default"), "p1", moved, Part::Main)
+            .unwrap();
+        let mut status = store
+            .object(&Key::new("pods", Some("default"), "p1"))
+            .unwrap()
+            .clone();
+        status["status"]["phase"] = json!("Pending");
+        store
+            .update(pods, Some("default"), "p1", status, Part::Status)
+            .unwrap();
+        assert_eq!(
+            names(&store, None, "spec.nodeName=a", None),
+            ["default/p3", "other/p4"]
+        );
+        assert_eq!(
+            names(&store, None, "spec.nodeName=b", None),
+            ["default/p1", "default/p2"]
+        );
+        assert_eq!(
+            names(&store, None, "status.phase=Pending", None),
+            ["default/p1", "default/p3"]
+        );
+
+        // A pod on the unreachable node waits for its kubelet; once the node is back, the kubelet
+        // finishes it.
+        let options = DeleteOptions::default();
+        store
+            .delete(pods, Some("default"), "p2", &options, Timestamp::now())
+            .unwrap();
+        assert!(
+            store
+                .object(&Key::new("pods", Some("default"), "p2"))
+                .is_some()
+        );
+        store.set_node_ready("b", Readiness::True);
+        assert!(
+            store
+                .object(&Key::new("pods", Some("default"), "p2"))
+                .is_none()
+        );
+        assert_eq!(names(&store, None, "spec.nodeName=b", None), ["default/p1"]);
+    }
 }

@@ -1,6 +1,8 @@
 //! `meta.k8s.io/v1` Table output, as `kubectl get` asks for it: the columns and cells the real
 //! API server's printers produce (priority 1 columns are the ones `-o wide` adds).
 
+use std::borrow::Borrow;
+
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -31,12 +33,12 @@ impl Include {
     }
 }
 
-/// A Table of `objects` (each in the form `resource` serves).
+/// A Table of `objects` (each in the form `resource` serves), with the list's `metadata`.
 #[must_use]
 pub fn table(
     resource: &Resource,
-    objects: &[Value],
-    revision: Option<u64>,
+    objects: &[impl Borrow<Value>],
+    metadata: Value,
     include: Include,
     api_version: &str,
     now: Timestamp,
@@ -44,6 +46,7 @@ pub fn table(
     let rows: Vec<Value> = objects
         .iter()
         .map(|object| {
+            let object = object.borrow();
             let mut row = json!({"cells": cells(resource, object, now)});
             match include {
                 Include::Object => row["object"] = object.clone(),
@@ -53,10 +56,6 @@ pub fn table(
             row
         })
         .collect();
-    let mut metadata = json!({});
-    if let Some(revision) = revision {
-        metadata["resourceVersion"] = revision.to_string().into();
-    }
     json!({
         "kind": "Table",
         "apiVersion": api_version,

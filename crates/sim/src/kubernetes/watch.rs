@@ -73,13 +73,10 @@ pub fn start(world: World, request: Request) -> Response {
             }
             Some(from) if !request.initial_events => Some(from),
             _ => {
-                for (_, object) in
-                    store.objects_of(request.resource.storage, request.namespace.as_deref())
+                let namespace = request.namespace.as_deref();
+                for (_, view) in store.select(request.resource, namespace, &request.selector, None)
                 {
-                    let view = convert::to_view(request.resource, object);
-                    if request.selector.matches(&view) {
-                        first.push(line("ADDED", encode(&request, view, now)));
-                    }
+                    first.push(line("ADDED", encode(&request, &view, now)));
                 }
                 if request.initial_events {
                     first.push(bookmark(&request, store.revision(), true));
@@ -181,12 +178,12 @@ fn event(request: &Request, change: &Change, now: Timestamp) -> Option<Bytes> {
     {
         return None;
     }
-    let view = convert::to_view(request.resource, &change.object);
+    let view = convert::view(request.resource, &change.object);
     let now_matches = request.selector.matches(&view);
     let was_matching = change.previous.as_ref().is_some_and(|p| {
         request
             .selector
-            .matches(&convert::to_view(request.resource, p))
+            .matches(&convert::view(request.resource, p))
     });
     let kind = match (change.kind, was_matching, now_matches) {
         (ChangeKind::Added, _, true) | (ChangeKind::Modified, false, true) => "ADDED",
@@ -195,17 +192,17 @@ fn event(request: &Request, change: &Change, now: Timestamp) -> Option<Bytes> {
         (ChangeKind::Deleted, true, _) | (ChangeKind::Deleted, false, true) => "DELETED",
         _ => return None,
     };
-    Some(line(kind, encode(request, view, now)))
+    Some(line(kind, encode(request, &view, now)))
 }
 
-fn encode(request: &Request, view: Value, now: Timestamp) -> Value {
+fn encode(request: &Request, view: &Value, now: Timestamp) -> Value {
     match request.output {
-        Output::Json => view,
-        Output::Partial { api_version } => table::partial_metadata(&view, api_version),
+        Output::Json => view.clone(),
+        Output::Partial { api_version } => table::partial_metadata(view, api_version),
         Output::Table { api_version } => table::table(
             request.resource,
             &[view],
-            None,
+            json!({}),
             request.include,
             api_version,
             now,
