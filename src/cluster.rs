@@ -287,25 +287,34 @@ impl Cluster {
     /// selector) and the `Pending` pods anywhere (the replacements that may wait on its
     /// volumes), never every pod of the cluster; the claims, PVs and VolumeAttachments those
     /// pods and nodes use, each read afresh by name; the attach-failure Events only when some
-    /// pod is Pending. Every other node is taken as `watched` shows it (the storm guard and the
-    /// one-server-one-node check need them all), and `watched` names the VolumeAttachments to
-    /// read (VolumeAttachments have no field selector for their node).
+    /// pod is Pending. `watched` names the VolumeAttachments to read (VolumeAttachments have no
+    /// field selector for their node); it is locked only for a moment, never across a read.
+    /// The state holds the due nodes only: the caller adds the others as its watch shows them
+    /// when it plans (the storm guard and the one-server-one-node check need them all), so that
+    /// looks in flight never each hold a copy of every node.
     ///
     /// # Errors
     /// When a read fails.
     pub async fn observe_due(
         &self,
-        watched: &Watched,
+        watched: &std::sync::Mutex<Watched>,
         due: &BTreeSet<NodeName>,
     ) -> Result<ClusterState, Error> {
         let fresh = bounded(due.iter().map(|name| self.node(name.as_str())).collect()).await;
-        let mut nodes: BTreeMap<NodeName, NodeView> = watched.nodes.clone();
-        for (name, read) in due.iter().zip(fresh) {
-            match read? {
-                Some(view) => nodes.insert(name.clone(), view),
-                None => nodes.remove(name),
-            };
+        let mut nodes = Vec::new();
+        for read in fresh {
+            nodes.extend(read?);
         }
+        let vas_where = |keep: &dyn Fn(&VaView) -> bool| -> Vec<VaView> {
+            watched
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .attachments
+                .values()
+                .filter(|va| keep(va))
+                .cloned()
+                .collect()
+        };
 
         let on_nodes = bounded(
             due.iter()
@@ -364,11 +373,7 @@ impl Cluster {
         .map(claim_view)
         .collect();
 
-        let attachments: Vec<&VaView> = watched
-            .attachments
-            .values()
-            .filter(|va| due.contains(&va.node))
-            .collect();
+        let attachments = vas_where(&|va| due.contains(&va.node));
         let wanted_pvs: BTreeSet<PvName> = claims
             .iter()
             .filter_map(|claim| claim.volume.clone())
@@ -393,14 +398,12 @@ impl Cluster {
 
         // The due nodes' VolumeAttachments, and every other one of the same PVs (a replacement
         // node's), each read afresh.
-        let wanted_vas: BTreeSet<VaName> = watched
-            .attachments
-            .values()
-            .filter(|va| {
-                due.contains(&va.node) || va.pv.as_ref().is_some_and(|pv| wanted_pvs.contains(pv))
-            })
-            .map(|va| va.name.clone())
-            .collect();
+        let wanted_vas: BTreeSet<VaName> = vas_where(&|va| {
+            due.contains(&va.node) || va.pv.as_ref().is_some_and(|pv| wanted_pvs.contains(pv))
+        })
+        .into_iter()
+        .map(|va| va.name)
+        .collect();
         let volume_attachments: Vec<VaView> = bounded(
             wanted_vas
                 .iter()
@@ -419,7 +422,7 @@ impl Cluster {
         .collect();
 
         let mut state = ClusterState {
-            nodes: nodes.into_values().collect(),
+            nodes,
             persistent_volumes,
             claims,
             pods,

@@ -11,7 +11,7 @@ pub mod service;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -136,7 +136,8 @@ pub async fn run<B: Backend>(
     )
     .default_backoff()
     .boxed();
-    let mut watched: Arc<Watched> = Arc::default();
+    // Shared with the looks in flight, each locking it only for a moment (never across a read).
+    let watched: Mutex<Watched> = Mutex::default();
     let mut nodes_listing: Option<BTreeMap<NodeName, NodeView>> = None;
     let mut attachments_listing: Option<BTreeMap<VaName, VaView>> = None;
     let (mut nodes_synced, mut attachments_synced) = (false, false);
@@ -162,7 +163,8 @@ pub async fn run<B: Backend>(
             event = nodes.next() => {
                 let now = Timestamp::now();
                 let event = event.ok_or(Error::WatchEnded)?;
-                let nodes = &mut Arc::make_mut(&mut watched).nodes;
+                let mut watched = held(&watched);
+                let nodes = &mut watched.nodes;
                 match event {
                     Err(err) => tracing::warn!(error = %err, "The Node watch failed; it is retried"),
                     Ok(Event::Init) => nodes_listing = Some(BTreeMap::new()),
@@ -198,7 +200,8 @@ pub async fn run<B: Backend>(
             }
             event = attachments.next() => {
                 let event = event.ok_or(Error::WatchEnded)?;
-                let attachments = &mut Arc::make_mut(&mut watched).attachments;
+                let mut watched = held(&watched);
+                let attachments = &mut watched.attachments;
                 match event {
                     Err(err) => tracing::warn!(error = %err, "The VolumeAttachment watch failed; it is retried"),
                     Ok(Event::Init) => attachments_listing = Some(BTreeMap::new()),
@@ -232,7 +235,8 @@ pub async fn run<B: Backend>(
             () = sleep_until(wake) => {
                 let now = Timestamp::now();
                 let due = schedule.due(now);
-                if let Some(storm) = plan::storm_guard(watched.nodes.values(), &settings.policy.max_unhealthy) {
+                let storm = plan::storm_guard(held(&watched).nodes.values(), &settings.policy.max_unhealthy);
+                if let Some(storm) = storm {
                     metrics.set_storm_guard(true);
                     if !due.is_empty() {
                         settings.tell(|| Moment::Held(storm, due.clone()));
@@ -253,10 +257,9 @@ pub async fn run<B: Backend>(
                     }
                     for node in starting {
                         schedule.start(&node);
-                        let snapshot = Arc::clone(&watched);
-                        let controller = &controller;
+                        let (controller, watched) = (&controller, &watched);
                         looks.push(async move {
-                            let look = controller.look(&node, &snapshot).await;
+                            let look = controller.look(&node, watched).await;
                             (node, look)
                         });
                     }
@@ -281,8 +284,8 @@ struct Controller<'a, B> {
 
 impl<B: Backend> Controller<'_, B> {
     /// Observes, plans and (as the leader) acts for `node`, from fresh reads (the other nodes
-    /// as `watched` shows them).
-    async fn look(&self, node: &NodeName, watched: &Watched) -> Look {
+    /// as `watched` shows them at the moment of planning).
+    async fn look(&self, node: &NodeName, watched: &Mutex<Watched>) -> Look {
         let names = BTreeSet::from([node.clone()]);
         let span = tracing::info_span!("remediation", node = %node);
         async {
@@ -299,9 +302,19 @@ impl<B: Backend> Controller<'_, B> {
                 quiet_in_storm: true,
             };
             let policy = &self.settings.policy;
-            let observation =
+            let mut observation =
                 observe::complete(state, self.backend, policy, &scope, Timestamp::now()).await;
+            // Every other node as the watch shows it now, for planning only: one copy at a
+            // time (planning does not wait), none held while acting.
+            let others: Vec<NodeView> = held(watched)
+                .nodes
+                .values()
+                .filter(|other| !names.contains(&other.name))
+                .cloned()
+                .collect();
+            observation.nodes.extend(others);
             let mut plan = plan::plan(&observation, policy);
+            observation.nodes.retain(|n| names.contains(&n.name));
             // This look's node only: the other nodes are another look's (or none's) business.
             plan.steps
                 .retain(|step| step.node.as_ref().is_some_and(|n| names.contains(n)));
@@ -473,6 +486,14 @@ fn verdict_label(
         plan::Verdict::NotFenced { .. } => VerdictLabel::NotFenced,
         plan::Verdict::Unknown { .. } => VerdictLabel::Unknown,
     })
+}
+
+/// The watched views, locked (a panic elsewhere while it was held leaves it usable: each
+/// change is one insert or remove).
+fn held(watched: &Mutex<Watched>) -> std::sync::MutexGuard<'_, Watched> {
+    watched
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A deterministic jitter in `0.0..1.0` per node and time, to spread retries.
