@@ -52,6 +52,10 @@ pub const PERMISSIONS: &[(&str, &str, &[&str])] = &[
 /// Objects per page of a list (kubectl's default chunk size).
 const PAGE: u32 = 500;
 
+/// Up to this many nodes not Ready, their pods are read with one field-selected list each;
+/// beyond, one paged list of every pod costs fewer requests.
+const PER_NODE_POD_LISTS: usize = 100;
+
 /// How many times an update that lost a resourceVersion race is retried.
 const CONFLICT_RETRIES: usize = 3;
 
@@ -237,8 +241,9 @@ impl Cluster {
         self.client.clone()
     }
 
-    /// Reads nodes, pods, PVs, PVCs, VolumeAttachments and the attach-failure Events, every
-    /// list page by page.
+    /// Reads nodes, pods (those of nodes not Ready and the pending ones, or every pod when more
+    /// than [`PER_NODE_POD_LISTS`] nodes are not Ready), PVs, PVCs, VolumeAttachments and the
+    /// attach-failure Events, every list page by page.
     ///
     /// # Errors
     /// When a list fails.
@@ -247,9 +252,19 @@ impl Cluster {
         let nodes = self
             .list("nodes", &all, "list nodes", |node| Some(node_view(node)))
             .await?;
-        let pods = self
-            .list("pods", &all, "list pods", |pod| Some(pod_view(pod)))
-            .await?;
+        // Only the pods of nodes not Ready and the pending ones matter; a field selector per
+        // such node beats reading every pod of the cluster while they are few.
+        let not_ready: BTreeSet<NodeName> = nodes
+            .iter()
+            .filter(|node: &&NodeView| !node.ready.is_ready())
+            .map(|node| node.name.clone())
+            .collect();
+        let pods = if not_ready.len() <= PER_NODE_POD_LISTS {
+            self.pods_of(&not_ready).await?
+        } else {
+            self.list("pods", &all, "list pods", |pod| Some(pod_view(pod)))
+                .await?
+        };
         let persistent_volumes = self
             .list(
                 "persistentvolumes",
@@ -316,36 +331,7 @@ impl Cluster {
                 .collect()
         };
 
-        let on_nodes = bounded(
-            due.iter()
-                .map(|node| {
-                    let params = ListParams::default().fields(&format!("spec.nodeName={node}"));
-                    async move {
-                        self.list(
-                            "pods",
-                            &params,
-                            &format!("list the pods of node {node}"),
-                            |pod| Some(pod_view(pod)),
-                        )
-                        .await
-                    }
-                })
-                .collect(),
-        )
-        .await;
-        let mut pods: Vec<PodView> = Vec::new();
-        for listed in on_nodes {
-            pods.extend(listed?);
-        }
-        let pending = ListParams::default().fields("status.phase=Pending");
-        pods.extend(
-            self.list("pods", &pending, "list pending pods", |pod| {
-                Some(pod_view(pod))
-            })
-            .await?
-            .into_iter()
-            .filter(|pod| !pod.node.as_ref().is_some_and(|node| due.contains(node))),
-        );
+        let pods = self.pods_of(due).await?;
 
         let wanted_claims: BTreeSet<(String, ClaimName)> = pods
             .iter()
@@ -432,6 +418,43 @@ impl Cluster {
             self.read_attach_failures(&mut state.pods).await?;
         }
         Ok(state)
+    }
+
+    /// The pods of `nodes` (a `spec.nodeName` field selector each) and the `Pending` pods
+    /// anywhere (the replacements that may wait on their volumes).
+    async fn pods_of(&self, nodes: &BTreeSet<NodeName>) -> Result<Vec<PodView>, Error> {
+        let on_nodes = bounded(
+            nodes
+                .iter()
+                .map(|node| {
+                    let params = ListParams::default().fields(&format!("spec.nodeName={node}"));
+                    async move {
+                        self.list(
+                            "pods",
+                            &params,
+                            &format!("list the pods of node {node}"),
+                            |pod| Some(pod_view(pod)),
+                        )
+                        .await
+                    }
+                })
+                .collect(),
+        )
+        .await;
+        let mut pods: Vec<PodView> = Vec::new();
+        for listed in on_nodes {
+            pods.extend(listed?);
+        }
+        let pending = ListParams::default().fields("status.phase=Pending");
+        pods.extend(
+            self.list("pods", &pending, "list pending pods", |pod| {
+                Some(pod_view(pod))
+            })
+            .await?
+            .into_iter()
+            .filter(|pod| !pod.node.as_ref().is_some_and(|node| nodes.contains(node))),
+        );
+        Ok(pods)
     }
 
     /// Fills each pod's attach failures from the Warning Events about pods.
