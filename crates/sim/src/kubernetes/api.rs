@@ -134,7 +134,11 @@ pub async fn handle(
                 namespace,
             },
             method,
-        ) => request.collection(&world, method, resource, namespace),
+        ) => {
+            request
+                .collection(&world, method, resource, namespace)
+                .await
+        }
         (
             Target::Object {
                 resource,
@@ -210,6 +214,37 @@ struct Page {
     metadata: Value,
 }
 
+impl Page {
+    fn render(&self, resource: &Resource, output: Output, include: Include) -> Response {
+        let Self { items, metadata } = self;
+        match output {
+            Output::Json => respond(
+                StatusCode::OK,
+                &List {
+                    kind: format!("{}List", resource.kind),
+                    api_version: resource.api_version(),
+                    metadata,
+                    items,
+                },
+            ),
+            Output::Partial { api_version } => ok(json!({
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": api_version,
+                "metadata": metadata,
+                "items": items.iter().map(|i| table::partial_metadata(i, api_version)).collect::<Vec<_>>(),
+            })),
+            Output::Table { api_version } => ok(table::table(
+                resource,
+                items,
+                metadata.clone(),
+                include,
+                api_version,
+                Timestamp::now(),
+            )),
+        }
+    }
+}
+
 /// One object's address.
 struct Place {
     resource: &'static Resource,
@@ -274,7 +309,7 @@ impl Call {
         }
     }
 
-    fn collection(
+    async fn collection(
         &self,
         world: &World,
         method: &Method,
@@ -291,8 +326,16 @@ impl Call {
                     namespace.as_deref(),
                     &selector,
                 )?;
-                // Rendered once the world is unlocked: the page shares the stored objects.
-                Ok(self.list(resource, &page))
+                let (output, include) = (self.output, Include::parse(self.param("includeObject")));
+                // Rendered once the world is unlocked (the page shares the stored objects), on a
+                // blocking thread: a list of every pod is hundreds of megabytes, and would hold up
+                // every request queued behind it on an async worker.
+                let render =
+                    tokio::task::spawn_blocking(move || page.render(resource, output, include));
+                Ok(render.await.unwrap_or_else(|err| {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
+                        .into_response()
+                }))
             }
             Method::POST => {
                 if namespace.is_none() && resource.namespaced {
@@ -397,35 +440,6 @@ impl Call {
             }
         }
         Ok(Page { items, metadata })
-    }
-
-    fn list(&self, resource: &Resource, page: &Page) -> Response {
-        let Page { items, metadata } = page;
-        match self.output {
-            Output::Json => respond(
-                StatusCode::OK,
-                &List {
-                    kind: format!("{}List", resource.kind),
-                    api_version: resource.api_version(),
-                    metadata,
-                    items,
-                },
-            ),
-            Output::Partial { api_version } => ok(json!({
-                "kind": "PartialObjectMetadataList",
-                "apiVersion": api_version,
-                "metadata": metadata,
-                "items": items.iter().map(|i| table::partial_metadata(i, api_version)).collect::<Vec<_>>(),
-            })),
-            Output::Table { api_version } => ok(table::table(
-                resource,
-                items,
-                metadata.clone(),
-                Include::parse(self.param("includeObject")),
-                api_version,
-                Timestamp::now(),
-            )),
-        }
     }
 
     fn watch(
