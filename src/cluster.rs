@@ -235,6 +235,31 @@ impl Cluster {
             .map_err(|e| Error::new(format!("read {what} {name}"), e))
     }
 
+    /// Reads each named object (a few at a time), keeping what `view` takes of those that
+    /// exist.
+    async fn read_each<'n, K, V>(
+        &self,
+        objects: impl Iterator<Item = (Api<K>, &'n str)>,
+        resource: &'static str,
+        what: &str,
+        view: impl Fn(&K) -> Option<V>,
+    ) -> Result<Vec<V>, Error>
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let reads = bounded(
+            objects
+                .map(|(api, name)| self.get(api, resource, name, what))
+                .collect(),
+        )
+        .await;
+        let mut views = Vec::new();
+        for read in reads {
+            views.extend(read?.as_ref().and_then(&view));
+        }
+        Ok(views)
+    }
+
     /// The Kubernetes client, for watches and the Lease.
     #[must_use]
     pub fn client(&self) -> Client {
@@ -341,23 +366,18 @@ impl Cluster {
                     .map(|claim| (pod.namespace.to_string(), claim.clone()))
             })
             .collect();
-        let claims: Vec<ClaimView> = bounded(
-            wanted_claims
-                .iter()
-                .map(|(namespace, name)| {
+        let claims: Vec<ClaimView> = self
+            .read_each(
+                wanted_claims.iter().map(|(namespace, name)| {
                     let api =
                         Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), namespace);
-                    self.get(api, "persistentvolumeclaims", name.as_str(), "claim")
-                })
-                .collect(),
-        )
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?
-        .iter()
-        .flatten()
-        .map(claim_view)
-        .collect();
+                    (api, name.as_str())
+                }),
+                "persistentvolumeclaims",
+                "claim",
+                |pvc| Some(claim_view(pvc)),
+            )
+            .await?;
 
         let attachments = vas_where(&|va| due.contains(&va.node));
         let wanted_pvs: BTreeSet<PvName> = claims
@@ -365,22 +385,16 @@ impl Cluster {
             .filter_map(|claim| claim.volume.clone())
             .chain(attachments.iter().filter_map(|va| va.pv.clone()))
             .collect();
-        let persistent_volumes: Vec<PvView> = bounded(
-            wanted_pvs
-                .iter()
-                .map(|name| {
-                    let api = Api::<PersistentVolume>::all(self.client.clone());
-                    self.get(api, "persistentvolumes", name.as_str(), "persistent volume")
-                })
-                .collect(),
-        )
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?
-        .iter()
-        .flatten()
-        .filter_map(pv_view)
-        .collect();
+        let persistent_volumes: Vec<PvView> = self
+            .read_each(
+                wanted_pvs
+                    .iter()
+                    .map(|name| (Api::all(self.client.clone()), name.as_str())),
+                "persistentvolumes",
+                "persistent volume",
+                pv_view,
+            )
+            .await?;
 
         // The due nodes' VolumeAttachments, and every other one of the same PVs (a replacement
         // node's), each read afresh.
@@ -390,22 +404,16 @@ impl Cluster {
         .into_iter()
         .map(|va| va.name)
         .collect();
-        let volume_attachments: Vec<VaView> = bounded(
-            wanted_vas
-                .iter()
-                .map(|name| {
-                    let api = Api::<VolumeAttachment>::all(self.client.clone());
-                    self.get(api, "volumeattachments", name.as_str(), "volume attachment")
-                })
-                .collect(),
-        )
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?
-        .iter()
-        .flatten()
-        .map(va_view)
-        .collect();
+        let volume_attachments: Vec<VaView> = self
+            .read_each(
+                wanted_vas
+                    .iter()
+                    .map(|name| (Api::all(self.client.clone()), name.as_str())),
+                "volumeattachments",
+                "volume attachment",
+                |va| Some(va_view(va)),
+            )
+            .await?;
 
         let mut state = ClusterState {
             nodes,
