@@ -1390,11 +1390,13 @@ async fn server_name_and_ip_filters_work_as_novas() {
     assert_eq!(server_names(&sim, "name=^node-d").await, ["node-dead"]);
     assert!(server_names(&sim, "name=nomatch").await.is_empty());
     assert_eq!(server_names(&sim, "ip=10.0.0.12").await, ["node-b"]);
-    // Nova matches `ip` from the start of the address, not the whole of it.
+    // With Neutron, `ip` is a substring of a fixed address (10.0.0.130 has 10.0.0.13) ...
     assert_eq!(server_names(&sim, "ip=10.0.0.13").await, ["node-error"]);
+    assert_eq!(server_names(&sim, "ip=0.0.11").await, ["node-a"]);
+    // ... after Nova strips `^`, `$` and `\.` from an anchored, escaped pattern.
     assert_eq!(
-        server_names(&sim, "ip=10%5C.0%5C.0%5C.13%24").await,
-        Vec::<String>::new()
+        server_names(&sim, "ip=%5E10%5C.0%5C.0%5C.13%24").await,
+        ["node-error"]
     );
     let (status, _) = sim.get(&sim.nova("/servers?name=("), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -218,8 +218,10 @@ impl Nova {
             .await
     }
 
-    /// The servers that own the fixed address `ip` (Nova's `ip` filter matches prefixes too: it
-    /// is anchored and escaped, and the answer filtered again here).
+    /// The servers that own the fixed address `ip`. Sent anchored and escaped (a regular
+    /// expression to Nova without Neutron; with Neutron, Nova strips `^`, `$` and `\.` and
+    /// Neutron matches the address as a substring, so 10.0.0.1 finds 10.0.0.13 too): the answer
+    /// is filtered again here, to the exact address.
     ///
     /// # Errors
     /// When Nova fails.

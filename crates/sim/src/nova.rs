@@ -163,34 +163,34 @@ fn not_found(server_id: &str) -> Response {
 
 // ----- Servers ---------------------------------------------------------------------------------
 
-/// Which servers a list shows: Nova's `name` and `ip` filters are regular expressions (`name`
-/// searched anywhere, `ip` matched from the start of an address, as Nova's `re.match` does).
+/// Which servers a list shows: Nova's `name` filter is a regular expression searched anywhere;
+/// its `ip` filter, with Neutron, goes to Neutron as a port filter: Nova strips a leading `^`, a
+/// trailing `$` and every `\.` (`get_instance_uuids_by_ip_filter`), and Neutron, with its
+/// `ip-substring-filtering` extension, matches the rest anywhere in a fixed address.
 struct ServerFilter {
     name: Option<regex::Regex>,
-    ip: Option<regex::Regex>,
+    ip: Option<String>,
     status: Option<String>,
 }
 
 impl ServerFilter {
     fn parse(query: &HashMap<String, String>) -> Result<Self, Refusal> {
-        let compile = |key: &str, anchored: bool| -> Result<Option<regex::Regex>, Refusal> {
-            query
-                .get(key)
-                .map(|pattern| {
-                    let pattern = if anchored {
-                        format!("^(?:{pattern})")
-                    } else {
-                        pattern.clone()
-                    };
-                    regex::Regex::new(&pattern).map_err(|_| {
-                        Refusal::BadRequest(format!("Invalid input for query parameters {key}."))
-                    })
+        let name = query
+            .get("name")
+            .map(|pattern| {
+                regex::Regex::new(pattern).map_err(|_| {
+                    Refusal::BadRequest("Invalid input for query parameters name.".to_owned())
                 })
-                .transpose()
-        };
+            })
+            .transpose()?;
+        let ip = query.get("ip").map(|ip| {
+            let ip = ip.strip_prefix('^').unwrap_or(ip);
+            let ip = ip.strip_suffix('$').unwrap_or(ip);
+            ip.replace("\\.", ".")
+        });
         Ok(Self {
-            name: compile("name", false)?,
-            ip: compile("ip", true)?,
+            name,
+            ip,
             status: query.get("status").map(|s| s.to_ascii_uppercase()),
         })
     }
@@ -199,11 +199,11 @@ impl ServerFilter {
         self.name
             .as_ref()
             .is_none_or(|re| re.is_match(&server.name))
-            && self.ip.as_ref().is_none_or(|re| {
+            && self.ip.as_ref().is_none_or(|ip| {
                 server
                     .addresses
                     .iter()
-                    .any(|addr| !addr.contains(':') && re.is_match(addr))
+                    .any(|addr| !addr.contains(':') && addr.contains(ip.as_str()))
             })
             && self
                 .status
