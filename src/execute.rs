@@ -809,11 +809,7 @@ fn backend_failure(err: &backend::Error, step: &Step) -> Failure {
             format!("a transient failure: the next run retries it (by hand: {manual})")
         }
         backend::Error::OpenStack(api) => match &api.kind {
-            ErrorKind::Conflict(_) => format!(
-                "Nova refuses while the server has a task in progress or is in a state it cannot \
-                 detach from: check `openstack server show` and run again once the task is done \
-                 (by hand: {manual})"
-            ),
+            ErrorKind::Conflict(message) => conflict_next_step(message, &manual),
             ErrorKind::BadRequest(_) => format!(
                 "the volume is not detachable as it stands (a root disk, or not in-use): check \
                  `openstack volume show` before doing anything by hand ({manual})"
@@ -845,6 +841,30 @@ fn cluster_failure(err: &crate::cluster::Error, step: &Step) -> Failure {
     }
 }
 
+/// What to do about Nova's 409, from its message: a compute service that is down refuses every
+/// detach until it is back (or the server is deleted or evacuated); a task left by a stop that
+/// never ran blocks it until reset.
+fn conflict_next_step(message: &str, manual: &str) -> String {
+    if message.contains("Service is unavailable") {
+        format!(
+            "Nova refuses every detach while the server's compute service is down: the volume is \
+             freed only when the host is back, or once the host is fenced and forced down by \
+             deleting or evacuating the server (see `diagnose`); do not retry by hand ({manual})"
+        )
+    } else if message.contains("powering-off") {
+        "a stop that the compute host never carried out left the task `powering-off`, which \
+         blocks every detach: fence the host, then clear it with `openstack server set --state \
+         active SERVER` (admin) and run again"
+            .to_owned()
+    } else {
+        format!(
+            "Nova refuses while the server has a task in progress or is in a state it cannot \
+             detach from: check `openstack server show` and run again once the task is done \
+             (by hand: {manual})"
+        )
+    }
+}
+
 fn stuck_next_step(step: &Step) -> String {
     match &step.action {
         Action::ReleaseVolume { server, volume, .. } => format!(
@@ -853,8 +873,10 @@ fn stuck_next_step(step: &Step) -> String {
              reset-state --attach-status detached {volume}` once the server is proven off"
         ),
         Action::StopServer { server, .. } => format!(
-            "server {server} does not stop (its compute host may be dead): fence the host, e.g. \
-             `openstack compute service set --down HOST nova-compute`"
+            "server {server} does not stop (its compute host may be dead) and its task \
+             `powering-off` now blocks every detach: fence the host (`openstack compute service \
+             set --down HOST nova-compute`), then clear the task with `openstack server set \
+             --state active {server}` (admin)"
         ),
         other => format!("check by hand: {}", other.manual_command()),
     }

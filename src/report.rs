@@ -246,6 +246,15 @@ fn next_step(storage: &StorageView, verdict: &str, policy: &Policy) -> Option<St
         "not fenced" if server.task_state.is_some() => {
             Some("wait for the server's task to finish, then run again".to_owned())
         }
+        "not fenced" if server.host_hidden && server.status == "ACTIVE" => Some(
+            "these credentials cannot see the server's compute host (Nova shows \
+             OS-EXT-SRV-ATTR:host, host_status and os-services to admins only): shut-off, \
+             crashed and deleted servers are still proven, but a dead hypervisor needs \
+             credentials allowed os_compute_api:os-extended-server-attributes, \
+             os_compute_api:servers:show:host_status and os_compute_api:os-services:list (admin \
+             by default), and the host forced down"
+                .to_owned(),
+        ),
         // ACTIVE, or a status that says off while the hypervisor last said it runs.
         "not fenced"
             if server.status == "ACTIVE"
@@ -390,6 +399,8 @@ fn describe_storage(storage: &StorageView) -> String {
                     None => "state unknown",
                 };
                 let _ = write!(text, ", on compute host {host} ({state})");
+            } else if server.host_hidden {
+                text.push_str(", compute host hidden from these credentials");
             }
             text
         }

@@ -12,7 +12,7 @@ use osauth::Session;
 use super::{Backend, Error, Release, ReleaseState};
 use crate::bounded::bounded;
 use crate::openstack::cinder::{Cinder, Volume};
-use crate::openstack::error::ApiError;
+use crate::openstack::error::{ApiError, ErrorKind};
 use crate::openstack::nova::{Nova, Server};
 use fencing::model::{
     AttachmentId, BackendVolume, CinderAttachment, CinderVolumeView, Driver, HostView, MatchRoute,
@@ -106,18 +106,22 @@ impl OpenStack {
             }),
             _ => None,
         };
+        let mut host_hidden = server.host_hidden;
         if host_state.is_none()
             && server.status == "ACTIVE"
             && let Some(host) = &server.host
         {
-            host_state = self
-                .nova
-                .compute_service(host)
-                .await?
-                .map(|service| HostView {
-                    up: service.state == "up",
-                    forced_down: service.forced_down,
-                });
+            match self.nova.compute_service(host).await {
+                Ok(service) => {
+                    host_state = service.map(|service| HostView {
+                        up: service.state == "up",
+                        forced_down: service.forced_down,
+                    });
+                }
+                // A policy that shows the host but not its service: not known, not an error.
+                Err(err) if matches!(err.kind, ErrorKind::Denied(_)) => host_hidden = true,
+                Err(err) => return Err(err),
+            }
         }
         Ok(ServerView {
             id: ServerId::new(server.id),
@@ -130,6 +134,7 @@ impl OpenStack {
             vm_state: server.vm_state,
             host: server.host,
             host_state,
+            host_hidden,
         })
     }
 }

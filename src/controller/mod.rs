@@ -548,6 +548,7 @@ mod tests {
                 vm_state: None,
                 host: None,
                 host_state: None,
+                host_hidden: false,
             }),
         }
     }

@@ -67,6 +67,8 @@ pub struct Server {
     pub vm_state: Option<String>,
     /// `OS-EXT-SRV-ATTR:host` (visible to admins by default).
     pub host: Option<String>,
+    /// Nova left `OS-EXT-SRV-ATTR:host` out: its policy hides the host from these credentials.
+    pub host_hidden: bool,
     /// `host_status` (2.16+): `UP`, `DOWN`, `MAINTENANCE`, `UNKNOWN`; none when not shown.
     pub host_status: Option<String>,
     /// `OS-EXT-AZ:availability_zone`.
@@ -98,8 +100,8 @@ struct RawServer {
     task_state: Option<String>,
     #[serde(rename = "OS-EXT-STS:vm_state", default)]
     vm_state: Option<String>,
-    #[serde(rename = "OS-EXT-SRV-ATTR:host", default)]
-    host: Option<String>,
+    #[serde(rename = "OS-EXT-SRV-ATTR:host", default, deserialize_with = "present")]
+    host: Option<Option<String>>,
     #[serde(default)]
     host_status: Option<String>,
     #[serde(rename = "OS-EXT-AZ:availability_zone", default)]
@@ -111,6 +113,13 @@ struct RawServer {
 #[derive(Deserialize)]
 struct RawAddress {
     addr: String,
+}
+
+/// A field that Nova may leave out (`None`) or send as null (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
@@ -126,7 +135,8 @@ impl From<RawServer> for Server {
             power_state: raw.power_state,
             task_state: non_empty(raw.task_state),
             vm_state: non_empty(raw.vm_state),
-            host: non_empty(raw.host),
+            host_hidden: raw.host.is_none(),
+            host: non_empty(raw.host.flatten()),
             host_status: non_empty(raw.host_status),
             availability_zone: non_empty(raw.availability_zone),
             addresses: raw
@@ -403,7 +413,18 @@ mod tests {
             "unknown statuses are kept"
         );
         assert_eq!(server.host, None);
+        assert!(!server.host_hidden, "an empty host is shown, not hidden");
         assert_eq!(server.host_status, None);
         assert_eq!(server.addresses, ["10.0.0.14"]);
+    }
+
+    #[test]
+    fn a_host_left_out_is_hidden_by_policy_and_null_is_not() {
+        let parse = |body: &str| Server::from(serde_json::from_str::<RawServer>(body).unwrap());
+        let member = parse(r#"{"id": "s", "status": "ACTIVE"}"#);
+        assert!(member.host_hidden);
+        let admin = parse(r#"{"id": "s", "status": "ERROR", "OS-EXT-SRV-ATTR:host": null}"#);
+        assert!(!admin.host_hidden);
+        assert_eq!(admin.host, None);
     }
 }

@@ -337,6 +337,10 @@ pub struct ServerView {
     pub host: Option<String>,
     /// The nova-compute service of that host, when read.
     pub host_state: Option<HostView>,
+    /// Nova hides the compute host or its service from these credentials (its default policy
+    /// shows `OS-EXT-SRV-ATTR:host`, `host_status` and `os-services` to admins only).
+    #[serde(default)]
+    pub host_hidden: bool,
 }
 
 /// How a node was matched to its Nova server.

@@ -131,6 +131,13 @@ pub fn openstack(server: &ServerView, trust_forced_down: bool) -> Verdict {
                 describe_host(state.up, state.forced_down)
             ),
         },
+        None if status == "ACTIVE" && server.host_hidden => Verdict::NotFenced {
+            detail: format!(
+                "server {id} is ACTIVE ({power}); Nova does not show these credentials its compute \
+                 host or the host's service (admin-only by default), so a dead hypervisor cannot \
+                 be told from a live VM"
+            ),
+        },
         None if status == "ACTIVE" => Verdict::NotFenced {
             detail: format!(
                 "server {id} is ACTIVE ({power}) on compute host {host}, whose state is unknown"

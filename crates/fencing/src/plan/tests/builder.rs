@@ -44,6 +44,7 @@ pub fn server(id: &str, name: &str, status: &str, power: u8) -> ServerView {
             up: true,
             forced_down: false,
         }),
+        host_hidden: false,
     }
 }
 

@@ -170,6 +170,7 @@ fn decode_node(index: usize, g: &[u8; 16]) -> NodeView {
             vm_state: None,
             host: Some(format!("compute-{}", g[8] % 3)),
             host_state: pick(HOSTS, g[8]),
+            host_hidden: g[8] % 5 == 4,
         }),
         5 => StorageView::ServerGone { id: id.clone() },
         6 => StorageView::Error {

@@ -365,3 +365,26 @@ fn gone_server_is_released_on_the_cinder_side() {
     assert_eq!(plan.steps[0].reason, Reason::ServerGone);
     assert_eq!(plan.steps.len(), 4);
 }
+
+#[test]
+fn a_host_hidden_by_policy_proves_nothing_and_says_why() {
+    let hidden = |status: &str, power: u8| ServerView {
+        host: None,
+        host_state: None,
+        host_hidden: true,
+        ..server(SERVER4, NODE4, status, power)
+    };
+    for trust in [false, true] {
+        match fence::openstack(&hidden("ACTIVE", 1), trust) {
+            Verdict::NotFenced { detail } => {
+                assert!(
+                    detail.contains("does not show these credentials"),
+                    "{detail}"
+                );
+            }
+            other => panic!("an ACTIVE server on a hidden host: {other:?}"),
+        }
+    }
+    // What a member sees still proves a server off.
+    assert!(fence::openstack(&hidden("SHUTOFF", 4), false).is_fenced());
+}
