@@ -981,3 +981,36 @@ fn env_map_is_what_is_read() {
     let err = config::load(&Source::from_env(vars)).unwrap_err();
     assert!(matches!(err, ConfigError::NoCredentials));
 }
+
+/// The cloud provider reads the same Secret with gcfg's `FatalOnly`: keys and sections it may
+/// know and we do not are named in a warning, not fatal; a misspelt `[Global]` is named in the
+/// error about what is then missing.
+#[test]
+fn cloud_conf_unknown_keys_and_sections_warn_and_a_misspelt_global_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = "[Global]\nauth-url = https://k:5000/v3\nuser-id = u\npassword = Temp-Secret-9\n\
+                tenant-id = p\nnew-ccm-key = 1\n[Shiny]\nx = 1\n";
+    let config = config::load(&empty_source().with_cloud_config(Some(temp_conf(&dir, good))))
+        .expect("unknown keys and sections are not fatal");
+    let warnings = config.warnings().join("\n");
+    assert!(
+        warnings.contains("cloud.conf:6: unknown key `new-ccm-key` in [Global] ignored"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("cloud.conf:7: unknown section [Shiny] ignored"),
+        "{warnings}"
+    );
+    assert!(!warnings.contains("Temp-Secret-9"));
+
+    let misspelt = "[Globl]\nauth-url = https://k:5000/v3\nuser-id = u\npassword = Temp-Secret-9\n";
+    let err = config::load(&empty_source().with_cloud_config(Some(temp_conf(&dir, misspelt))))
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(err.is_usage());
+    assert!(
+        message.contains("cloud.conf:1: unknown section [Globl] ignored: did you mean [Global]?"),
+        "{message}"
+    );
+    assert!(!message.contains("Temp-Secret-9"), "{message}");
+}

@@ -416,18 +416,6 @@ pub enum ConfigError {
         /// What is wrong and what to do.
         message: String,
     },
-    /// `[Global]` of a `cloud.conf` has a key this program (and gcfg) does not know.
-    #[error("{}:{line}: unknown key `{key}` in [Global]: {hint}", path.display())]
-    UnknownKey {
-        /// The file.
-        path: PathBuf,
-        /// The 1-based line.
-        line: u64,
-        /// The key as written.
-        key: String,
-        /// A suggestion.
-        hint: String,
-    },
     /// A setting is missing, malformed, contradictory or unsupported.
     #[error("{at}: {message}")]
     Invalid {

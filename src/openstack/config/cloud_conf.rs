@@ -7,8 +7,9 @@
 //! a key without `=` means `true` (booleans only); a repeated key keeps its last value.
 //!
 //! Only `[Global]` is read; other sections (`[LoadBalancer]`, `[BlockStorage]`, `[Networking]`,
-//! `[Metadata]`, ...) must parse but are ignored. An unknown key in `[Global]` is an error (gcfg
-//! rejects unknown keys too).
+//! `[Metadata]`, ...) must parse but are ignored. As the cloud controller manager reads the same
+//! file (gcfg with `FatalOnly`), an unknown key in `[Global]` or an unknown section is not fatal:
+//! it is named in a warning, and in the error when a setting it may have meant is missing.
 
 use std::path::{Path, PathBuf};
 
@@ -100,6 +101,21 @@ pub(super) fn load(path: &Path, source: &Source) -> Result<OpenStackConfig, Conf
             key: Some("[Global]".into()),
         },
     );
+    let mut unknown: Vec<String> = global
+        .unknown_sections
+        .iter()
+        .map(|(line, name)| {
+            format!(
+                "{}:{line}: unknown section [{name}] ignored{}",
+                path.display(),
+                if distance(&name.to_ascii_lowercase(), "global") <= 2 {
+                    ": did you mean [Global]?"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect();
     let mut use_clouds = false;
     let mut clouds_file = None;
     let mut cloud = None;
@@ -125,12 +141,14 @@ pub(super) fn load(path: &Path, source: &Source) -> Result<OpenStackConfig, Conf
                         .into(),
                 });
             }
-            return Err(ConfigError::UnknownKey {
-                path: path.to_owned(),
-                line: entry.line,
-                key: entry.key,
-                hint: unknown_key_hint(&lower),
-            });
+            unknown.push(format!(
+                "{}:{}: unknown key `{}` in [Global] ignored: {}",
+                path.display(),
+                entry.line,
+                entry.key,
+                unknown_key_hint(&lower)
+            ));
+            continue;
         };
         let bool_value = |value: &Option<String>| -> Result<bool, ConfigError> {
             match value {
@@ -174,6 +192,7 @@ pub(super) fn load(path: &Path, source: &Source) -> Result<OpenStackConfig, Conf
             }
         }
     }
+    raw.warnings.extend(unknown.iter().cloned());
     let mut clouds_yaml_path = None;
     if use_clouds {
         let Some(cloud) = cloud.or_else(|| source.var("OS_CLOUD").map(str::to_owned)) else {
@@ -190,6 +209,14 @@ pub(super) fn load(path: &Path, source: &Source) -> Result<OpenStackConfig, Conf
     raw.build(ConfigSource::CloudConfig {
         path: path.to_owned(),
         clouds_yaml: clouds_yaml_path,
+    })
+    .map_err(|err| match err {
+        // A missing or wrong setting may be what a misspelt key or section meant to give.
+        ConfigError::Invalid { at, message } if !unknown.is_empty() => ConfigError::Invalid {
+            at,
+            message: format!("{message} (note: {})", unknown.join("; ")),
+        },
+        other => other,
     })
 }
 
@@ -240,7 +267,21 @@ struct Global {
     /// The line of its first header.
     line: Option<u64>,
     entries: Vec<Entry>,
+    /// Sections the cloud controller manager does not read either, with their line.
+    unknown_sections: Vec<(u64, String)>,
 }
+
+/// The sections of the cloud controller manager's and Cinder CSI's `cloud.conf`, lowercase.
+const SECTIONS: &[&str] = &[
+    "global",
+    "loadbalancer",
+    "loadbalancerclass",
+    "blockstorage",
+    "networking",
+    "metadata",
+    "route",
+    "router",
+]; 
 
 /// Parses the whole file, returning the `[Global]` entries in order.
 fn parse(path: &Path, text: &str) -> Result<Global, ConfigError> {
@@ -265,6 +306,9 @@ fn parse(path: &Path, text: &str) -> Result<Global, ConfigError> {
             let name = parse_header(rest).map_err(|message| syntax(start, message))?;
             if name.eq_ignore_ascii_case("global") && global.line.is_none() {
                 global.line = Some(start as u64 + 1);
+            }
+            if !SECTIONS.contains(&name.to_ascii_lowercase().as_str()) {
+                global.unknown_sections.push((start as u64 + 1, name.clone()));
             }
             section = Some(name.to_ascii_lowercase());
             continue;
