@@ -124,22 +124,29 @@ pub struct OpenStackArgs {
 /// How the remediator may act.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PolicyArgs {
-    /// How long a node must have been not Ready before it is considered (e.g. 30s, 2m).
-    #[arg(long, env = "CINDER_REMEDIATOR_GRACE", value_parser = parse_duration)]
+    /// How long a node must have been not Ready before it is considered (e.g. 30s, 2m)
+    /// [default: 30s].
+    #[arg(
+        long,
+        env = "CINDER_REMEDIATOR_GRACE",
+        value_parser = parse_duration,
+        allow_hyphen_values = true
+    )]
     pub grace: Option<humantime::Duration>,
     /// How the Kubernetes side is cleaned: `delete` (its VolumeAttachments and pods; any
-    /// Kubernetes version) or `out-of-service-taint` (Kubernetes 1.28+ does the rest).
+    /// Kubernetes version) or `out-of-service-taint` (Kubernetes 1.28+ does the rest)
+    /// [default: delete].
     #[arg(long, env = "CINDER_REMEDIATOR_STRATEGY", value_parser = config::parse_strategy)]
     pub strategy: Option<Strategy>,
     /// Storm guard: act on no node when more than this many are not Ready at once: a share
-    /// (`40%`, the default) or a count (`3`). One node is always allowed.
+    /// (`40%`) or a count (`3`). One node is always allowed [default: 40%].
     #[arg(long, env = "CINDER_REMEDIATOR_MAX_UNHEALTHY")]
     pub max_unhealthy: Option<String>,
     /// Do not delete replacement pods that wait on a freed volume.
     #[arg(long, env = "CINDER_REMEDIATOR_NO_KICK")]
     pub no_kick: bool,
-    /// `observe` (default): act only on servers the cloud shows off; `stop`: also stop
-    /// (`os-stop`) an ACTIVE server on an up host, and release once it shows SHUTOFF.
+    /// `observe`: act only on servers the cloud shows off; `stop`: also stop (`os-stop`) an
+    /// ACTIVE server on an up host, and release once it shows SHUTOFF [default: observe].
     #[arg(long, env = "CINDER_REMEDIATOR_FENCE", value_parser = config::parse_fence)]
     pub fence: Option<FenceMode>,
     /// Accept a compute host marked forced down in Nova as proof that its servers are off.
@@ -161,6 +168,9 @@ impl PolicyArgs {
 }
 
 fn parse_duration(text: &str) -> Result<humantime::Duration, String> {
+    if text.trim_start().starts_with('-') {
+        return Err("a duration cannot be negative; write e.g. 30s, 2m or 1h".to_owned());
+    }
     text.parse()
         .map_err(|err| format!("not a duration ({err}); write e.g. 30s, 2m or 1h"))
 }
@@ -252,10 +262,10 @@ pub struct RunArgs {
     #[arg(long, env = "CINDER_REMEDIATOR_DRY_RUN")]
     pub dry_run: bool,
     /// How long a release may take to show done before it counts as failed.
-    #[arg(long, default_value = "2m", env = "CINDER_REMEDIATOR_VERIFY_TIMEOUT", value_parser = parse_duration)]
+    #[arg(long, default_value = "2m", env = "CINDER_REMEDIATOR_VERIFY_TIMEOUT", value_parser = parse_duration, allow_hyphen_values = true)]
     pub verify_timeout: humantime::Duration,
     /// How often a node that is not Ready is looked at again when nothing changed.
-    #[arg(long, default_value = "30s", env = "CINDER_REMEDIATOR_RESYNC", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", env = "CINDER_REMEDIATOR_RESYNC", value_parser = parse_duration, allow_hyphen_values = true)]
     pub resync: humantime::Duration,
     /// Where /livez, /readyz and /metrics are served.
     #[arg(
@@ -278,10 +288,10 @@ pub struct RunArgs {
     )]
     pub lease_name: String,
     /// How long a silent leader keeps the Lease.
-    #[arg(long, default_value = "15s", env = "CINDER_REMEDIATOR_LEASE_DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "15s", env = "CINDER_REMEDIATOR_LEASE_DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub lease_duration: humantime::Duration,
     /// How long, on SIGTERM, a step in flight may take to finish.
-    #[arg(long, default_value = "60s", env = "CINDER_REMEDIATOR_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", env = "CINDER_REMEDIATOR_SHUTDOWN_TIMEOUT", value_parser = parse_duration, allow_hyphen_values = true)]
     pub shutdown_timeout: humantime::Duration,
     #[command(flatten)]
     #[allow(missing_docs)]

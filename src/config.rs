@@ -129,47 +129,50 @@ pub async fn kube_client(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
 ) -> Result<kube::Client, UsageError> {
-    let config =
-        match kubeconfig {
-            Some(path) => {
-                let file = Kubeconfig::read_from(path).map_err(|err| {
+    let config = match kubeconfig {
+        Some(path) => {
+            // Read here, not by kube, whose error quotes the path a second time.
+            let unusable = |why: String| {
+                UsageError(format!(
+                    "kubeconfig {}: {why}; check the file or pass another with --kubeconfig",
+                    path.display()
+                ))
+            };
+            let text = std::fs::read_to_string(path).map_err(|err| unusable(err.to_string()))?;
+            let file = Kubeconfig::from_yaml(&text).map_err(|err| unusable(first_lines(&err)))?;
+            let options = KubeConfigOptions {
+                context: context.map(str::to_owned),
+                ..KubeConfigOptions::default()
+            };
+            kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(|err| {
                     UsageError(format!(
-                        "kubeconfig {}: {}; check the file or pass another with --kubeconfig",
+                        "kubeconfig {}: {}; check --context and the file",
                         path.display(),
-                        first_lines(&err)
+                        one_line(&err)
                     ))
-                })?;
-                let options = KubeConfigOptions {
-                    context: context.map(str::to_owned),
-                    ..KubeConfigOptions::default()
-                };
-                kube::Config::from_custom_kubeconfig(file, &options)
+                })?
+        }
+        None => {
+            let options = KubeConfigOptions {
+                context: context.map(str::to_owned),
+                ..KubeConfigOptions::default()
+            };
+            match kube::Config::incluster() {
+                Ok(config) if context.is_none() => config,
+                _ => kube::Config::from_kubeconfig(&options)
                     .await
                     .map_err(|err| {
                         UsageError(format!(
-                            "kubeconfig {}: {}; check --context and the file",
-                            path.display(),
+                            "no Kubernetes configuration: {}; run in a pod, or pass --kubeconfig \
+                         (or set KUBECONFIG)",
                             one_line(&err)
                         ))
-                    })?
+                    })?,
             }
-            None => {
-                let options = KubeConfigOptions {
-                    context: context.map(str::to_owned),
-                    ..KubeConfigOptions::default()
-                };
-                match kube::Config::incluster() {
-                Ok(config) if context.is_none() => config,
-                _ => kube::Config::from_kubeconfig(&options).await.map_err(|err| {
-                    UsageError(format!(
-                        "no Kubernetes configuration: {}; run in a pod, or pass --kubeconfig \
-                         (or set KUBECONFIG)",
-                        one_line(&err)
-                    ))
-                })?,
-            }
-            }
-        };
+        }
+    };
     // kube's default retry of 429/503/504 backs off up to 15 times, growing to 1000 s: an API
     // server that answers 503 would hold a one-shot command for many minutes. Fail at once
     // instead (exit 1); the operator, or the controller's own backoff, tries again.

@@ -135,6 +135,35 @@ pub async fn report_unreadable_progress(cluster: &Cluster, plan: &Plan) {
     }
 }
 
+/// Why the nodes asked for by name got neither a step nor a skip: they are Ready (and carry no
+/// progress record), which the planner does not list.
+fn ready_requested(
+    observation: &Observation,
+    plan: &Plan,
+    nodes: &BTreeSet<NodeName>,
+) -> Vec<String> {
+    observation
+        .nodes
+        .iter()
+        .filter(|node| nodes.contains(&node.name) && node.ready.is_ready())
+        .filter(|node| {
+            !plan.skipped.iter().any(|s| s.node == node.name)
+                && !plan
+                    .steps
+                    .iter()
+                    .any(|s| s.node.as_ref() == Some(&node.name))
+        })
+        .map(|node| {
+            format!(
+                "  {}: Ready since {}: the remediator acts only on nodes not Ready for longer \
+                 than the grace period",
+                node.name,
+                node.ready_since.strftime("%Y-%m-%d %H:%M:%S UTC")
+            )
+        })
+        .collect()
+}
+
 /// `remediate`: plans, asks (on a terminal, unless `--yes`), executes with progress, and
 /// prints a summary. Returns whether everything planned was done and every node in scope
 /// could be read.
@@ -187,6 +216,9 @@ pub async fn remediate<B: Backend>(
             );
         } else {
             println!("Nothing to do.");
+            for line in ready_requested(&observation, &plan, nodes) {
+                println!("{line}");
+            }
         }
         return Ok(unread == 0);
     }

@@ -501,6 +501,15 @@ fn unknown_nodes_and_bad_flags_are_refused_with_exit_2_and_one_line() {
         .assert_usage(&["--max-unhealthy", "lots", "40%"]);
     sim.run_args(&["remediate", "--all", "--yes", "--grace", "forever"])
         .assert_usage(&["--grace", "forever", "30s"]);
+    sim.run_args(&["remediate", "--all", "--yes", "--grace", "-5s"])
+        .assert_usage(&["'-5s'", "--grace", "cannot be negative"]);
+    let missing = sim.run_args(&["diagnose", "--kubeconfig", "/nonexistent/kubeconfig"]);
+    missing.assert_usage(&["kubeconfig /nonexistent/kubeconfig: No such file"]);
+    assert_eq!(
+        missing.stderr.matches("/nonexistent/kubeconfig").count(),
+        1,
+        "the path is said once: {missing:#?}"
+    );
 
     // `run`: a bad flag, and an admin address already taken.
     sim.run_args(&["run", "--resync", "often"])
@@ -516,6 +525,23 @@ fn unknown_nodes_and_bad_flags_are_refused_with_exit_2_and_one_line() {
     assert!(!refused.stdout.contains("done"), "{refused:#?}");
 
     sim.assert_nothing_mutated("unknown nodes and bad flags");
+}
+
+/// A Ready node asked for by name gets no step and no skip from the planner: the command says
+/// why instead of a bare "Nothing to do.".
+#[test]
+fn a_ready_node_asked_for_by_name_is_said_ready() {
+    let sim = Sim::start();
+    let run = sim.run_args(&["remediate", "--node", "node-3-nude", "--yes"]);
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    assert!(
+        run.stdout.contains("node-3-nude: Ready since")
+            && run
+                .stdout
+                .contains("not Ready for longer than the grace period"),
+        "{run:#?}"
+    );
+    sim.assert_nothing_mutated("a Ready node");
 }
 
 #[test]

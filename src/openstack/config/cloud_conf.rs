@@ -281,7 +281,7 @@ const SECTIONS: &[&str] = &[
     "metadata",
     "route",
     "router",
-]; 
+];
 
 /// Parses the whole file, returning the `[Global]` entries in order.
 fn parse(path: &Path, text: &str) -> Result<Global, ConfigError> {
@@ -308,7 +308,9 @@ fn parse(path: &Path, text: &str) -> Result<Global, ConfigError> {
                 global.line = Some(start as u64 + 1);
             }
             if !SECTIONS.contains(&name.to_ascii_lowercase().as_str()) {
-                global.unknown_sections.push((start as u64 + 1, name.clone()));
+                global
+                    .unknown_sections
+                    .push((start as u64 + 1, name.clone()));
             }
             section = Some(name.to_ascii_lowercase());
             continue;

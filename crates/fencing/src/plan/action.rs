@@ -425,7 +425,10 @@ impl fmt::Display for Skip {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::WithinGrace { remaining } => {
-                write!(f, "within the grace period ({remaining:#} left)")
+                // Whole seconds, rounded up: "1s left" until the grace is over, never "0s".
+                let whole = remaining.as_secs() + i64::from(remaining.subsec_nanos() > 0);
+                let left = SignedDuration::from_secs(whole);
+                write!(f, "within the grace period ({left:#} left)")
             }
             Self::NotFenced { detail } => write!(f, "not fenced: {detail}"),
             Self::Unknown { detail } => write!(f, "unknown: {detail}"),

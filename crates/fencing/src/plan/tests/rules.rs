@@ -595,3 +595,20 @@ fn observation_and_progress_record_round_trip_as_json() {
     );
     assert_eq!(value["persistent_volumes"][0]["backend"]["kind"], "cinder");
 }
+
+#[test]
+fn the_grace_left_is_said_in_whole_seconds_rounded_up() {
+    let said = |remaining: SignedDuration| Skip::WithinGrace { remaining }.to_string();
+    assert_eq!(
+        said(SignedDuration::new(2995, 273_638_022)),
+        "within the grace period (49m 56s left)"
+    );
+    assert_eq!(
+        said(SignedDuration::from_millis(300)),
+        "within the grace period (1s left)"
+    );
+    assert_eq!(
+        said(SignedDuration::from_secs(5)),
+        "within the grace period (5s left)"
+    );
+}
