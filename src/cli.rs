@@ -392,8 +392,10 @@ impl Cli {
 fn init_logging(filter: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
+    // Colours only for a person: a log redirected to a file or collected from a pod holds none.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().try_init()
@@ -744,6 +746,7 @@ async fn run_sim(args: &SimArgs) -> Outcome {
         args.state_dir.display()
     );
     wait_for_signal().await;
+    sim::Running::clear_state_dir(&args.state_dir);
     running.shutdown().await;
     Outcome::Done
 }

@@ -77,6 +77,19 @@ fn sim_writes_its_state_dir_serves_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(exit.success(), "sim exited with {exit:?} on SIGTERM");
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(log.contains("Serving"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a redirected log: {log:?}"
+    );
+    for name in ["ready", "endpoints.json", "kubeconfig", "clouds.yaml"] {
+        assert!(
+            !dir.path().join(name).exists(),
+            "{name} left behind by a stopped sim"
+        );
+    }
 }
 
 fn get_json(url: &str) -> serde_json::Value {

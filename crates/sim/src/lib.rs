@@ -112,6 +112,14 @@ impl Running {
         write("endpoints.json", endpoints + "\n")?;
         write("ready", String::new())
     }
+
+    /// Removes what [`Self::write_state_dir`] wrote, `ready` first, so a stopped emulator leaves
+    /// nothing a client could mistake for a running one.
+    pub fn clear_state_dir(dir: &Path) {
+        for name in ["ready", "endpoints.json", "kubeconfig", "clouds.yaml"] {
+            let _ = std::fs::remove_file(dir.join(name));
+        }
+    }
 }
 
 /// Binds every emulator on `127.0.0.1` (ports chosen by the system) and starts serving.
