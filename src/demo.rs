@@ -138,6 +138,7 @@ async fn run_against(
         .as_ref()
         .map_or(DEFAULT_WITHIN, |expect| expect.within);
 
+    let ids = ShortIds::new(scenario);
     if clock.text {
         println!("Scenario {}: {}", scenario.name, scenario.description);
         println!(
@@ -156,7 +157,7 @@ async fn run_against(
             "Remediator: the controller (`run`), in this process, leading from the start (no Lease)\n"
         );
         println!("Before:");
-        print_state(running, &client).await?;
+        print_state(running, &client, &ids).await?;
         println!();
     }
 
@@ -179,7 +180,7 @@ async fn run_against(
 
     if clock.text {
         println!("\nAfter:");
-        print_state(running, &client).await?;
+        print_state(running, &client, &ids).await?;
     }
     let mut requests: BTreeMap<String, usize> = BTreeMap::new();
     for record in running.requests() {
@@ -383,6 +384,7 @@ struct Story {
     rounds: Vec<Round>,
     releases: Vec<Release>,
     failed: bool,
+    ids: ShortIds,
 }
 
 impl Story {
@@ -409,6 +411,7 @@ impl Story {
             rounds: Vec::new(),
             releases: Vec::new(),
             failed: false,
+            ids: ShortIds::new(scenario),
         }
     }
 
@@ -447,7 +450,7 @@ impl Story {
                 println!(
                     "[{:6.1}s] scenario: {}",
                     change.at.as_secs_f64(),
-                    describe(change)
+                    describe(change, &self.ids)
                 );
             }
             self.told += 1;
@@ -666,7 +669,7 @@ impl Story {
             } else {
                 "released"
             };
-            let volume = short(&release.volume);
+            let volume = self.ids.say(&release.volume);
             let verified = release.millis as f64 / 1000.0;
             match self.nodes.get(&release.node).and_then(|n| n.turned) {
                 Some(turned) => println!(
@@ -704,9 +707,9 @@ impl Story {
 }
 
 /// A scenario change, in words.
-fn describe(change: &sim::scenario::Step) -> String {
+fn describe(change: &sim::scenario::Step, ids: &ShortIds) -> String {
     if let Some(c) = &change.server_status {
-        format!("server {} {}", short(&c.server.value), c.status.as_str())
+        format!("server {} {}", ids.say(&c.server.value), c.status.as_str())
     } else if let Some(c) = &change.node_ready {
         format!("node {} Ready={}", c.node.value, c.status.as_str())
     } else if let Some(c) = &change.host_state {
@@ -789,7 +792,11 @@ pub fn scenario_policy(remediator: &Remediator) -> PolicyFlags {
     }
 }
 
-async fn print_state(running: &Running, client: &kube::Client) -> Result<(), Error> {
+async fn print_state(
+    running: &Running,
+    client: &kube::Client,
+    ids: &ShortIds,
+) -> Result<(), Error> {
     {
         let state = running.world.lock();
         let names: BTreeMap<String, String> = state
@@ -805,7 +812,7 @@ async fn print_state(running: &Running, client: &kube::Client) -> Result<(), Err
                     let name = names
                         .get(&a.server_id)
                         .map_or("deleted server", String::as_str);
-                    format!("{name} ({})", short(&a.server_id))
+                    format!("{name} ({})", ids.say(&a.server_id))
                 })
                 .collect();
             let attached = if holders.is_empty() {
@@ -813,7 +820,11 @@ async fn print_state(running: &Running, client: &kube::Client) -> Result<(), Err
             } else {
                 format!(", attached to {}", holders.join(" and "))
             };
-            println!("  volume {} {}{attached}", short(&volume.id), volume.status);
+            println!(
+                "  volume {} {}{attached}",
+                ids.say(&volume.id),
+                volume.status
+            );
         }
     }
     let failed = |err: kube::Error| Error::Client(crate::config::one_line(&err));
@@ -879,13 +890,69 @@ async fn print_state(running: &Running, client: &kube::Client) -> Result<(), Err
     Ok(())
 }
 
-fn short(id: &str) -> &str {
-    id.get(..8).unwrap_or(id)
+/// Ids said short: their first 8 characters, and their last 4 too where several ids share those
+/// 8 (the scenarios number their ids at the end: `e1f2a3b4…0003`).
+struct ShortIds {
+    shared: BTreeSet<String>,
+}
+
+impl ShortIds {
+    fn new(scenario: &Scenario) -> Self {
+        let ids = scenario
+            .openstack
+            .servers
+            .iter()
+            .map(|server| &server.id)
+            .chain(scenario.openstack.volumes.iter().map(|volume| &volume.id));
+        let mut seen = BTreeMap::<&str, BTreeSet<&str>>::new();
+        for id in ids {
+            seen.entry(id.get(..8).unwrap_or(id))
+                .or_default()
+                .insert(id);
+        }
+        let shared = seen
+            .into_iter()
+            .filter(|(_, ids)| ids.len() > 1)
+            .map(|(prefix, _)| prefix.to_owned())
+            .collect();
+        Self { shared }
+    }
+
+    fn say(&self, id: &str) -> String {
+        let prefix = id.get(..8).unwrap_or(id);
+        match id.get(id.len().saturating_sub(4)..) {
+            Some(tail) if self.shared.contains(prefix) && id.len() > 12 => {
+                format!("{prefix}…{tail}")
+            }
+            _ => prefix.to_owned(),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_ids_stay_apart_where_their_first_8_characters_do_not() {
+        let scenario =
+            Scenario::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/storm.yaml"))
+                .unwrap();
+        let ids = ShortIds::new(&scenario);
+        let said: BTreeSet<String> = scenario
+            .openstack
+            .volumes
+            .iter()
+            .map(|volume| ids.say(&volume.id))
+            .collect();
+        assert_eq!(said.len(), scenario.openstack.volumes.len(), "{said:?}");
+        assert!(said.contains("e1f2a3b4…0003"), "{said:?}");
+        let seed = default_scenario().unwrap();
+        assert_eq!(
+            ShortIds::new(&seed).say("4e41d530-cb5f-49a9-9c6f-a591abdb6f11"),
+            "4e41d530"
+        );
+    }
 
     #[test]
     fn the_default_scenario_is_the_catalogue_file() {
