@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::execute::{Outcome, Report};
 use fencing::model::{NodeView, Observation, Readiness, StorageView};
-use fencing::plan::{self, Plan, Policy, Skip, Verdict};
+use fencing::plan::{self, FenceMode, Plan, Policy, Skip, Verdict};
 
 /// The diagnosis of one cluster.
 #[derive(Debug, Clone, Serialize)]
@@ -273,9 +273,15 @@ fn next_step(storage: &StorageView, verdict: &str, policy: &Policy) -> Option<St
             } else {
                 " and run with --trust-forced-down"
             };
+            let no_stop = if policy.fence == FenceMode::Stop && server.status == "ACTIVE" {
+                "not stopped: its compute host is not up, so a stop would never run and its \
+                 `powering-off` task would block every detach; "
+            } else {
+                ""
+            };
             Some(format!(
-                "once the compute host is fenced (powered off), mark it: `openstack compute \
-                 service set --down {host} nova-compute`{trust}"
+                "{no_stop}once the compute host is fenced (powered off), mark it: `openstack \
+                 compute service set --down {host} nova-compute`{trust}"
             ))
         }
         "not fenced" => Some(format!(

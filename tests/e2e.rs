@@ -954,6 +954,28 @@ async fn diagnose_shows_what_is_stuck_and_the_next_step_on_a_node_it_will_not_to
 }
 
 #[tokio::test]
+async fn stop_fencing_never_stops_a_server_whose_host_is_not_up_and_says_why() {
+    let setup = start(&scenario("hypervisor-down.yaml")).await;
+    let policy = Policy {
+        fence: FenceMode::Stop,
+        ..Policy::default()
+    };
+    let (observation, plan) = plan_now(&setup, &policy, false).await;
+    assert!(plan.steps.is_empty(), "{plan}");
+    let text = cinder_remediator::report::diagnose(&observation, &plan, &policy).to_string();
+    assert_lines(
+        &text,
+        &["next step not stopped: its compute host is not up, so a stop would never run"],
+    );
+    assert!(remediate(&setup, &policy, fast()).await);
+    assert_eq!(
+        mutating(&setup.running.requests(), &EVERYTHING),
+        Vec::<String>::new()
+    );
+    setup.running.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_refused_detach_says_why_and_what_to_do() {
     let setup = start(&Scenario::seed()).await;
     fail_next_detach(&setup, 409);
