@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the real `openstack` CLI (python-openstackclient) against the emulated Keystone, Nova and
 # Cinder of `cinder-remediator sim` (the built-in seed scenario), and checks what each command
-# shows: the operator's manual fix from the seed story, end to end.
+# shows: the operator's manual fix from the seed story, end to end, first refused while the
+# server's compute host is forced down. Then, with the seed's credentials turned into a project
+# member's, that Nova shows no host fields and refuses the compute service list.
 #
 # Usage: scripts/openstack-cli-check.sh
 # Honours CARGO_TARGET_DIR. Creates (or reuses) a virtualenv at $REPO/.venv.
@@ -21,11 +23,16 @@ failed=0
 sim_pid=""
 tmp="$(mktemp -d)"
 
-cleanup() {
+stop_sim() {
     if [[ -n "$sim_pid" ]] && kill -0 "$sim_pid" 2>/dev/null; then
         kill "$sim_pid" 2>/dev/null || true
         wait "$sim_pid" 2>/dev/null || true
     fi
+    sim_pid=""
+}
+
+cleanup() {
+    stop_sim
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -43,23 +50,97 @@ log "building cinder-remediator"
 (cd "$REPO" && cargo build --quiet --bin cinder-remediator)
 binary="${CARGO_TARGET_DIR:-$REPO/target}/debug/cinder-remediator"
 
-"$binary" sim --state-dir "$tmp" >"$tmp/sim.log" 2>&1 &
-sim_pid=$!
-for _ in $(seq $((READY_TIMEOUT_S * 10))); do
-    [[ -f "$tmp/ready" ]] && break
-    if ! kill -0 "$sim_pid" 2>/dev/null; then
-        log "sim exited before it was ready:"
-        cat "$tmp/sim.log"
+# start_sim DIR [SCENARIO]: serves SCENARIO (the seed when left out) with its state in DIR, and
+# points the CLI at it.
+start_sim() {
+    local dir="$1"
+    shift
+    mkdir -p "$dir"
+    "$binary" sim --state-dir "$dir" "$@" >"$dir/sim.log" 2>&1 &
+    sim_pid=$!
+    for _ in $(seq $((READY_TIMEOUT_S * 10))); do
+        [[ -f "$dir/ready" ]] && break
+        if ! kill -0 "$sim_pid" 2>/dev/null; then
+            log "sim exited before it was ready:"
+            cat "$dir/sim.log"
+            exit 1
+        fi
+        sleep 0.1
+    done
+    if [[ ! -f "$dir/ready" ]]; then
+        log "sim not ready after ${READY_TIMEOUT_S}s"
         exit 1
     fi
-    sleep 0.1
-done
-if [[ ! -f "$tmp/ready" ]]; then
-    log "sim not ready after ${READY_TIMEOUT_S}s"
-    exit 1
-fi
+    export OS_CLIENT_CONFIG_FILE="$dir/clouds.yaml" OS_CLOUD=sim
+}
 
-export OS_CLIENT_CONFIG_FILE="$tmp/clouds.yaml" OS_CLOUD=sim
+start_sim "$tmp/admin"
+
+# check_refused NAME EXPECTED... -- COMMAND...: runs COMMAND, passes when it fails and its
+# output has every EXPECTED.
+check_refused() {
+    local name="$1"
+    shift
+    local expected=()
+    while [[ "$1" != "--" ]]; do
+        expected+=("$1")
+        shift
+    done
+    shift
+    local output
+    if output="$("$@" 2>&1)"; then
+        log "FAIL $name: command succeeded: $*"
+        printf '%s\n' "$output"
+        failed=$((failed + 1))
+        return
+    fi
+    local missing=()
+    for text in "${expected[@]}"; do
+        grep -qF -- "$text" <<<"$output" || missing+=("$text")
+    done
+    if ((${#missing[@]})); then
+        log "FAIL $name: output lacks: ${missing[*]}"
+        printf '%s\n' "$output"
+        failed=$((failed + 1))
+    else
+        log "ok   $name"
+        passed=$((passed + 1))
+    fi
+}
+
+# check_lacks NAME UNWANTED... -- COMMAND...: runs COMMAND, passes when it succeeds and its
+# output has none of UNWANTED.
+check_lacks() {
+    local name="$1"
+    shift
+    local unwanted=()
+    while [[ "$1" != "--" ]]; do
+        unwanted+=("$1")
+        shift
+    done
+    shift
+    local output
+    if ! output="$("$@" 2>&1)"; then
+        log "FAIL $name: command failed: $*"
+        printf '%s\n' "$output"
+        failed=$((failed + 1))
+        return
+    fi
+    local present=()
+    for text in "${unwanted[@]}"; do
+        if grep -qF -- "$text" <<<"$output"; then
+            present+=("$text")
+        fi
+    done
+    if ((${#present[@]})); then
+        log "FAIL $name: output has: ${present[*]}"
+        printf '%s\n' "$output"
+        failed=$((failed + 1))
+    else
+        log "ok   $name"
+        passed=$((passed + 1))
+    fi
+}
 
 # check NAME EXPECTED... -- COMMAND...: runs COMMAND, passes when its output has every EXPECTED.
 check() {
@@ -102,6 +183,20 @@ check "volume show" in-use "$SERVER" /dev/vdb -- \
     "$openstack_cli" volume show "$VOLUME"
 check "compute service list" nova-compute compute-1 compute-2 " up " -- \
     "$openstack_cli" compute service list
+
+# Fenced by the operator: Nova no longer counts compute-2 as up and refuses the detach (409)
+# before it changes anything in Cinder.
+check "compute service set --down" -- \
+    "$openstack_cli" compute service set --down compute-2 nova-compute
+check "compute service list (forced down)" compute-2 " down " -- \
+    "$openstack_cli" compute service list --host compute-2
+check_refused "server remove volume (host forced down)" "Service is unavailable at this time" "409" -- \
+    "$openstack_cli" server remove volume "$SERVER" "$VOLUME"
+check "volume show (still in-use)" in-use "$SERVER" -- \
+    "$openstack_cli" volume show "$VOLUME"
+check "compute service set --up" -- \
+    "$openstack_cli" compute service set --up compute-2 nova-compute
+
 check "server remove volume" -- \
     "$openstack_cli" server remove volume "$SERVER" "$VOLUME"
 
@@ -120,6 +215,25 @@ else
     log "FAIL volume not available within ${DETACH_TIMEOUT_S}s (last status: $status)"
     failed=$((failed + 1))
 fi
+
+stop_sim
+
+# The same cloud seen by a project member: no host fields, no compute service list.
+member_scenario="$tmp/seed-member.yaml"
+sed 's/^openstack:$/openstack:\n  role: member/' "$REPO/scenarios/seed-node-shutdown.yaml" >"$member_scenario"
+grep -q '^  role: member$' "$member_scenario" || {
+    log "could not write the member scenario"
+    exit 1
+}
+start_sim "$tmp/member" --scenario "$member_scenario"
+check "server show (member)" node-4-nude SHUTOFF "$VOLUME" -- \
+    "$openstack_cli" server show "$SERVER"
+# The CLI lists every field it knows; Nova sends no host, hypervisor or instance name (nor
+# host_status) to a member, so the values are empty.
+check_lacks "server show (member) has no host fields" compute-2 instance-0000 UP -- \
+    "$openstack_cli" server show "$SERVER"
+check_refused "compute service list (member)" "os_compute_api:os-services:list" "403" -- \
+    "$openstack_cli" compute service list
 
 echo "openstack-cli-check: $passed passed, $failed failed"
 ((failed == 0))

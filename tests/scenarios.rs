@@ -102,6 +102,8 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(scenario.openstack.project, "kube");
     assert!((scenario.openstack.behaviour.detach_seconds - 2.0).abs() < f64::EPSILON);
     assert!(scenario.openstack.behaviour.cinder_attachment_guard);
+    assert!((scenario.openstack.behaviour.service_down_time - 60.0).abs() < f64::EPSILON);
+    assert_eq!(scenario.openstack.role, sim::scenario::Role::Admin);
     assert!(scenario.timeline.is_empty() && scenario.expect.is_none());
 }
 

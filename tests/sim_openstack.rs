@@ -1156,24 +1156,100 @@ async fn detach_is_400_for_a_root_volume_or_a_volume_not_in_use() {
     assert_eq!(sim.volume(PVC_SUSPENDED).await["status"], "error_detaching");
 }
 
+/// Forces a compute service down (or lets it report again) through `PUT /os-services/{id}`.
+async fn force_down(sim: &Sim, host: &str, forced_down: bool) {
+    let version = Some("compute 2.53");
+    let (_, body) = sim
+        .get(&sim.nova(&format!("/os-services?host={host}")), version)
+        .await;
+    let uuid = body["services"][0]["id"].as_str().unwrap().to_owned();
+    let url = sim.nova(&format!("/os-services/{uuid}"));
+    let body = json!({ "forced_down": forced_down });
+    let (status, _, _) = sim.call(Method::PUT, &url, version, Some(body)).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// The `state` os-services shows for a compute host.
+async fn service_state(sim: &Sim, host: &str) -> String {
+    let url = sim.nova(&format!("/os-services?host={host}&binary=nova-compute"));
+    let (status, body) = sim.get(&url, Some("compute 2.53")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["services"][0]["state"].as_str().unwrap().to_owned()
+}
+
+fn conflict_message(body: &Value) -> &str {
+    body["conflictingRequest"]["message"]
+        .as_str()
+        .unwrap_or_default()
+}
+
 #[tokio::test]
-async fn detach_on_a_dead_host_or_stuck_volume_stays_detaching() {
-    let scenario = CLOUD.replace(
-        "  behaviour:\n    detach_seconds: 0.3\n",
-        "  behaviour:\n    detach_seconds: 0.3\ntimeline:\n  - {at: 1500ms, host_state: {host: compute-dead, state: up}}\n",
+async fn detach_on_a_dead_or_forced_down_host_is_409_and_cinder_is_untouched() {
+    let sim = Sim::start(CLOUD).await;
+    // compute-dead stopped reporting long before: Nova says its service is down.
+    assert_eq!(service_state(&sim, "compute-dead").await, "down");
+    let (status, body) = sim.detach(NODE_DEAD, PVC_DEAD).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        conflict_message(&body),
+        "Service is unavailable at this time."
     );
+    let volume = sim.volume(PVC_DEAD).await;
+    assert_eq!(volume["status"], "in-use");
+    assert_eq!(volume["attachments"][0]["server_id"], NODE_DEAD);
+    // A live host forced down is down to Nova too: the detach is refused the same way.
+    force_down(&sim, "compute-2", true).await;
+    assert_eq!(service_state(&sim, "compute-2").await, "down");
+    let (status, body) = sim.detach(NODE_B, PVC_B).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        conflict_message(&body),
+        "Service is unavailable at this time."
+    );
+    assert_eq!(sim.volume(PVC_B).await["status"], "in-use");
+    // Once it is no longer forced down, the same detach goes through.
+    force_down(&sim, "compute-2", false).await;
+    assert_eq!(sim.detach(NODE_B, PVC_B).await.0, StatusCode::ACCEPTED);
+    sim.wait_status(PVC_B, "available", Duration::from_secs(5))
+        .await;
+}
+
+#[tokio::test]
+async fn detach_on_a_host_dead_within_service_down_time_is_accepted_and_waits_for_it() {
+    // compute-dead dies at once; Nova counts it up for one more second, then down.
+    let scenario = CLOUD
+        .replace("{name: compute-dead, state: down}", "{name: compute-dead}")
+        .replace(
+            "  behaviour:\n    detach_seconds: 0.3\n",
+            "  behaviour:\n    detach_seconds: 0.3\n    service_down_time: 1\ntimeline:\n  - {at: 0ms, host_state: {host: compute-dead, state: down}}\n  - {at: 2500ms, host_state: {host: compute-dead, state: up}}\n",
+        );
     let sim = Sim::start(&scenario).await;
+    assert_eq!(service_state(&sim, "compute-dead").await, "up");
+    assert_eq!(
+        sim.server(NODE_DEAD, "compute 2.16").await["host_status"],
+        "UP"
+    );
     assert_eq!(
         sim.detach(NODE_DEAD, PVC_DEAD).await.0,
         StatusCode::ACCEPTED
     );
     assert_eq!(sim.detach(NODE_A, PVC_STUCK).await.0, StatusCode::ACCEPTED);
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Due, but the host is dead: nothing is done.
     assert_eq!(sim.volume(PVC_DEAD).await["status"], "detaching");
-    assert_eq!(sim.volume(PVC_STUCK).await["status"], "detaching");
+    // Past the window Nova says down, and the server's host UNKNOWN.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(service_state(&sim, "compute-dead").await, "down");
+    assert_eq!(
+        sim.server(NODE_DEAD, "compute 2.16").await["host_status"],
+        "UNKNOWN"
+    );
+    assert_eq!(sim.volume(PVC_DEAD).await["status"], "detaching");
     // When the compute host reports again it does the work it was sent.
     sim.wait_status(PVC_DEAD, "available", Duration::from_secs(5))
         .await;
+    assert_eq!(service_state(&sim, "compute-dead").await, "up");
+    // A stuck volume never gets there.
     assert_eq!(sim.volume(PVC_STUCK).await["status"], "detaching");
     assert!(
         sim.running
@@ -1185,24 +1261,287 @@ async fn detach_on_a_dead_host_or_stuck_volume_stays_detaching() {
 }
 
 #[tokio::test]
-async fn detach_on_a_forced_down_host_stays_detaching() {
-    let sim = Sim::start(CLOUD).await;
+async fn past_service_down_time_a_second_detach_is_refused() {
+    let scenario = CLOUD
+        .replace("{name: compute-2, state: up}", "{name: compute-2}")
+        .replace(
+            "  behaviour:\n    detach_seconds: 0.3\n",
+            "  behaviour:\n    detach_seconds: 0.3\n    service_down_time: 0.5\ntimeline:\n  - {at: 0ms, host_state: {host: compute-2, state: down}}\n",
+        );
+    let sim = Sim::start(&scenario).await;
+    assert_eq!(sim.detach(NODE_B, PVC_B).await.0, StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (status, body) = sim.detach(NODE_B, PVC_MULTI).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        conflict_message(&body),
+        "Service is unavailable at this time."
+    );
+    assert_eq!(sim.volume(PVC_B).await["status"], "detaching");
+    assert_eq!(sim.volume(PVC_MULTI).await["status"], "in-use");
+    // os-services shows the last heartbeat, from before compute-1's.
     let (_, body) = sim
+        .get(&sim.nova("/os-services?binary=nova-compute"), None)
+        .await;
+    let updated = |host: &str| {
+        body["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|service| service["host"] == host)
+            .unwrap()["updated_at"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(updated("compute-2") < updated("compute-1"), "{body}");
+}
+
+#[tokio::test]
+async fn host_status_follows_novas_precedence() {
+    let sim = Sim::start(CLOUD).await;
+    let status = |server: &'static str| {
+        let sim = &sim;
+        async move { sim.server(server, "compute 2.16").await["host_status"].clone() }
+    };
+    assert_eq!(status(NODE_A).await, "UP");
+    assert_eq!(status(NODE_DEAD).await, "UNKNOWN");
+    let disable = |host: &str| {
+        sim.running
+            .world
+            .lock()
+            .cloud
+            .update_service(host, None, Some((true, Some("drain".into()))))
+            .is_some()
+    };
+    // Disabled comes before whether it is up; forced down before disabled.
+    assert!(disable("compute-1") && disable("compute-dead"));
+    assert_eq!(status(NODE_A).await, "MAINTENANCE");
+    assert_eq!(status(NODE_DEAD).await, "MAINTENANCE");
+    force_down(&sim, "compute-dead", true).await;
+    assert_eq!(status(NODE_DEAD).await, "DOWN");
+    // A disabled service is still up: a detach from it is accepted.
+    assert_eq!(sim.detach(NODE_A, PVC_MULTI).await.0, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn forced_down_does_not_stop_a_live_host_from_doing_its_work() {
+    let sim = Sim::start(CLOUD).await;
+    // Sent while compute-2 is up; forced down before it is done: a live nova-compute does it.
+    assert_eq!(sim.detach(NODE_B, PVC_B).await.0, StatusCode::ACCEPTED);
+    assert_eq!(sim.action(NODE_B, "os-start").await, StatusCode::ACCEPTED);
+    force_down(&sim, "compute-2", true).await;
+    sim.wait_status(PVC_B, "available", Duration::from_secs(5))
+        .await;
+    let server = sim.server(NODE_B, "compute 2.16").await;
+    assert_eq!(server["host_status"], "DOWN");
+    assert_eq!(server["status"], "ACTIVE", "{server}");
+    assert_eq!(server["OS-EXT-STS:task_state"], Value::Null);
+    assert_eq!(server["OS-EXT-STS:power_state"], 1);
+    // Nova checks only that a stop's server has a host: a stop to the forced-down live host is
+    // accepted and done.
+    assert_eq!(sim.action(NODE_B, "os-stop").await, StatusCode::ACCEPTED);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while sim.server(NODE_B, "compute 2.1").await["status"] != "SHUTOFF" {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_stop_on_a_dead_host_stays_powering_off_and_its_task_refuses_the_detach_first() {
+    let sim = Sim::start(CLOUD).await;
+    force_down(&sim, "compute-dead", true).await;
+    assert_eq!(sim.action(NODE_DEAD, "os-stop").await, StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (_, list) = sim
         .get(
-            &sim.nova("/os-services?host=compute-2"),
-            Some("compute 2.53"),
+            &sim.nova("/servers/detail?name=node-dead"),
+            Some("compute 2.1"),
         )
         .await;
-    let uuid = body["services"][0]["id"].as_str().unwrap().to_owned();
-    let url = sim.nova(&format!("/os-services/{uuid}"));
-    let forced = json!({"forced_down": true});
-    let (status, _, _) = sim
-        .call(Method::PUT, &url, Some("compute 2.53"), Some(forced))
+    for server in [
+        sim.server(NODE_DEAD, "compute 2.1").await,
+        list["servers"][0].clone(),
+    ] {
+        assert_eq!(server["status"], "ACTIVE", "{server}");
+        assert_eq!(server["OS-EXT-STS:vm_state"], "active");
+        assert_eq!(server["OS-EXT-STS:task_state"], "powering-off");
+        assert_eq!(server["OS-EXT-STS:power_state"], 1);
+    }
+    // Nova checks the instance state before the host: the task's 409 comes first.
+    let (status, body) = sim.detach(NODE_DEAD, PVC_DEAD).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        conflict_message(&body),
+        format!(
+            "Cannot 'detach_volume' instance {NODE_DEAD} while it is in task_state powering-off"
+        )
+    );
+    assert_eq!(sim.action(NODE_DEAD, "os-stop").await, StatusCode::CONFLICT);
+    assert_eq!(sim.volume(PVC_DEAD).await["status"], "in-use");
+}
+
+// ----- Behaviour: roles ------------------------------------------------------------------------
+
+/// The contract cloud with the credentials of a project `member`.
+fn member_cloud() -> String {
+    CLOUD.replace("  behaviour:\n", "  role: member\n  behaviour:\n")
+}
+
+fn role_names(token: &Value) -> Vec<String> {
+    token["token"]["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|role| role["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn tokens_carry_the_scenarios_role() {
+    let admin = Sim::start(CLOUD).await;
+    let (_, _, body) = admin.authenticate(&admin.password_request()).await;
+    assert_eq!(role_names(&body), ["admin", "member", "reader"]);
+    let member = Sim::start(&member_cloud()).await;
+    let (_, _, body) = member.authenticate(&member.password_request()).await;
+    assert_eq!(role_names(&body), ["member", "reader"]);
+}
+
+fn forbidden_message(body: &Value) -> &str {
+    body["forbidden"]["message"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn nova_shows_a_member_no_host_fields_and_refuses_it_os_services() {
+    let sim = Sim::start(&member_cloud()).await;
+    // Nova's 2.96 samples are a non-admin's view: they match with nothing added.
+    let show = json!({ "server": sim.server(NODE_A, "compute 2.96").await });
+    assert_shape("nova/servers/v2.96/server-get-resp.json", &show, &[]);
+    let (status, detail) = sim
+        .get(
+            &sim.nova("/servers/detail?name=^node-a$&limit=1"),
+            Some("compute 2.96"),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
+    assert_shape("nova/servers/v2.96/servers-details-resp.json", &detail, &[]);
+    for version in [
+        "compute 2.1",
+        "compute 2.16",
+        "compute 2.89",
+        "compute 2.96",
+    ] {
+        let server = sim.server(NODE_DEAD, version).await;
+        let hidden: Vec<&String> = server
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|key| key.starts_with("OS-EXT-SRV-ATTR:") || *key == "host_status")
+            .filter(|key| !(version == "compute 2.96" && *key == "OS-EXT-SRV-ATTR:hostname"))
+            .collect();
+        assert!(hidden.is_empty(), "{version}: {hidden:?}");
+        assert_eq!(server["OS-EXT-STS:vm_state"], "active");
+        assert_eq!(server["OS-EXT-STS:power_state"], 1);
+        assert_eq!(server["OS-EXT-AZ:availability_zone"], "nova");
+    }
+    let (status, body) = sim.get(&sim.nova("/os-services"), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        forbidden_message(&body),
+        "Policy doesn't allow os_compute_api:os-services:list to be performed."
+    );
+    let (status, _, body) = sim
+        .call(
+            Method::PUT,
+            &sim.nova("/os-services/force-down"),
+            Some("compute 2.11"),
+            Some(json!({"host": "compute-dead", "binary": "nova-compute", "forced_down": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        forbidden_message(&body),
+        "Policy doesn't allow os_compute_api:os-services:update to be performed."
+    );
+    assert!(
+        !sim.running
+            .world
+            .lock()
+            .cloud
+            .host("compute-dead")
+            .unwrap()
+            .forced_down
+    );
+    // Asking for every project's servers is admin-only (Nova refuses, it does not ignore it).
+    let (status, body) = sim
+        .get(&sim.nova("/servers/detail?all_tenants=1"), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        forbidden_message(&body),
+        "Policy doesn't allow os_compute_api:servers:detail:get_all_tenants to be performed."
+    );
+    let (status, _) = sim.get(&sim.nova("/servers?all_tenants=true"), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = sim.get(&sim.nova("/servers?all_tenants=0"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    // A member may still detach and stop its servers.
     assert_eq!(sim.detach(NODE_B, PVC_B).await.0, StatusCode::ACCEPTED);
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(sim.volume(PVC_B).await["status"], "detaching");
+    assert_eq!(sim.action(NODE_A, "os-stop").await, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn an_admin_may_list_every_projects_servers() {
+    let sim = Sim::start(CLOUD).await;
+    assert_eq!(server_names(&sim, "all_tenants=1").await.len(), 5);
+    let (status, _) = sim.get(&sim.nova("/servers?all_tenants=maybe"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn cinder_refuses_a_member_its_admin_actions_and_hides_the_hosts() {
+    let sim = Sim::start(&member_cloud()).await;
+    let (status, body) = sim
+        .volume_action(PVC_DEAD, json!({"os-force_detach": {}}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(
+        forbidden_message(&body),
+        "Policy doesn't allow volume_extension:volume_admin_actions:force_detach to be performed."
+    );
+    let (status, body) = sim
+        .volume_action(
+            PVC_DEAD,
+            json!({"os-reset_status": {"status": "available"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(
+        forbidden_message(&body),
+        "Policy doesn't allow volume_extension:volume_admin_actions:reset_status to be performed."
+    );
+    let missing = "aaaaaaaa-0000-4000-8000-999999999999";
+    let (status, _) = sim
+        .volume_action(missing, json!({"os-force_detach": {}}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // os-detach is not an admin action: the guard answers.
+    let (status, _) = sim.volume_action(PVC_DEAD, json!({"os-detach": {}})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let volume = sim.volume(PVC_DEAD).await;
+    assert_eq!(volume["status"], "in-use");
+    assert_eq!(volume["attachments"][0]["host_name"], Value::Null);
+    for admin_only in [
+        "os-vol-host-attr:host",
+        "os-vol-mig-status-attr:migstat",
+        "migration_status",
+        "provider_id",
+        "cluster_name",
+    ] {
+        assert!(volume.get(admin_only).is_none(), "{admin_only}: {volume}");
+    }
+    assert_eq!(volume["os-vol-tenant-attr:tenant_id"], sim.project_id());
 }
 
 #[tokio::test]

@@ -162,13 +162,17 @@ fn volume_links(cinder: &str, project_id: &str, id: &str) -> Value {
     ])
 }
 
+/// One attachment in a volume's view: `host_name` only to an admin (or a service).
 fn volume_attachment_body(cloud: &Cloud, volume: &Volume, attachment: &Attachment) -> Value {
+    let host_name = cloud
+        .attachment_host(attachment)
+        .filter(|_| cloud.is_admin());
     json!({
         "id": volume.id,
         "attachment_id": attachment.id,
         "volume_id": volume.id,
         "server_id": attachment.server_id,
-        "host_name": cloud.attachment_host(attachment),
+        "host_name": host_name,
         "device": attachment.device,
         "attached_at": cinder_time(attachment.attached_at),
     })
@@ -176,8 +180,12 @@ fn volume_attachment_body(cloud: &Cloud, volume: &Volume, attachment: &Attachmen
 
 /// A volume as `GET /volumes/{id}` and `/volumes/detail` show it at `version`. Its
 /// `attachments` are only the `attached` ones (`_get_attachments` of Cinder's volume view).
+/// A member does not see the backend host (`volume_extension:volume_host_attribute`), the
+/// migration status (`volume_extension:volume_mig_status_attribute`, and the view's own
+/// `is_admin` checks), `provider_id` or `cluster_name`.
 fn volume_body(cloud: &Cloud, cinder: &str, volume: &Volume, version: Microversion) -> Value {
     let at_least = |minor: u16| version >= Microversion(3, minor);
+    let admin = cloud.is_admin();
     let attachments: Vec<Value> = volume
         .attachments
         .iter()
@@ -204,24 +212,26 @@ fn volume_body(cloud: &Cloud, cinder: &str, volume: &Volume, version: Microversi
         "source_volid": null,
         "consistencygroup_id": null,
         "replication_status": null,
-        "migration_status": volume.migration_status,
         "user_id": cloud.user_id(),
         "os-vol-tenant-attr:tenant_id": cloud.project_id(),
-        "os-vol-host-attr:host": BACKEND_HOST,
-        "os-vol-mig-status-attr:migstat": volume.migration_status,
-        "os-vol-mig-status-attr:name_id": null,
     });
+    if admin {
+        body["migration_status"] = json!(volume.migration_status);
+        body["os-vol-host-attr:host"] = json!(BACKEND_HOST);
+        body["os-vol-mig-status-attr:migstat"] = json!(volume.migration_status);
+        body["os-vol-mig-status-attr:name_id"] = Value::Null;
+    }
     if at_least(13) {
         body["group_id"] = Value::Null;
     }
-    if at_least(21) {
+    if at_least(21) && admin {
         body["provider_id"] = Value::Null;
     }
     if at_least(48) {
         body["service_uuid"] = json!(super::cloud::derived_id("service", BACKEND_HOST));
         body["shared_targets"] = json!(false);
     }
-    if at_least(61) {
+    if at_least(61) && admin {
         body["cluster_name"] = Value::Null;
     }
     if at_least(63) {
@@ -379,11 +389,24 @@ async fn volume_action(
         Err(refusal) => return refuse(&refusal),
     };
     let now_ms = world.now_ms();
-    match world
-        .lock()
-        .cloud
-        .volume_action(&volume_id, &action, now_ms)
+    let mut state = world.lock();
+    // Cinder finds the volume (404), then checks the policy of an admin action (403).
+    let rule = match action {
+        VolumeAction::ForceDetach { .. } => Some("force_detach"),
+        VolumeAction::ResetStatus { .. } => Some("reset_status"),
+        VolumeAction::Detach { .. } => None,
+    };
+    if let Some(rule) = rule
+        && !state.cloud.is_admin()
     {
+        if state.cloud.volume(&volume_id).is_none() {
+            return volume_not_found(&volume_id);
+        }
+        return refuse(&Refusal::policy(&format!(
+            "volume_extension:volume_admin_actions:{rule}"
+        )));
+    }
+    match state.cloud.volume_action(&volume_id, &action, now_ms) {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
         Err(refusal) => refuse(&refusal),
     }

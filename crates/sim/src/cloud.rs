@@ -4,8 +4,16 @@
 //!
 //! Time is counted in milliseconds since the start of the run (`now_ms`). Compute-side work (a
 //! volume detach, a stop, a start) takes `behaviour.detach_seconds` and is done by the compute
-//! host: on a host that does not answer (state `down`, or forced down) it waits until the host
-//! answers again, so on a dead host it never completes, as with the real Nova.
+//! host: on a dead host (state `down`) it waits until the host reports again, so it never
+//! completes while the host is dead, as with the real Nova. Forced down changes only whether
+//! Nova counts the service as up, not whether a live nova-compute does its work.
+//!
+//! Whether Nova counts a nova-compute service as *up* (`servicegroup.API.service_is_up`): not
+//! forced down, and its last heartbeat at most `behaviour.service_down_time` old. A host that is
+//! `down` in the scenario stopped reporting long before the run; one that goes down on the
+//! timeline at `t` still counts as up until `t + service_down_time`. Everything Nova derives from
+//! it follows: `os-services` `state`, `host_status`, and the detach check
+//! (`check_instance_host(check_is_up=True)`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -14,7 +22,7 @@ use axum::http::StatusCode;
 use jiff::{SignedDuration, Timestamp};
 use uuid::Uuid;
 
-use super::scenario::{self, AttachStatus, HostState, ServerStatus, ServerStatusChange};
+use super::scenario::{self, AttachStatus, HostState, Role, ServerStatus, ServerStatusChange};
 
 /// Namespace of the stable ids derived from names (project, user, services).
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_0e47_93c4_4f7e_b2a5_3c1e_58d0_c0de);
@@ -54,6 +62,14 @@ const DETACH_VM_STATES: [&str; 7] = [
     "shelved_offloaded",
 ];
 
+/// How long before the run a host that is `down` in the scenario sent its last heartbeat,
+/// beyond `service_down_time`: long enough that Nova counts it as down from the start.
+const DOWN_BEFORE_START_MS: i64 = 3_600_000;
+
+/// Nova's `ServiceUnavailable`, which the detach API answers with 409 when the instance's
+/// nova-compute service is not up.
+pub const SERVICE_UNAVAILABLE: &str = "Service is unavailable at this time.";
+
 /// A stable id derived from a name, as 32 hex digits (Keystone's id format).
 #[must_use]
 pub fn derived_id(kind: &str, name: &str) -> String {
@@ -71,18 +87,28 @@ pub enum Refusal {
     /// 400: the request does not make sense for this thing.
     #[error("{0}")]
     BadRequest(String),
+    /// 403: the caller's role does not allow it (the service's policy message).
+    #[error("{0}")]
+    Forbidden(String),
     /// 409: the thing is in a state that forbids the request.
     #[error("{0}")]
     Conflict(String),
 }
 
 impl Refusal {
+    /// The 403 of Nova's and Cinder's policy enforcement for a rule the caller fails.
+    #[must_use]
+    pub fn policy(rule: &str) -> Self {
+        Self::Forbidden(format!("Policy doesn't allow {rule} to be performed."))
+    }
+
     /// The HTTP status the service answers with.
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,
         }
     }
@@ -229,7 +255,7 @@ pub struct Token {
 pub struct ComputeHost {
     /// Host name.
     pub name: String,
-    /// Whether the service reports in.
+    /// Whether the service is alive: it reports in and does the work sent to it.
     pub state: HostState,
     /// Whether an operator (or a fencing agent) forced the service down.
     pub forced_down: bool,
@@ -243,16 +269,17 @@ pub struct ComputeHost {
     pub uuid: String,
     /// Service number (the `id` before 2.53).
     pub number: u32,
-    /// The last time the service reported in.
-    pub updated_at: Timestamp,
+    /// When the service last reported in, in milliseconds since the start of the run (negative:
+    /// before it), while it is `down`; a host that is up reports all the time.
+    pub last_heartbeat_ms: i64,
 }
 
 impl ComputeHost {
-    /// Whether the compute service does the work sent to it: it reports in and is not forced
-    /// down.
+    /// Whether the compute service does the work sent to it: it is alive. Forced down or not
+    /// does not matter: that flag is only what Nova is told.
     #[must_use]
-    pub fn answers(&self) -> bool {
-        self.state == HostState::Up && !self.forced_down
+    pub fn alive(&self) -> bool {
+        self.state == HostState::Up
     }
 }
 
@@ -437,6 +464,8 @@ pub struct Cloud {
     user_id: String,
     started: Timestamp,
     action_ms: u64,
+    service_down_ms: u64,
+    role: Role,
     attachment_guard: bool,
     hosts: Vec<ComputeHost>,
     servers: Vec<Server>,
@@ -499,6 +528,8 @@ impl Cloud {
     pub fn new(scenario: &scenario::OpenStack) -> Self {
         let started = Timestamp::now();
         let created = started.checked_sub(AGE).unwrap_or(started);
+        let service_down_ms = millis(scenario.behaviour.service_down_time);
+        let down_ms_signed = i64::try_from(service_down_ms).unwrap_or(i64::MAX / 2);
         let hosts: Vec<ComputeHost> = scenario
             .compute_hosts
             .iter()
@@ -513,7 +544,10 @@ impl Cloud {
                 uuid: Uuid::new_v5(&ID_NAMESPACE, format!("service/{}", host.name).as_bytes())
                     .to_string(),
                 number,
-                updated_at: started,
+                last_heartbeat_ms: match host.state {
+                    HostState::Up => 0,
+                    HostState::Down => -(down_ms_signed + DOWN_BEFORE_START_MS),
+                },
             })
             .collect();
         let servers: Vec<Server> = scenario
@@ -573,7 +607,6 @@ impl Cloud {
                 volume
             })
             .collect();
-        let seconds = scenario.behaviour.detach_seconds.max(0.0) * 1000.0;
         let index = Index::new(&hosts, &servers, &volumes);
         Self {
             region: scenario.region.clone(),
@@ -581,9 +614,9 @@ impl Cloud {
             project_id: derived_id("project", &scenario.project),
             user_id: derived_id("user", "kube-remediator"),
             started,
-            // Rounded milliseconds of a small, non-negative number of seconds.
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            action_ms: seconds.round() as u64,
+            action_ms: millis(scenario.behaviour.detach_seconds),
+            service_down_ms,
+            role: scenario.role,
             attachment_guard: scenario.behaviour.cinder_attachment_guard,
             hosts,
             servers,
@@ -617,6 +650,18 @@ impl Cloud {
     #[must_use]
     pub fn user_id(&self) -> &str {
         &self.user_id
+    }
+
+    /// The role the user holds in the project.
+    #[must_use]
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Whether the user is an admin (Nova's and Cinder's `context.is_admin`).
+    #[must_use]
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
     }
 
     /// The wall-clock time `now_ms` into the run.
@@ -669,6 +714,32 @@ impl Cloud {
             .map(|&position| &self.hosts[position])
     }
 
+    /// Whether Nova counts the service as up at `now_ms` (`servicegroup.API.service_is_up`): not
+    /// forced down, and its last heartbeat at most `service_down_time` old.
+    #[must_use]
+    pub fn service_is_up(&self, host: &ComputeHost, now_ms: u64) -> bool {
+        if host.forced_down {
+            return false;
+        }
+        if host.alive() {
+            return true;
+        }
+        let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        let down_ms = i64::try_from(self.service_down_ms).unwrap_or(i64::MAX);
+        now.saturating_sub(host.last_heartbeat_ms) <= down_ms
+    }
+
+    /// When the service last reported in, as `os-services` shows it (`updated_at`): now for a
+    /// live host.
+    #[must_use]
+    pub fn last_heartbeat(&self, host: &ComputeHost, now_ms: u64) -> Timestamp {
+        if host.alive() {
+            return self.timestamp(now_ms);
+        }
+        let offset = SignedDuration::from_millis(host.last_heartbeat_ms);
+        self.started.checked_add(offset).unwrap_or(self.started)
+    }
+
     /// Changes a nova-compute service (`PUT /os-services`), found by UUID or host name: forces
     /// it down (or lets it report again) and enables or disables it. Returns the changed host,
     /// or none when no compute service has that UUID or host name.
@@ -711,16 +782,16 @@ impl Cloud {
             .map(|&position| &self.servers[position])
     }
 
-    /// The `host_status` of a server.
+    /// The `host_status` of a server at `now_ms`, in Nova's precedence
+    /// (`get_instance_host_status`): forced down, then disabled, then whether the service is up.
     #[must_use]
-    pub fn host_status(&self, server: &Server) -> HostStatus {
-        match server.host.as_deref().map(|name| self.host(name)) {
+    pub fn host_status(&self, server: &Server, now_ms: u64) -> HostStatus {
+        match server.host.as_deref().and_then(|name| self.host(name)) {
             None => HostStatus::None,
-            Some(None) => HostStatus::None,
-            Some(Some(host)) if host.forced_down => HostStatus::Down,
-            Some(Some(host)) if host.disabled => HostStatus::Maintenance,
-            Some(Some(host)) if host.state == HostState::Up => HostStatus::Up,
-            Some(Some(_)) => HostStatus::Unknown,
+            Some(host) if host.forced_down => HostStatus::Down,
+            Some(host) if host.disabled => HostStatus::Maintenance,
+            Some(host) if self.service_is_up(host, now_ms) => HostStatus::Up,
+            Some(_) => HostStatus::Unknown,
         }
     }
 
@@ -754,12 +825,21 @@ impl Cloud {
     /// # Errors
     /// 404 for an unknown or deleted server, an unknown volume or one not attached to the
     /// server; 400 for a root volume or a volume that is not `in-use`; 409 when the server's
-    /// state or a task in progress forbids it.
+    /// state or a task in progress forbids it, or when Nova does not count the server's
+    /// nova-compute service as up (`check_instance_host(check_is_up=True)`, checked after the
+    /// instance state and before anything changes in Cinder).
     pub fn detach(&mut self, server_id: &str, volume_id: &str, now_ms: u64) -> Result<(), Refusal> {
         let server = self.server(server_id).ok_or_else(|| {
             Refusal::NotFound(format!("Instance {server_id} could not be found."))
         })?;
         let (vm_state, task_state) = (server.vm_state(), server.task_state.clone());
+        // A server the scenario gives no host is served by a compute host nobody names, which
+        // is up.
+        let host_up = server
+            .host
+            .as_deref()
+            .and_then(|name| self.host(name))
+            .is_none_or(|host| self.service_is_up(host, now_ms));
         let now = self.timestamp(now_ms);
         let position =
             *self.index.volumes.get(volume_id).ok_or_else(|| {
@@ -796,6 +876,9 @@ impl Cloud {
                 &task,
             ));
         }
+        if !host_up {
+            return Err(Refusal::Conflict(SERVICE_UNAVAILABLE.to_owned()));
+        }
         if volume.status != "in-use" {
             return Err(Refusal::BadRequest(
                 "Invalid volume: Unable to detach volume. Volume status must be 'in-use' and \
@@ -812,8 +895,10 @@ impl Cloud {
         Ok(())
     }
 
-    /// Nova's `os-stop`: the server must be `ACTIVE`, rescued or in `ERROR` with no task in
-    /// progress; the task is `powering-off` until the compute host has stopped it.
+    /// Nova's `os-stop`: the server must be `ACTIVE` or in `ERROR` with no task in progress
+    /// (`check_instance_state`); Nova checks only that it has a host, not that the host is up
+    /// (`check_instance_host()`), so on a dead host the task stays `powering-off` (and the
+    /// status `ACTIVE`) until the host reports again.
     ///
     /// # Errors
     /// 404 for an unknown server, 409 for a state that forbids it.
@@ -843,7 +928,7 @@ impl Cloud {
             })?;
         let server = &mut self.servers[position];
         let (name, allowed, task): (_, &[&str], _) = match action {
-            PowerAction::Stop => ("stop", &["active", "rescued", "error"], "powering-off"),
+            PowerAction::Stop => ("stop", &["active", "error"], "powering-off"),
             PowerAction::Start => ("start", &["stopped"], "powering-on"),
         };
         let vm_state = server.vm_state();
@@ -1041,7 +1126,8 @@ impl Cloud {
 
     // ----- Time and the timeline -----------------------------------------------------------
 
-    /// Completes the detaches and power actions that are due at `now_ms`, on hosts that answer.
+    /// Completes the detaches and power actions that are due at `now_ms`, on hosts that are
+    /// alive (forced down or not).
     pub fn advance(&mut self, now_ms: u64) {
         let due = |since: Option<u64>| {
             since.is_some_and(|since| since.saturating_add(self.action_ms) <= now_ms)
@@ -1107,13 +1193,13 @@ impl Cloud {
     }
 
     /// Whether the compute host of a server (deleted or not) does the work sent to it: the
-    /// server has no host, or its host answers.
+    /// server has no host, or its host is alive.
     fn answers(&self, server_id: &str) -> bool {
         self.any_server(server_id).is_some_and(|server| {
             server
                 .host
                 .as_deref()
-                .is_none_or(|name| self.host(name).is_some_and(ComputeHost::answers))
+                .is_none_or(|name| self.host(name).is_some_and(ComputeHost::alive))
         })
     }
 
@@ -1133,13 +1219,13 @@ impl Cloud {
         }
     }
 
-    /// Applies a timeline compute host state change.
+    /// Applies a timeline compute host state change: a host that goes down sent its last
+    /// heartbeat now, so Nova counts it as up for `service_down_time` more.
     pub fn set_host_state(&mut self, host: &str, state: HostState, now_ms: u64) {
-        let now = self.timestamp(now_ms);
         if let Some(&position) = self.index.hosts.get(host) {
             let host = &mut self.hosts[position];
             if host.state == HostState::Up {
-                host.updated_at = now;
+                host.last_heartbeat_ms = i64::try_from(now_ms).unwrap_or(i64::MAX);
             }
             host.state = state;
         }
@@ -1203,6 +1289,14 @@ impl Cloud {
                 .any(|attachment| attachment.server_id == server_id)
         })
     }
+}
+
+/// Rounded milliseconds of a small, non-negative number of seconds (the scenario checks the
+/// range).
+fn millis(seconds: f64) -> u64 {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let ms = (seconds.max(0.0) * 1000.0).round() as u64;
+    ms
 }
 
 /// Nova's 409 for an action the instance's state forbids

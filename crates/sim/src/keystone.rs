@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::cloud::{AuthMethod, Token, derived_id};
 use super::fault;
+use super::scenario::Role;
 use super::world::{State, World};
 
 /// The name of the one application credential.
@@ -254,11 +255,16 @@ fn token_body(state: &State, token: &Token) -> Value {
         body["project"] =
             json!({"id": cloud.project_id(), "name": cloud.project(), "domain": domain});
         body["is_domain"] = json!(false);
-        body["roles"] = json!([
-            {"id": derived_id("role", "admin"), "name": "admin"},
-            {"id": derived_id("role", "member"), "name": "member"},
-            {"id": derived_id("role", "reader"), "name": "reader"}
-        ]);
+        // Keystone lists the implied roles too: admin implies member, member implies reader.
+        let names: &[&str] = match cloud.role() {
+            Role::Admin => &["admin", "member", "reader"],
+            Role::Member => &["member", "reader"],
+        };
+        let roles: Vec<Value> = names
+            .iter()
+            .map(|name| json!({"id": derived_id("role", name), "name": name}))
+            .collect();
+        body["roles"] = Value::Array(roles);
         body["catalog"] = catalog(state);
     }
     if token.method == AuthMethod::ApplicationCredential {

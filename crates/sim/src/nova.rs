@@ -225,6 +225,23 @@ fn limit(query: &HashMap<String, String>) -> Result<usize, Refusal> {
     }
 }
 
+/// Nova's `common.is_all_tenants`: whether a list asks for every project's servers (an
+/// `all_tenants` that oslo's strict `bool_from_string` cannot read is a 400).
+fn all_tenants(query: &HashMap<String, String>) -> Result<bool, Refusal> {
+    let Some(text) = query.get("all_tenants") else {
+        return Ok(false);
+    };
+    match text.trim().to_ascii_lowercase().as_str() {
+        // An empty value (`?all_tenants`) counts as asked for.
+        "" | "1" | "t" | "true" | "on" | "y" | "yes" => Ok(true),
+        "0" | "f" | "false" | "off" | "n" | "no" => Ok(false),
+        _ => Err(Refusal::BadRequest(format!(
+            "Unrecognized value '{text}', acceptable values are: '0', '1', 'f', 'false', 'n', \
+             'no', 'off', 'on', 't', 'true', 'y', 'yes'"
+        ))),
+    }
+}
+
 async fn list_servers(
     AxumState(world): AxumState<World>,
     Extension(version): Extension<Microversion>,
@@ -247,11 +264,22 @@ fn server_list(
     query: &HashMap<String, String>,
     detail: bool,
 ) -> Response {
-    let (filter, limit) = match ServerFilter::parse(query).and_then(|f| Ok((f, limit(query)?))) {
+    let (filter, limit, all) = match ServerFilter::parse(query)
+        .and_then(|f| Ok((f, limit(query)?, all_tenants(query)?)))
+    {
         Ok(parsed) => parsed,
         Err(refusal) => return refuse(&refusal),
     };
+    let now_ms = world.now_ms();
     let state = world.lock();
+    // Every server is in the one project, so all_tenants lists the same servers; but only an
+    // admin may ask (`os_compute_api:servers:{index,detail}:get_all_tenants`).
+    if all && !state.cloud.is_admin() {
+        let rule = if detail { "detail" } else { "index" };
+        return refuse(&Refusal::policy(&format!(
+            "os_compute_api:servers:{rule}:get_all_tenants"
+        )));
+    }
     let nova = &state.endpoints.nova;
     let matching: Vec<&Server> = state
         .cloud
@@ -266,7 +294,7 @@ fn server_list(
         .into_iter()
         .map(|server| {
             if detail {
-                server_body(&state.cloud, nova, server, version, false)
+                server_body(&state.cloud, nova, server, version, false, now_ms)
             } else {
                 let links = links(nova, "servers", &server.id);
                 json!({"id": server.id, "name": server.name, "links": links})
@@ -287,10 +315,12 @@ async fn show_server(
     Extension(version): Extension<Microversion>,
     Path(server_id): Path<String>,
 ) -> Response {
+    let now_ms = world.now_ms();
     let state = world.lock();
     match state.cloud.server(&server_id) {
         Some(server) => {
-            let body = server_body(&state.cloud, &state.endpoints.nova, server, version, true);
+            let nova = &state.endpoints.nova;
+            let body = server_body(&state.cloud, nova, server, version, true, now_ms);
             Json(json!({ "server": body })).into_response()
         }
         None => not_found(&server_id),
@@ -317,14 +347,19 @@ fn mac(server_id: &str, addr: &str) -> String {
 }
 
 /// A server as `GET /servers/{id}` (and, without `server_groups`, `/servers/detail`) shows it
-/// at `version`.
+/// at `version` to the cloud's user: the `OS-EXT-SRV-ATTR:*` fields
+/// (`os_compute_api:os-extended-server-attributes`) and `host_status`
+/// (`os_compute_api:servers:show:host_status`) only to an admin, as Nova's default policy has
+/// it; from 2.90 everyone sees `OS-EXT-SRV-ATTR:hostname`.
 fn server_body(
     cloud: &Cloud,
     nova: &str,
     server: &Server,
     version: Microversion,
     show: bool,
+    now_ms: u64,
 ) -> Value {
+    let admin = cloud.is_admin();
     let at_least = |minor: u16| version >= Microversion(2, minor);
     let addresses: Vec<Value> = server
         .addresses
@@ -391,16 +426,18 @@ fn server_body(
         "key_name": null,
         "OS-SRV-USG:launched_at": launched,
         "OS-SRV-USG:terminated_at": null,
-        "OS-EXT-SRV-ATTR:host": host,
-        "OS-EXT-SRV-ATTR:instance_name": server.instance_name,
-        "OS-EXT-SRV-ATTR:hypervisor_hostname": host,
         "OS-EXT-STS:task_state": server.task_state,
         "OS-EXT-STS:vm_state": server.vm_state(),
         "OS-EXT-STS:power_state": server.power_state,
         "os-extended-volumes:volumes_attached": volumes,
         "security_groups": [{"name": "default"}],
     });
-    if at_least(3) {
+    if admin {
+        body["OS-EXT-SRV-ATTR:host"] = json!(host);
+        body["OS-EXT-SRV-ATTR:instance_name"] = json!(server.instance_name);
+        body["OS-EXT-SRV-ATTR:hypervisor_hostname"] = json!(host);
+    }
+    if at_least(3) && admin {
         body["OS-EXT-SRV-ATTR:hostname"] = json!(server.name);
         body["OS-EXT-SRV-ATTR:reservation_id"] = json!(format!(
             "r-{}",
@@ -415,8 +452,8 @@ fn server_body(
     if at_least(9) {
         body["locked"] = json!(false);
     }
-    if at_least(16) {
-        body["host_status"] = json!(cloud.host_status(server).as_str());
+    if at_least(16) && admin {
+        body["host_status"] = json!(cloud.host_status(server, now_ms).as_str());
     }
     if at_least(19) {
         body["description"] = Value::Null;
@@ -432,6 +469,9 @@ fn server_body(
     }
     if at_least(73) {
         body["locked_reason"] = Value::Null;
+    }
+    if at_least(90) && !admin {
+        body["OS-EXT-SRV-ATTR:hostname"] = json!(server.name);
     }
     if at_least(96) {
         body["pinned_availability_zone"] = Value::Null;
@@ -565,7 +605,8 @@ struct ServiceRow<'a> {
     updated_at: jiff::Timestamp,
 }
 
-fn service_rows(cloud: &Cloud, now: jiff::Timestamp) -> Vec<ServiceRow<'_>> {
+fn service_rows(cloud: &Cloud, now_ms: u64) -> Vec<ServiceRow<'_>> {
+    let now = cloud.timestamp(now_ms);
     let control = CONTROL_SERVICES
         .iter()
         .zip(1..)
@@ -586,17 +627,13 @@ fn service_rows(cloud: &Cloud, now: jiff::Timestamp) -> Vec<ServiceRow<'_>> {
         binary: "nova-compute",
         host: &host.name,
         zone: &host.zone,
-        up: host.answers(),
+        up: cloud.service_is_up(host, now_ms),
         forced_down: host.forced_down,
         disabled_reason: host.disabled_reason.as_deref(),
         disabled: host.disabled,
         number: host.number + offset,
         uuid: host.uuid.clone(),
-        updated_at: if host.state == super::scenario::HostState::Up {
-            now
-        } else {
-            host.updated_at
-        },
+        updated_at: cloud.last_heartbeat(host, now_ms),
     });
     control.chain(compute).collect()
 }
@@ -627,9 +664,12 @@ async fn list_services(
     Extension(version): Extension<Microversion>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
+    let now_ms = world.now_ms();
     let state = world.lock();
-    let now = state.cloud.timestamp(world.now_ms());
-    let services: Vec<Value> = service_rows(&state.cloud, now)
+    if !state.cloud.is_admin() {
+        return refuse(&Refusal::policy("os_compute_api:os-services:list"));
+    }
+    let services: Vec<Value> = service_rows(&state.cloud, now_ms)
         .iter()
         .filter(|row| query.get("host").is_none_or(|host| host == row.host))
         .filter(|row| {
@@ -648,6 +688,9 @@ async fn update_service(
     Path(service_id): Path<String>,
     body: Bytes,
 ) -> Response {
+    if !world.lock().cloud.is_admin() {
+        return refuse(&Refusal::policy("os_compute_api:os-services:update"));
+    }
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&body) else {
         return fault::openstack(StatusCode::BAD_REQUEST, "Malformed request body");
     };
@@ -662,7 +705,7 @@ async fn update_service(
             ));
         }
     };
-    let now = world.lock().cloud.timestamp(world.now_ms());
+    let now_ms = world.now_ms();
     if version < Microversion(2, 53) {
         // 2.11..2.52: PUT /os-services/force-down with {host, binary, forced_down}.
         if service_id != "force-down" || version < Microversion(2, 11) {
@@ -716,7 +759,7 @@ async fn update_service(
         return bad("At least one of 'status' or 'forced_down' must be specified.");
     }
     let mut state = world.lock();
-    if let Some(row) = service_rows(&state.cloud, now)
+    if let Some(row) = service_rows(&state.cloud, now_ms)
         .iter()
         .find(|row| row.uuid == service_id && row.binary != "nova-compute")
     {
@@ -735,7 +778,7 @@ async fn update_service(
         );
     };
     let host = host.name.clone();
-    let rows = service_rows(&state.cloud, now);
+    let rows = service_rows(&state.cloud, now_ms);
     let Some(row) = rows
         .iter()
         .find(|row| row.host == host && row.binary == "nova-compute")

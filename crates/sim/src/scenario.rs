@@ -162,6 +162,10 @@ pub struct OpenStack {
     /// Timing and injected faults.
     #[serde(default)]
     pub behaviour: Behaviour,
+    /// The role the credentials hold in the project, which decides what Nova's and Cinder's
+    /// default policies let them see and do.
+    #[serde(default)]
+    pub role: Role,
 }
 
 impl Default for OpenStack {
@@ -173,8 +177,22 @@ impl Default for OpenStack {
             servers: Vec::new(),
             volumes: Vec::new(),
             behaviour: Behaviour::default(),
+            role: Role::default(),
         }
     }
+}
+
+/// The Keystone role of the emulated user in its project.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// `admin` (with `member` and `reader`, as Keystone's implied roles give): every Nova and
+    /// Cinder API, every field.
+    #[default]
+    Admin,
+    /// `member` (with `reader`): a project user; Nova hides the host fields and refuses
+    /// `os-services`, Cinder refuses its admin actions.
+    Member,
 }
 
 fn default_region() -> String {
@@ -457,6 +475,10 @@ pub struct Behaviour {
     /// keep its block device mapping.
     #[serde(default = "yes")]
     pub cinder_attachment_guard: bool,
+    /// Nova's `service_down_time`: seconds after its last heartbeat during which Nova still
+    /// counts a nova-compute service as up (Nova's default is 60).
+    #[serde(default = "default_service_down_time")]
+    pub service_down_time: f64,
 }
 
 impl Default for Behaviour {
@@ -466,8 +488,13 @@ impl Default for Behaviour {
             latency_ms: 0,
             faults: Vec::new(),
             cinder_attachment_guard: true,
+            service_down_time: default_service_down_time(),
         }
     }
+}
+
+fn default_service_down_time() -> f64 {
+    60.0
 }
 
 fn default_detach_seconds() -> f64 {
@@ -1072,6 +1099,14 @@ impl Scenario {
                 at: None,
                 key: "openstack.behaviour.detach_seconds".into(),
                 message: "must be a number of seconds, 0 or more".into(),
+            });
+        }
+        let down_time = os.behaviour.service_down_time;
+        if !(down_time.is_finite() && (0.0..=86_400.0).contains(&down_time)) {
+            return Err(Problem {
+                at: None,
+                key: "openstack.behaviour.service_down_time".into(),
+                message: "must be a number of seconds, 0 to 86400".into(),
             });
         }
 
