@@ -81,6 +81,11 @@ impl Default for Policy {
     }
 }
 
+/// How long a node must have been not Ready before stop fencing may stop its server: Nova's
+/// default `service_down_time`, after which a compute host that died with the node no longer
+/// shows up.
+pub const STOP_AFTER_NOT_READY: SignedDuration = SignedDuration::from_secs(60);
+
 /// How the Kubernetes side of a fenced node is cleaned.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -669,6 +674,23 @@ impl<'a> Index<'a> {
                 detail,
             }),
             Verdict::Stoppable { detail } if self.policy.fence == FenceMode::Stop => {
+                // Nova calls a host up until its last heartbeat is `service_down_time` old: a
+                // host that died with the node may still show up, accept the stop and never
+                // carry it out (its `powering-off` task then blocks every detach). Wait until
+                // it would show down.
+                let not_ready_for = self.observation.now.duration_since(node.ready_since);
+                if not_ready_for < STOP_AFTER_NOT_READY {
+                    let left = STOP_AFTER_NOT_READY - not_ready_for;
+                    return Err(Box::new(NodeOutcome::skipped(Skip::NotFenced {
+                        detail: format!(
+                            "{detail}; a stop waits until the node has been not Ready for {:#} \
+                             (Nova's service_down_time), so that a host that died with it shows \
+                             down first ({}s left)",
+                            STOP_AFTER_NOT_READY,
+                            left.as_secs() + i64::from(left.subsec_nanos() > 0)
+                        ),
+                    })));
+                }
                 Err(Box::new(NodeOutcome {
                     steps: vec![Step {
                         node: Some(node.name.clone()),

@@ -716,6 +716,13 @@ fn assert_safe(observation: &Observation, policy: &Policy, plan: &Plan) {
                     fence::openstack(view, policy.trust_forced_down),
                     Verdict::Stoppable { .. }
                 ));
+                let node = owner.unwrap();
+                assert!(
+                    // Nova's default service_down_time, the oracle's own figure.
+                    observation.now.duration_since(node.ready_since)
+                        >= jiff::SignedDuration::from_secs(60),
+                    "a stop before the host could show down: {node:?}"
+                );
             }
             Action::ReleaseVolume {
                 server, volume, pv, ..

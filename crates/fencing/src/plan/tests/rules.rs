@@ -12,8 +12,8 @@ use crate::model::{
     VolumeId,
 };
 use crate::plan::{
-    Action, HeldVolume, Hold, Orphan, Policy, Reason, ReleaseVia, Skip, StormGuard, Threshold,
-    Warning, plan,
+    Action, FenceMode, HeldVolume, Hold, Orphan, Policy, Reason, ReleaseVia, Skip, StormGuard,
+    Threshold, Warning, plan,
 };
 
 // ---- S2: no action on uncertainty -------------------------------------------------------
@@ -610,5 +610,37 @@ fn the_grace_left_is_said_in_whole_seconds_rounded_up() {
     assert_eq!(
         said(SignedDuration::from_secs(5)),
         "within the grace period (5s left)"
+    );
+}
+
+#[test]
+fn stop_fencing_waits_until_a_host_that_died_with_the_node_would_show_down() {
+    let policy = Policy {
+        fence: FenceMode::Stop,
+        grace: std::time::Duration::from_secs(5),
+        ..Policy::default()
+    };
+    let with_age = |secs: i64| {
+        ObservationBuilder::seed()
+            .server(NODE4, |s| {
+                s.status = "ACTIVE".to_owned();
+                s.power_state = Some(1);
+            })
+            .node(NODE4, |n| n.ready_since = ago(secs))
+            .build()
+    };
+    let early = plan(&with_age(20), &policy);
+    assert!(early.steps.is_empty(), "{early}");
+    match skip_of(&early, NODE4) {
+        Some(Skip::NotFenced { detail }) => {
+            assert!(detail.contains("service_down_time"), "{detail}");
+            assert!(detail.contains("40s left"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let later = plan(&with_age(61), &policy);
+    assert!(
+        matches!(later.steps.as_slice(), [step] if matches!(step.action, Action::StopServer { .. })),
+        "{later}"
     );
 }
