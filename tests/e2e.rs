@@ -975,6 +975,87 @@ async fn stop_fencing_never_stops_a_server_whose_host_is_not_up_and_says_why() {
     setup.running.shutdown().await;
 }
 
+/// A catalogue scenario seen through a plain project member's credentials.
+fn as_member(name: &str) -> Scenario {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "openstack:\n",
+        "openstack:\n  role: member\n",
+        1,
+    );
+    Scenario::parse(&text, &path).unwrap()
+}
+
+#[tokio::test]
+async fn member_credentials_prove_a_shut_off_server_and_say_what_a_hidden_host_needs() {
+    // A member sees no host: a dead hypervisor is "not proven", with the rights that would
+    // allow more, and nothing errors or is touched.
+    let setup = start(&as_member("hypervisor-down.yaml")).await;
+    for policy in [
+        Policy::default(),
+        Policy {
+            trust_forced_down: true,
+            fence: FenceMode::Stop,
+            ..Policy::default()
+        },
+    ] {
+        let (observation, plan) = plan_now(&setup, &policy, false).await;
+        assert!(plan.steps.is_empty(), "{plan}");
+        let text = cinder_remediator::report::diagnose(&observation, &plan, &policy).to_string();
+        assert_lines(
+            &text,
+            &[
+                "compute host hidden from these credentials",
+                "Nova does not show these credentials its compute host",
+                "os_compute_api:servers:show:host_status",
+            ],
+        );
+        assert!(remediate(&setup, &policy, fast()).await);
+    }
+    let services = setup
+        .running
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/os-services"))
+        .count();
+    assert_eq!(services, 0, "a member never asks for os-services");
+    assert_eq!(
+        mutating(&setup.running.requests(), &EVERYTHING),
+        Vec::<String>::new()
+    );
+    setup.running.shutdown().await;
+
+    // A policy that shows the host but refuses os-services counts the same, not as an error.
+    let setup = start(&scenario("hypervisor-down.yaml")).await;
+    setup.running.world.lock().inject(Fault {
+        service: Some(Service::Nova),
+        method: "GET".into(),
+        path: "/os-services".into(),
+        status: Some(403),
+        delay_ms: 0,
+        times: None,
+    });
+    let policy = Policy::default();
+    let (observation, plan) = plan_now(&setup, &policy, false).await;
+    let text = cinder_remediator::report::diagnose(&observation, &plan, &policy).to_string();
+    assert_lines(
+        &text,
+        &[
+            "on compute host compute-2 (state unknown)",
+            "os_compute_api:os-services:list",
+        ],
+    );
+    setup.running.shutdown().await;
+
+    // What a member sees still proves a shut-off server: the seed story is remediated.
+    let setup = start(&as_member("seed-node-shutdown.yaml")).await;
+    assert!(remediate(&setup, &Policy::default(), fast()).await);
+    assert_eq!(volume_status(&setup, SEED_VOLUME), "available");
+    setup.running.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_refused_detach_says_why_and_what_to_do() {
     let setup = start(&Scenario::seed()).await;
