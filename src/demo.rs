@@ -10,6 +10,7 @@
 //! real cloud: `kube` over HTTP, and Keystone, Nova and Cinder through the `osauth` session.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -177,6 +178,15 @@ async fn run_against(
         metrics: &metrics,
     };
     watched.follow(moments, &mut story).await?;
+    // Kubernetes' own controllers carry on: wait, within the scenario's time, for every
+    // replacement pod to run.
+    loop {
+        story.poll_replacements();
+        if story.replacements.all_running() || clock.started.elapsed() >= within {
+            break;
+        }
+        tokio::time::sleep(TICK).await;
+    }
 
     if clock.text {
         println!("\nAfter:");
@@ -287,6 +297,7 @@ impl<B: Backend> Watched<'_, B> {
                         story.take(moment);
                     }
                     story.scenario_changed();
+                    story.poll_replacements();
                     if stop.is_some() && let Some(why) = story.converged(health.is_ready()) {
                         story.clock.say(&why);
                         if let Some(stop) = stop.take() {
@@ -385,6 +396,7 @@ struct Story {
     releases: Vec<Release>,
     failed: bool,
     ids: ShortIds,
+    replacements: Replacements,
 }
 
 impl Story {
@@ -397,6 +409,7 @@ impl Story {
     ) -> Self {
         let mut changes = scenario.timeline.clone();
         changes.sort_by_key(|step| step.at);
+        let replacements = Replacements::new(&world);
         Self {
             clock,
             grace,
@@ -412,6 +425,7 @@ impl Story {
             releases: Vec::new(),
             failed: false,
             ids: ShortIds::new(scenario),
+            replacements,
         }
     }
 
@@ -685,6 +699,7 @@ impl Story {
                 ),
             }
         }
+        self.print_replacements();
         let mutating: Vec<String> = state
             .requests()
             .iter()
@@ -703,6 +718,198 @@ impl Story {
             requests.values().sum::<usize>(),
             counts.join(", ")
         );
+    }
+}
+
+/// The pods Kubernetes' own controllers create to replace the ones on dead nodes, and when the
+/// demo first saw each of them scheduled, its volumes attached on its node, and Running.
+#[derive(Default)]
+struct Replacements {
+    /// The pods (uids) there at the start: not replacements.
+    initial: BTreeSet<String>,
+    /// By uid, in the order they were first seen.
+    seen: Vec<(String, Replacement)>,
+}
+
+/// One replacement pod.
+struct Replacement {
+    /// `namespace/name`.
+    pod: String,
+    /// `Kind/name` of its controller.
+    owner: String,
+    node: Option<String>,
+    /// The PVs it mounts.
+    pvs: Vec<String>,
+    attached: Option<Duration>,
+    running: Option<Duration>,
+}
+
+impl Replacements {
+    fn new(world: &sim::World) -> Self {
+        let state = world.lock();
+        let initial = state
+            .kube
+            .list("pods")
+            .into_iter()
+            .map(|pod| text(pod, "/metadata/uid").to_owned())
+            .collect();
+        Self {
+            initial,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Looks at the world once, at `now`; returns what changed, in words.
+    fn poll(&mut self, world: &sim::World, now: Duration) -> Vec<String> {
+        let mut said = Vec::new();
+        let state = world.lock();
+        let attachments = state.kube.list("volumeattachments");
+        for pod in state.kube.list("pods") {
+            let uid = text(pod, "/metadata/uid");
+            let Some(owner) = pod
+                .pointer("/metadata/ownerReferences/0")
+                .map(|r| format!("{}/{}", text(r, "/kind"), text(r, "/name")))
+            else {
+                continue;
+            };
+            if self.initial.contains(uid) {
+                continue;
+            }
+            let index = match self.seen.iter().position(|(seen, _)| seen == uid) {
+                Some(index) => index,
+                None => {
+                    let namespace = text(pod, "/metadata/namespace");
+                    let pvs = pod
+                        .pointer("/spec/volumes")
+                        .and_then(serde_json::Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|v| v.pointer("/persistentVolumeClaim/claimName")?.as_str())
+                        .filter_map(|claim| {
+                            let pvc =
+                                state
+                                    .kube
+                                    .get("persistentvolumeclaims", Some(namespace), claim)?;
+                            Some(text(pvc, "/spec/volumeName").to_owned())
+                        })
+                        .collect();
+                    said.push(format!(
+                        "pod {namespace}/{} created by {owner} (Kubernetes)",
+                        text(pod, "/metadata/name")
+                    ));
+                    self.seen.push((
+                        uid.to_owned(),
+                        Replacement {
+                            pod: format!("{namespace}/{}", text(pod, "/metadata/name")),
+                            owner,
+                            node: None,
+                            pvs,
+                            attached: None,
+                            running: None,
+                        },
+                    ));
+                    self.seen.len() - 1
+                }
+            };
+            let replacement = &mut self.seen[index].1;
+            let node = text(pod, "/spec/nodeName");
+            if !node.is_empty() {
+                replacement.node = Some(node.to_owned());
+            }
+            let attached = !node.is_empty()
+                && replacement.pvs.iter().all(|pv| {
+                    attachments.iter().any(|va| {
+                        text(va, "/spec/source/persistentVolumeName") == pv
+                            && text(va, "/spec/nodeName") == node
+                            && va.pointer("/status/attached")
+                                == Some(&serde_json::Value::Bool(true))
+                    })
+                });
+            if attached && replacement.attached.is_none() {
+                replacement.attached = Some(now);
+                said.push(format!(
+                    "pod {}: its volumes attached on {node} (Kubernetes)",
+                    replacement.pod
+                ));
+            }
+            if text(pod, "/status/phase") == "Running" && replacement.running.is_none() {
+                replacement.running = Some(now);
+                said.push(format!("pod {}: Running on {node}", replacement.pod));
+            }
+        }
+        said
+    }
+
+    /// Whether every replacement seen is Running (none seen: nothing to wait for).
+    fn all_running(&self) -> bool {
+        self.seen.iter().all(|(_, r)| r.running.is_some())
+    }
+}
+
+/// The string at `pointer` in an object, or empty.
+fn text<'a>(object: &'a serde_json::Value, pointer: &str) -> &'a str {
+    object
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+}
+
+impl Story {
+    fn poll_replacements(&mut self) {
+        for line in self.replacements.poll(&self.world, self.clock.now()) {
+            self.clock.say(&line);
+        }
+    }
+
+    /// Each replacement pod: where it runs and how long after the failure, split into the
+    /// remediator's part (until the release is verified) and Kubernetes' (attach, start).
+    fn print_replacements(&self) {
+        let failed_at = self.changes.first().map(|change| change.at);
+        let freed = self
+            .releases
+            .iter()
+            .map(|r| (r.at.saturating_sub(Duration::from_millis(r.millis)), r.at))
+            .reduce(|(sent, verified), (s, v)| (sent.min(s), verified.max(v)));
+        for (_, replacement) in &self.replacements.seen {
+            let node = replacement.node.as_deref().unwrap_or("no node");
+            let Some(running) = replacement.running else {
+                println!(
+                    "  replacement {} ({}): not Running after {} (on {node}; volumes attached: {})",
+                    replacement.pod,
+                    replacement.owner,
+                    humantime::format_duration(self.within),
+                    if replacement.attached.is_some() {
+                        "yes"
+                    } else {
+                        "no"
+                    }
+                );
+                continue;
+            };
+            let since = match failed_at {
+                Some(at) => format!(
+                    "{:.1}s after the failure",
+                    running.saturating_sub(at).as_secs_f64()
+                ),
+                None => format!("at {:.1}s", running.as_secs_f64()),
+            };
+            let mut line = format!(
+                "  replacement {} ({}): Running on {node} with its volumes attached there, {since}",
+                replacement.pod, replacement.owner
+            );
+            if let (Some((sent, verified)), Some(attached)) = (freed, replacement.attached) {
+                let secs = |d: Duration| d.as_secs_f64();
+                let _ = write!(
+                    line,
+                    " (until the release was sent {:.1}s, detach {:.1}s, attach {:.1}s, start {:.1}s)",
+                    secs(sent.saturating_sub(failed_at.unwrap_or_default())),
+                    secs(verified.saturating_sub(sent)),
+                    secs(attached.saturating_sub(verified)),
+                    secs(running.saturating_sub(attached))
+                );
+            }
+            println!("{line}");
+        }
     }
 }
 
