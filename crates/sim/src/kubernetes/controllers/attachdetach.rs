@@ -149,6 +149,35 @@ pub(super) fn reconcile(state: &mut State, now: Timestamp, now_ms: u64) -> u64 {
         if adc.attached.contains_key(pair) {
             continue;
         }
+        let elsewhere: Vec<&str> = adc
+            .attached
+            .keys()
+            .filter(|(pv, node)| *pv == pair.0 && *node != pair.1)
+            .map(|(_, node)| node.as_str())
+            .collect();
+        if volume.exclusive && !elsewhere.is_empty() {
+            if adc.multi_attach_told.insert(pair.clone()) {
+                let users: Vec<&Value> = desired
+                    .iter()
+                    .filter(|((pv, node), _)| *pv == pair.0 && elsewhere.contains(&node.as_str()))
+                    .flat_map(|(_, (_, pods))| pods)
+                    .collect();
+                for pod in pods {
+                    let message = multi_attach_message(&pair.0, pod, &users);
+                    record(
+                        store,
+                        &Involved::pod(pod),
+                        "Warning",
+                        "FailedAttachVolume",
+                        &message,
+                        "attachdetach-controller",
+                        None,
+                        now,
+                    );
+                }
+            }
+            continue;
+        }
         if let Some(va) = attachment(store, pair).cloned() {
             if va.pointer("/metadata/deletionTimestamp").is_some() {
                 continue;
@@ -201,35 +230,6 @@ pub(super) fn reconcile(state: &mut State, now: Timestamp, now_ms: u64) -> u64 {
                     );
                 }
                 due = due.min(adc.backoff.get(pair).map_or(u64::MAX, |b| b.0));
-            }
-            continue;
-        }
-        let elsewhere: Vec<&str> = adc
-            .attached
-            .keys()
-            .filter(|(pv, node)| *pv == pair.0 && *node != pair.1)
-            .map(|(_, node)| node.as_str())
-            .collect();
-        if volume.exclusive && !elsewhere.is_empty() {
-            if adc.multi_attach_told.insert(pair.clone()) {
-                let users: Vec<&Value> = desired
-                    .iter()
-                    .filter(|((pv, node), _)| *pv == pair.0 && elsewhere.contains(&node.as_str()))
-                    .flat_map(|(_, (_, pods))| pods)
-                    .collect();
-                for pod in pods {
-                    let message = multi_attach_message(&pair.0, pod, &users);
-                    record(
-                        store,
-                        &Involved::pod(pod),
-                        "Warning",
-                        "FailedAttachVolume",
-                        &message,
-                        "attachdetach-controller",
-                        None,
-                        now,
-                    );
-                }
             }
             continue;
         }

@@ -56,14 +56,22 @@ pub(super) fn sync(state: &mut State, now: Timestamp, now_ms: u64) -> u64 {
         if pod.pointer("/status/hostIP").is_none() {
             creating(&mut state.kube, &pod, &live[node], now);
         }
+        // `VerifyControllerAttachedVolume`: the attach/detach controller lists the volume in
+        // the node's `status.volumesAttached` (its VolumeAttachment is attached).
+        let listed: BTreeSet<&str> = live[node]
+            .pointer("/status/volumesAttached")
+            .and_then(Value::as_array)
+            .map(|l| l.iter().filter_map(|v| str_at(v, &["name"])).collect())
+            .unwrap_or_default();
         let attached = volumes.is_some_and(|volumes| {
             volumes.iter().filter(|v| v.attachable()).all(|v| {
-                state
-                    .kube
-                    .get("volumeattachments", None, &v.attachment(node))
-                    .and_then(|va| va.pointer("/status/attached"))
-                    .and_then(Value::as_bool)
-                    == Some(true)
+                listed.contains(v.unique_name().as_str())
+                    && state
+                        .kube
+                        .get("volumeattachments", None, &v.attachment(node))
+                        .and_then(|va| va.pointer("/status/attached"))
+                        .and_then(Value::as_bool)
+                        == Some(true)
             })
         });
         if !attached {
