@@ -266,7 +266,9 @@ impl Seeder<'_> {
         }
     }
 
-    /// The server id of a scenario node: from its providerID, else the server with its name.
+    /// The server id of a scenario node: from its providerID, else the server with its name,
+    /// else the server with its address (the CSI node plugin reads the id from the metadata
+    /// service, whatever the names).
     fn server_of(&self, node: &scenario::Node) -> Option<String> {
         node.provider_id
             .as_deref()
@@ -277,6 +279,14 @@ impl Seeder<'_> {
                     .servers
                     .get(node.name.as_str())
                     .map(|&id| id.to_owned())
+            })
+            .or_else(|| {
+                self.scenario
+                    .openstack
+                    .servers
+                    .iter()
+                    .find(|s| node.addresses.iter().any(|a| s.addresses.contains(a)))
+                    .map(|s| s.id.clone())
             })
     }
 
