@@ -161,14 +161,21 @@ fn pod_running(state: &crate::world::State, wanted: &PodRunning) -> Check {
         let phase = text(pod, "/status/phase");
         let terminating = pod.pointer("/metadata/deletionTimestamp").is_some();
         let elsewhere = wanted.node_not.as_ref().is_none_or(|n| n.value != node);
+        // The node's server as the Cinder CSI driver knows it (its CSINode id), else by
+        // providerID or name.
         let server = state
             .kube
-            .get("nodes", None, node)
-            .map(|n| text(n, "/spec/providerID"))
-            .and_then(|provider| {
-                state
-                    .cloud
-                    .server_for_node((!provider.is_empty()).then_some(provider), node)
+            .get("csinodes", None, node)
+            .and_then(|n| n.pointer("/spec/drivers/0/nodeID"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| {
+                let provider = state
+                    .kube
+                    .get("nodes", None, node)
+                    .map(|n| text(n, "/spec/providerID"))
+                    .filter(|p| !p.is_empty());
+                state.cloud.server_for_node(provider, node)
             });
         let volume = wanted.volume.as_ref().is_none_or(|v| {
             server
