@@ -300,6 +300,15 @@ impl World {
         state
     }
 
+    /// Locks the state after bringing it to `now_ms` instead of the present: tests drive the
+    /// run's clock (timers of minutes pass at once). Times only move forward.
+    #[cfg(test)]
+    pub(crate) fn lock_at(&self, now_ms: u64) -> MutexGuard<'_, State> {
+        let mut state = self.state.lock().expect("world lock poisoned");
+        state.advance(now_ms);
+        state
+    }
+
     /// Records a served request (its `at_ms` is when it arrived).
     pub fn record(&self, record: RequestRecord) {
         self.state

@@ -11,6 +11,8 @@ mod attachdetach;
 mod eviction;
 mod kubelet;
 mod scheduler;
+#[cfg(test)]
+mod tests;
 mod workload;
 
 use std::collections::BTreeMap;
