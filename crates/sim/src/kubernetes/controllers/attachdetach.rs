@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 
 use super::eviction::OUT_OF_SERVICE;
 use super::{
-    Involved, PodVolume, all_pods, has_taint, name, namespace, node_name, nodes, pod_volumes,
+    Involved, PodVolume, has_taint, name, namespace, node_name, nodes, pod_volumes, pods_where,
     ready, record, terminated, volume_attachments,
 };
 use crate::kubernetes::store::{DeleteOptions, Key, Part, Store, set_path, str_at};
@@ -72,11 +72,19 @@ pub(super) fn reconcile(state: &mut State, now: Timestamp, now_ms: u64) -> u64 {
     }
     // Desired state: (PV, node) -> the volume and the pods that want it there.
     let mut desired: BTreeMap<Pair, (PodVolume, Vec<Value>)> = BTreeMap::new();
-    for pod in all_pods(store) {
+    let claiming = pods_where(store, |pod| {
+        node_name(pod).is_some()
+            && !terminated(pod)
+            && pod
+                .pointer("/spec/volumes")
+                .and_then(Value::as_array)
+                .is_some_and(|v| v.iter().any(|v| v.get("persistentVolumeClaim").is_some()))
+    });
+    for pod in claiming {
         let Some(node) = node_name(&pod) else {
             continue;
         };
-        if terminated(&pod) || store.object(&Key::new("nodes", None, node)).is_none() {
+        if store.object(&Key::new("nodes", None, node)).is_none() {
             continue;
         }
         for volume in pod_volumes(store, &pod).unwrap_or_default() {

@@ -21,8 +21,9 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
 use super::{
-    Involved, all_nodes, all_pods, has_taint, name, namespace, node_name, nodes, object_uid, pods,
-    ready, ready_status, record, same_pod, taints, terminal, terminating, toleration_for, write,
+    Involved, has_taint, name, namespace, node_name, nodes, nodes_where, object_uid, pods,
+    pods_where, ready, ready_status, record, same_pod, taints, terminal, terminating,
+    toleration_for, write,
 };
 use crate::kubernetes::store::{DeleteOptions, Key, Part, Store, set_path, str_at, time};
 
@@ -36,7 +37,12 @@ const QUARANTINE_MS: u64 = 40_000;
 
 /// Adds the lifecycle taints to nodes that are not Ready and lack them.
 pub(super) fn taint_nodes(store: &mut Store, now: Timestamp) {
-    for mut node in all_nodes(store) {
+    let lacking = nodes_where(store, |node| match ready_status(node) {
+        "True" => false,
+        "False" => !has_taint(node, "node.kubernetes.io/not-ready"),
+        _ => !has_taint(node, "node.kubernetes.io/unreachable"),
+    });
+    for mut node in lacking {
         let key = match ready_status(&node) {
             "True" => continue,
             "False" => "node.kubernetes.io/not-ready",
@@ -93,18 +99,17 @@ fn eviction_time(pod: &Value, node: &Value, now: Timestamp) -> Option<Timestamp>
 /// Deletes the pods whose time on a NoExecute-tainted node is up; returns when the next is due.
 pub(super) fn evict(store: &mut Store, now: Timestamp, now_ms: u64) -> u64 {
     let mut due = u64::MAX;
-    let nodes: BTreeMap<String, Value> = all_nodes(store)
+    let nodes: BTreeMap<String, Value> = nodes_where(store, |n| !taints(n).is_empty())
         .into_iter()
-        .filter(|n| !taints(n).is_empty())
         .map(|n| (name(&n).to_owned(), n))
         .collect();
     if nodes.is_empty() {
         return due;
     }
-    for pod in all_pods(store) {
-        if terminating(&pod) || terminal(&pod) {
-            continue;
-        }
+    let exposed = pods_where(store, |pod| {
+        !terminating(pod) && !terminal(pod) && node_name(pod).is_some_and(|n| nodes.contains_key(n))
+    });
+    for pod in exposed {
         let Some(node) = node_name(&pod).and_then(|n| nodes.get(n)) else {
             continue;
         };
@@ -173,7 +178,12 @@ impl PodGc {
         }
         self.next_ms = now_ms + GC_PERIOD_MS;
         let mut orphaned = BTreeMap::new();
-        for pod in all_pods(store) {
+        let candidates = pods_where(store, |pod| {
+            node_name(pod).is_some_and(|node| {
+                terminating(pod) || store.object(&Key::new("nodes", None, node)).is_none()
+            })
+        });
+        for pod in candidates {
             let Some(node_name) = node_name(&pod) else {
                 continue;
             };

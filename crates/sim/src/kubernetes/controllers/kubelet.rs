@@ -14,8 +14,8 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::{
-    Involved, all_nodes, all_pods, name, node_name, nodes, object_uid, phase, pod_volumes, pods,
-    ready, record, same_pod, terminated, terminating, write,
+    Involved, name, node_name, nodes, object_uid, phase, pod_volumes, pods, ready, record,
+    same_pod, terminated, terminating, write,
 };
 use crate::kubernetes::store::{Part, Store, set_path, str_at, time};
 use crate::world::State;
@@ -29,46 +29,57 @@ pub(super) struct Kubelet {
 /// One sync of every live kubelet; returns when a pod is next due to start.
 pub(super) fn sync(state: &mut State, now: Timestamp, now_ms: u64) -> u64 {
     let mut due = u64::MAX;
-    let live: BTreeMap<String, Value> = all_nodes(&state.kube)
-        .into_iter()
-        .filter(ready)
-        .map(|n| (name(&n).to_owned(), n))
+    let live: BTreeSet<String> = state
+        .kube
+        .objects_of("nodes", None)
+        .filter(|(_, n)| ready(n))
+        .map(|(_, n)| name(n).to_owned())
         .collect();
+    // What each live kubelet has mounted, and the pods it has yet to start (one walk, copying
+    // only those).
     let mut in_use: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut seen = BTreeSet::new();
-    for pod in all_pods(&state.kube) {
-        let Some(node) = node_name(&pod).filter(|n| live.contains_key(*n)) else {
+    let mut pending = Vec::new();
+    for (_, pod) in state.kube.objects_of("pods", None) {
+        let Some(node) = node_name(pod).filter(|n| live.contains(*n)) else {
             continue;
         };
-        if terminated(&pod) {
+        if terminated(pod) {
             continue;
         }
-        let volumes = pod_volumes(&state.kube, &pod);
         let used = in_use.entry(node.to_owned()).or_default();
-        for volume in volumes.iter().flatten() {
+        for volume in pod_volumes(&state.kube, pod).iter().flatten() {
             used.insert(volume.unique_name());
         }
-        if terminating(&pod) || phase(&pod) != "Pending" {
-            continue;
+        if !terminating(pod) && phase(pod) == "Pending" {
+            pending.push(pod.clone());
         }
+    }
+    let mut seen = BTreeSet::new();
+    for pod in pending {
+        let Some(node) = node_name(&pod).map(str::to_owned) else {
+            continue;
+        };
+        let Some(node_object) = state.kube.get("nodes", None, &node).cloned() else {
+            continue;
+        };
         let uid = object_uid(&pod).to_owned();
         seen.insert(uid.clone());
         if pod.pointer("/status/hostIP").is_none() {
-            creating(&mut state.kube, &pod, &live[node], now);
+            creating(&mut state.kube, &pod, &node_object, now);
         }
         // `VerifyControllerAttachedVolume`: the attach/detach controller lists the volume in
         // the node's `status.volumesAttached` (its VolumeAttachment is attached).
-        let listed: BTreeSet<&str> = live[node]
+        let listed: BTreeSet<&str> = node_object
             .pointer("/status/volumesAttached")
             .and_then(Value::as_array)
             .map(|l| l.iter().filter_map(|v| str_at(v, &["name"])).collect())
             .unwrap_or_default();
-        let attached = volumes.is_some_and(|volumes| {
+        let attached = pod_volumes(&state.kube, &pod).is_some_and(|volumes| {
             volumes.iter().filter(|v| v.attachable()).all(|v| {
                 listed.contains(v.unique_name().as_str())
                     && state
                         .kube
-                        .get("volumeattachments", None, &v.attachment(node))
+                        .get("volumeattachments", None, &v.attachment(&node))
                         .and_then(|va| va.pointer("/status/attached"))
                         .and_then(Value::as_bool)
                         == Some(true)
@@ -89,7 +100,7 @@ pub(super) fn sync(state: &mut State, now: Timestamp, now_ms: u64) -> u64 {
             due = due.min(start_at);
             continue;
         }
-        start(&mut state.kube, &pod, node, now);
+        start(&mut state.kube, &pod, &node, now);
         state.controllers.kubelet.volumes_ready_ms.remove(&uid);
     }
     state
@@ -97,8 +108,11 @@ pub(super) fn sync(state: &mut State, now: Timestamp, now_ms: u64) -> u64 {
         .kubelet
         .volumes_ready_ms
         .retain(|uid, _| seen.contains(uid));
-    for (node_name, node) in live {
+    for node_name in live {
         let used = in_use.remove(&node_name).unwrap_or_default();
+        let Some(node) = state.kube.get("nodes", None, &node_name) else {
+            continue;
+        };
         let reported: BTreeSet<String> = node
             .pointer("/status/volumesInUse")
             .and_then(Value::as_array)
@@ -110,7 +124,7 @@ pub(super) fn sync(state: &mut State, now: Timestamp, now_ms: u64) -> u64 {
             })
             .unwrap_or_default();
         if used != reported {
-            let mut node = node;
+            let mut node = node.clone();
             let list: Vec<Value> = used.into_iter().map(Value::from).collect();
             set_path(&mut node, &["status", "volumesInUse"], Value::Array(list));
             write(&mut state.kube, nodes(), node, Part::Status);

@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::{
-    Involved, all_nodes, all_pods, name, namespace, node_name, object_uid, pod_volumes, pods,
+    Involved, name, namespace, node_name, nodes_where, object_uid, pod_volumes, pods, pods_where,
     ready, record, same_pod, taints, terminating, toleration_for, write,
 };
 use crate::kubernetes::store::{Part, set_path, time};
@@ -29,21 +29,20 @@ pub(super) struct Scheduler {
 
 /// Binds the pods waiting for a node; returns when an unschedulable pod is told again.
 pub(super) fn schedule(state: &mut State, now: Timestamp, now_ms: u64) -> u64 {
-    let waiting: Vec<Value> = all_pods(&state.kube)
-        .into_iter()
-        .filter(|p| node_name(p).is_none() && !terminating(p) && !super::terminal(p))
-        .filter(|p| {
-            p.pointer("/spec/schedulerName")
+    let waiting: Vec<Value> = pods_where(&state.kube, |p| {
+        node_name(p).is_none()
+            && !terminating(p)
+            && !super::terminal(p)
+            && p.pointer("/spec/schedulerName")
                 .and_then(Value::as_str)
                 .is_none_or(|s| s == "default-scheduler")
-        })
-        .collect();
+    });
     let mut due = u64::MAX;
     if waiting.is_empty() {
         state.controllers.scheduler.reported.clear();
         return due;
     }
-    let nodes = all_nodes(&state.kube);
+    let nodes = nodes_where(&state.kube, |_| true);
     let mut load: BTreeMap<String, usize> = BTreeMap::new();
     for (_, pod) in state.kube.objects_of("pods", None) {
         if let Some(node) = node_name(pod) {

@@ -95,13 +95,22 @@ impl Workloads {
 
     /// Each ReplicaSet creates pods while it has fewer active ones than its replicas.
     pub(super) fn replicasets(&self, store: &mut Store, now: Timestamp) {
+        if !self.list.iter().any(|w| w.kind == "ReplicaSet") {
+            return;
+        }
+        // Active pods per controlling owner, in one walk.
+        let mut active_of: BTreeMap<String, usize> = BTreeMap::new();
+        for (_, pod) in store.objects_of("pods", None) {
+            if terminating(pod) || terminal(pod) {
+                continue;
+            }
+            if let Some(owner) = controller_uid(pod) {
+                *active_of.entry(owner.to_owned()).or_default() += 1;
+            }
+        }
         for workload in self.list.iter().filter(|w| w.kind == "ReplicaSet") {
             let owner_uid = uid("ReplicaSet", &workload.namespace, &workload.name);
-            let active = store
-                .objects_of("pods", Some(&workload.namespace))
-                .filter(|(_, pod)| owned_by(pod, &owner_uid))
-                .filter(|(_, pod)| !terminating(pod) && !terminal(pod))
-                .count();
+            let active = active_of.get(&owner_uid).copied().unwrap_or_default();
             for _ in active..workload.replicas {
                 let Some(pod) = new_pod(workload, None) else {
                     break;
@@ -160,15 +169,13 @@ impl Workloads {
     }
 }
 
-fn owned_by(pod: &Value, owner_uid: &str) -> bool {
+/// The uid of the pod's controlling owner.
+fn controller_uid(pod: &Value) -> Option<&str> {
     pod.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|refs| {
-            refs.iter().any(|r| {
-                r.get("uid").and_then(Value::as_str) == Some(owner_uid)
-                    && r.get("controller").and_then(Value::as_bool) == Some(true)
-            })
-        })
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        .and_then(|r| r.get("uid").and_then(Value::as_str))
 }
 
 /// A new pod from the workload's template: named, or generated from `generateName`.
