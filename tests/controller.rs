@@ -207,13 +207,16 @@ async fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Whether the scenario's pod (its object, by uid) still exists: its StatefulSet recreates it
+/// under the same name once it is gone.
 fn pod_exists(running: &Running, name: &str) -> bool {
+    let original = sim::kubernetes::uid("Pod", "default", name);
     running
         .world
         .lock()
         .kube
         .get("pods", Some("default"), name)
-        .is_some()
+        .is_some_and(|pod| pod["metadata"]["uid"] == original.as_str())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -357,7 +360,8 @@ async fn of_two_replicas_exactly_one_acts_and_the_other_takes_over_when_it_dies(
     let a_leads = has_sample(&leader_metrics.0, "cinder_remediator_is_leader 1");
     let b_leads = has_sample(&leader_metrics.1, "cinder_remediator_is_leader 1");
     assert!(a_leads != b_leads, "{leader_metrics:?}");
-    // Every Event of the remediation came from the leader.
+    // Every Event of the remediation came from the leader (the cluster's own controllers
+    // report theirs too).
     let leader = if a_leads { "replica-a" } else { "replica-b" };
     let reporters: std::collections::BTreeSet<String> = running
         .world
@@ -365,6 +369,7 @@ async fn of_two_replicas_exactly_one_acts_and_the_other_takes_over_when_it_dies(
         .kube
         .list("events")
         .iter()
+        .filter(|e| e["reportingComponent"] == "cinder-remediator")
         .filter_map(|e| e["reportingInstance"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(

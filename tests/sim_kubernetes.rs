@@ -69,6 +69,18 @@ fn scenario(yaml: &str) -> Scenario {
     Scenario::parse(yaml, Path::new("inline.yaml")).expect("a valid scenario")
 }
 
+/// The scenario with Kubernetes' own controllers switched off: the cluster stays as seeded
+/// (tests that count seeded objects and Events).
+fn still(mut scenario: Scenario) -> Scenario {
+    for name in sim::scenario::CONTROLLERS {
+        scenario
+            .kubernetes
+            .controllers
+            .insert(name.to_owned(), false);
+    }
+    scenario
+}
+
 fn pod_on(name: &str, node: &str) -> Pod {
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -80,7 +92,7 @@ fn pod_on(name: &str, node: &str) -> Pod {
 
 #[tokio::test]
 async fn every_kind_lists_and_gets_into_the_openapi_types() {
-    let (running, client) = start(&Scenario::seed()).await;
+    let (running, client) = start(&still(Scenario::seed())).await;
 
     let nodes: Api<Node> = Api::all(client.clone());
     let names: Vec<String> = nodes
@@ -835,7 +847,7 @@ async fn pods_on_a_dead_node_stay_terminating_until_forced() {
 
 #[tokio::test]
 async fn field_and_label_selectors_filter_lists() {
-    let (running, client) = start(&Scenario::seed()).await;
+    let (running, client) = start(&still(Scenario::seed())).await;
     let pods: Api<Pod> = Api::all(client.clone());
     let names = async |params: ListParams| -> Vec<String> {
         pods.list(&params)

@@ -1964,3 +1964,81 @@ async fn osauth_authenticates_and_reads_through_the_catalog() {
     );
     assert!(requests.iter().any(|r| r.service.as_str() == "cinder"));
 }
+
+// ----- Behaviour: attaching ----------------------------------------------------------------------
+
+impl Sim {
+    async fn attach(&self, server: &str, volume: &str, version: &str) -> (StatusCode, Value) {
+        let url = self.nova(&format!("/servers/{server}/os-volume_attachments"));
+        let body = json!({"volumeAttachment": {"volumeId": volume}});
+        let (status, _, body) = self
+            .call(Method::POST, &url, Some(version), Some(body))
+            .await;
+        (status, body)
+    }
+}
+
+#[tokio::test]
+async fn attach_goes_through_attaching_to_in_use_with_the_sample_body() {
+    for (version, dir) in [
+        ("2.1", ""),
+        ("2.70", "v2.70/"),
+        ("2.79", "v2.79/"),
+        ("2.89", "v2.89/"),
+    ] {
+        let sim = Sim::start(CLOUD).await;
+        let (status, body) = sim
+            .attach(NODE_A, PVC_FREE, &format!("compute {version}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_shape(
+            &format!("nova/os-volume_attachments/{dir}attach-volume-to-server-resp.json"),
+            &body,
+            &[],
+        );
+        assert_eq!(body["volumeAttachment"]["volumeId"], PVC_FREE);
+        assert_eq!(body["volumeAttachment"]["serverId"], NODE_A);
+        assert_eq!(sim.volume(PVC_FREE).await["status"], "attaching");
+        let volume = sim
+            .wait_status(PVC_FREE, "in-use", Duration::from_secs(5))
+            .await;
+        assert_eq!(volume["attachments"][0]["server_id"], NODE_A);
+        // Attached once: a second attach to the same server, or one to another server, is
+        // refused by Nova and Cinder.
+        assert_eq!(
+            sim.attach(NODE_A, PVC_FREE, "compute 2.1").await.0,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            sim.attach(NODE_B, PVC_FREE, "compute 2.1").await.0,
+            StatusCode::BAD_REQUEST
+        );
+    }
+}
+
+#[tokio::test]
+async fn attach_is_refused_as_nova_refuses_it_and_never_completes_on_a_dead_host() {
+    let sim = Sim::start(CLOUD).await;
+    assert_eq!(
+        sim.attach(NODE_GONE, PVC_FREE, "compute 2.1").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        sim.attach(
+            NODE_A,
+            "aaaaaaaa-0000-4000-8000-000000000404",
+            "compute 2.1"
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        sim.attach(NODE_ERROR, PVC_FREE, "compute 2.1").await.0,
+        StatusCode::CONFLICT
+    );
+    let (status, _) = sim.attach(NODE_DEAD, PVC_FREE, "compute 2.1").await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sim.volume(PVC_FREE).await["status"], "attaching");
+}

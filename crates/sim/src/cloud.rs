@@ -476,6 +476,8 @@ pub struct Cloud {
     detaching: BTreeSet<usize>,
     /// Servers (positions) with a power action the compute host has not done yet.
     powering: BTreeSet<usize>,
+    /// Attaches the compute host has not done yet: (volume position, attachment id, since).
+    attaching: Vec<(usize, String, u64)>,
 }
 
 /// Where to find things by id. Servers, volumes and attachments are only ever created from the
@@ -625,6 +627,7 @@ impl Cloud {
             index,
             detaching: BTreeSet::new(),
             powering: BTreeSet::new(),
+            attaching: Vec::new(),
         }
     }
 
@@ -1190,6 +1193,7 @@ impl Cloud {
             server.updated = now;
             self.powering.remove(&position);
         }
+        self.complete_attaches(now_ms);
     }
 
     /// Whether the compute host of a server (deleted or not) does the work sent to it: the
@@ -1287,6 +1291,136 @@ impl Cloud {
                 .attachments
                 .iter()
                 .any(|attachment| attachment.server_id == server_id)
+        })
+    }
+
+    /// Nova's `POST /servers/{server}/os-volume_attachments`: checks Nova's and Cinder's rules
+    /// in Nova's order (the server, its `vm_state` and task, the volume, an attachment to the same
+    /// server, Cinder's reservation: `available`, or `in-use` for a multiattach volume), then
+    /// reserves the volume (`attaching`, an attachment in `attaching`); the compute host completes
+    /// it (`in-use`) after `behaviour.detach_seconds`, only when it answers. Returns the device.
+    ///
+    /// # Errors
+    /// 404 for an unknown or deleted server or an unknown volume; 409 when the server's state or
+    /// a task in progress forbids it; 400 when the volume is already attached to the server or
+    /// Cinder cannot reserve it.
+    pub fn attach(
+        &mut self,
+        server_id: &str,
+        volume_id: &str,
+        now_ms: u64,
+    ) -> Result<String, Refusal> {
+        let server = self.server(server_id).ok_or_else(|| {
+            Refusal::NotFound(format!("Instance {server_id} could not be found."))
+        })?;
+        let (vm_state, task_state) = (server.vm_state(), server.task_state.clone());
+        if !DETACH_VM_STATES.contains(&vm_state) {
+            return Err(invalid_state(
+                "attach_volume",
+                server_id,
+                "vm_state",
+                vm_state,
+            ));
+        }
+        if let Some(task) = task_state {
+            return Err(invalid_state(
+                "attach_volume",
+                server_id,
+                "task_state",
+                &task,
+            ));
+        }
+        let position =
+            *self.index.volumes.get(volume_id).ok_or_else(|| {
+                Refusal::NotFound(format!("Volume {volume_id} could not be found."))
+            })?;
+        let used: Vec<String> = self
+            .server_attachments(server_id)
+            .map(|(_, attachment)| attachment.device.clone())
+            .collect();
+        let now = self.timestamp(now_ms);
+        let volume = &mut self.volumes[position];
+        if volume.attachments.iter().any(|a| a.server_id == server_id) {
+            return Err(Refusal::BadRequest(format!(
+                "Invalid volume: volume {volume_id} already attached"
+            )));
+        }
+        let reservable =
+            volume.status == "available" || (volume.multiattach && volume.status == "in-use");
+        if !reservable {
+            return Err(Refusal::BadRequest(format!(
+                "Invalid volume: Volume {volume_id} status must be available or downloading to \
+                 reserve, but the current status is {}.",
+                volume.status
+            )));
+        }
+        let device = (b'b'..=b'z')
+            .map(|letter| format!("/dev/vd{}", char::from(letter)))
+            .find(|device| !used.contains(device))
+            .unwrap_or_else(|| "/dev/vdz".to_owned());
+        let id = Uuid::new_v4().to_string();
+        volume.attachments.push(Attachment {
+            id: id.clone(),
+            server_id: server_id.to_owned(),
+            device: device.clone(),
+            status: AttachStatus::Attaching,
+            attached_at: now,
+            bdm_uuid: Uuid::new_v4().to_string(),
+            detach_requested_ms: None,
+        });
+        volume.settle(now);
+        self.index.attachments.insert(id.clone(), position);
+        let volumes = self
+            .index
+            .server_volumes
+            .entry(server_id.to_owned())
+            .or_default();
+        if let Err(at) = volumes.binary_search(&position) {
+            volumes.insert(at, position);
+        }
+        self.attaching.push((position, id, now_ms));
+        Ok(device)
+    }
+
+    /// Completes the attaches that are due at `now_ms` on hosts that answer (Cinder's
+    /// `attachment_complete`: the attachment `attached`, the volume `in-use`).
+    fn complete_attaches(&mut self, now_ms: u64) {
+        if self.attaching.is_empty() {
+            return;
+        }
+        let now = self.timestamp(now_ms);
+        let pending = std::mem::take(&mut self.attaching);
+        for (position, id, since) in pending {
+            let Some(server_id) = self.volumes[position]
+                .attachments
+                .iter()
+                .find(|a| a.id == id)
+                .map(|a| a.server_id.clone())
+            else {
+                continue;
+            };
+            if since.saturating_add(self.action_ms) > now_ms || !self.answers(&server_id) {
+                self.attaching.push((position, id, since));
+                continue;
+            }
+            let volume = &mut self.volumes[position];
+            if let Some(attachment) = volume.attachments.iter_mut().find(|a| a.id == id) {
+                attachment.status = AttachStatus::Attached;
+                attachment.attached_at = now;
+            }
+            volume.settle(now);
+        }
+    }
+
+    /// Whether Cinder shows the volume attached (`attached`, not only reserved or attaching) to
+    /// the server.
+    #[must_use]
+    pub fn is_attached_complete(&self, volume_id: &str, server_id: &str) -> bool {
+        self.volume(volume_id).is_some_and(|volume| {
+            volume
+                .attachments
+                .iter()
+                .any(|a| a.server_id == server_id && a.status == AttachStatus::Attached)
         })
     }
 }

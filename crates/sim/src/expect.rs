@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::World;
-use super::scenario::{Expect, Service, split_ref};
+use super::scenario::{Expect, PodRunning, Service, split_ref};
 
 /// One expectation and whether it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -80,7 +80,13 @@ pub fn evaluate(expect: &Expect, world: &World) -> Vec<Check> {
             let Some((namespace, name)) = split_ref(&pod.value) else {
                 continue;
             };
-            let exists = state.kube.get("pods", Some(namespace), name).is_some();
+            // The scenario's pod is its object (its uid): one recreated under the same name (a
+            // StatefulSet's) is another pod.
+            let original = crate::kubernetes::uid("Pod", namespace, name);
+            let exists = state
+                .kube
+                .get("pods", Some(namespace), name)
+                .is_some_and(|pod| text(pod, "/metadata/uid") == original);
             let word = if want_gone { "deleted" } else { "kept" };
             checks.push(Check {
                 expectation: format!("pod {} {word}", pod.value),
@@ -127,7 +133,85 @@ pub fn evaluate(expect: &Expect, world: &World) -> Vec<Check> {
             found: if tainted { "tainted" } else { "not tainted" }.to_owned(),
         });
     }
+    for wanted in &expect.pods_running {
+        checks.push(pod_running(&state, wanted));
+    }
     checks
+}
+
+/// Whether a pod of the owner runs on another node than `node_not`, with the volume attached
+/// (as Cinder shows it) to that node's server.
+fn pod_running(state: &crate::world::State, wanted: &PodRunning) -> Check {
+    let (kind, owner) = wanted.owner.value.split_once('/').unwrap_or_default();
+    let mut found = Vec::new();
+    let mut holds = false;
+    for pod in state.kube.list("pods") {
+        let owned = pod
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .is_some_and(|refs| {
+                refs.iter()
+                    .any(|r| r["kind"] == kind && r["name"] == owner && r["controller"] == true)
+            });
+        if !owned {
+            continue;
+        }
+        let name = text(pod, "/metadata/name");
+        let node = text(pod, "/spec/nodeName");
+        let phase = text(pod, "/status/phase");
+        let terminating = pod.pointer("/metadata/deletionTimestamp").is_some();
+        let elsewhere = wanted.node_not.as_ref().is_none_or(|n| n.value != node);
+        // The node's server as the Cinder CSI driver knows it (its CSINode id), else by
+        // providerID or name.
+        let server = state
+            .kube
+            .get("csinodes", None, node)
+            .and_then(|n| n.pointer("/spec/drivers/0/nodeID"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| {
+                let provider = state
+                    .kube
+                    .get("nodes", None, node)
+                    .map(|n| text(n, "/spec/providerID"))
+                    .filter(|p| !p.is_empty());
+                state.cloud.server_for_node(provider, node)
+            });
+        let volume = wanted.volume.as_ref().is_none_or(|v| {
+            server
+                .as_deref()
+                .is_some_and(|s| state.cloud.is_attached_complete(&v.value, s))
+        });
+        let running = phase == "Running" && !terminating && !node.is_empty();
+        found.push(format!(
+            "{name} {}{} on {}{}",
+            phase,
+            if terminating { " (terminating)" } else { "" },
+            if node.is_empty() { "no node" } else { node },
+            if wanted.volume.is_some() && !volume {
+                ", volume not attached there"
+            } else {
+                ""
+            }
+        ));
+        holds |= running && elsewhere && volume;
+    }
+    let mut expectation = format!("a pod of {} Running", wanted.owner.value);
+    if let Some(node) = &wanted.node_not {
+        expectation.push_str(&format!(" on a node other than {}", node.value));
+    }
+    if let Some(volume) = &wanted.volume {
+        expectation.push_str(&format!(" with volume {} attached", volume.value));
+    }
+    Check {
+        expectation,
+        holds,
+        found: if found.is_empty() {
+            "no pod".to_owned()
+        } else {
+            found.join("; ")
+        },
+    }
 }
 
 /// The string at `pointer` in an object, or empty.

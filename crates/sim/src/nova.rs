@@ -45,7 +45,7 @@ pub fn router(world: World) -> Router {
         .route("/servers/{server_id}/action", post(server_action))
         .route(
             "/servers/{server_id}/os-volume_attachments",
-            get(list_attachments),
+            get(list_attachments).post(attach),
         )
         .route(
             "/servers/{server_id}/os-volume_attachments/{volume_id}",
@@ -842,4 +842,53 @@ async fn show_flavor(
     }
     let nova = world.lock().endpoints.nova.clone();
     Json(json!({ "flavor": flavor_body(&nova, version) })).into_response()
+}
+
+/// `POST /servers/{server_id}/os-volume_attachments`: attaches a volume (the rules are
+/// [`Cloud::attach`]'s). The body is the api-ref sample's: the device, the volume id as `id`
+/// (also from 2.89), `tag` from 2.70 and `delete_on_termination` from 2.79, as asked.
+async fn attach(
+    AxumState(world): AxumState<World>,
+    Extension(version): Extension<Microversion>,
+    Path(server_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let request = serde_json::from_slice::<Value>(&body).ok();
+    let Some(wanted) = request
+        .as_ref()
+        .and_then(|value| value.get("volumeAttachment"))
+        .filter(|wanted| wanted.is_object())
+    else {
+        return fault::openstack(
+            StatusCode::BAD_REQUEST,
+            "Invalid input for field/attribute volumeAttachment. Value: None. None is not of type 'object'",
+        );
+    };
+    let Some(volume_id) = wanted.get("volumeId").and_then(Value::as_str) else {
+        return fault::openstack(
+            StatusCode::BAD_REQUEST,
+            "Invalid input for field/attribute volumeAttachment. Value: {}. 'volumeId' is a required property",
+        );
+    };
+    let now_ms = world.now_ms();
+    let device = match world.lock().cloud.attach(&server_id, volume_id, now_ms) {
+        Ok(device) => device,
+        Err(refusal) => return refuse(&refusal),
+    };
+    let mut body = json!({
+        "device": device,
+        "id": volume_id,
+        "serverId": server_id,
+        "volumeId": volume_id,
+    });
+    if version >= Microversion(2, 70) {
+        body["tag"] = wanted.get("tag").cloned().unwrap_or(Value::Null);
+    }
+    if version >= Microversion(2, 79) {
+        body["delete_on_termination"] = wanted
+            .get("delete_on_termination")
+            .cloned()
+            .unwrap_or(json!(false));
+    }
+    Json(json!({ "volumeAttachment": body })).into_response()
 }

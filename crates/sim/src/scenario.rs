@@ -575,6 +575,55 @@ pub struct Kubernetes {
     /// Pre-existing Events.
     #[serde(default)]
     pub events: Vec<Event>,
+    /// Kubernetes' own controllers to switch off (`{name: false}`); every one runs unless
+    /// switched off: `nodelifecycle`, `replicaset`, `statefulset`, `scheduler`, `attachdetach`,
+    /// `kubelet`, `taint-eviction`, `podgc`.
+    #[serde(default)]
+    pub controllers: BTreeMap<String, bool>,
+    /// How the emulated cluster acts.
+    #[serde(default)]
+    pub behaviour: KubeBehaviour,
+}
+
+/// The names `kubernetes.controllers` accepts.
+pub const CONTROLLERS: [&str; 8] = [
+    "nodelifecycle",
+    "replicaset",
+    "statefulset",
+    "scheduler",
+    "attachdetach",
+    "kubelet",
+    "taint-eviction",
+    "podgc",
+];
+
+impl Kubernetes {
+    /// Whether a controller of [`CONTROLLERS`] runs (all do unless switched off).
+    #[must_use]
+    pub fn runs(&self, controller: &str) -> bool {
+        self.controllers.get(controller).copied().unwrap_or(true)
+    }
+}
+
+/// How the emulated cluster acts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeBehaviour {
+    /// Seconds a kubelet takes to start a pod's containers once its volumes are attached.
+    #[serde(default = "default_start_seconds")]
+    pub start_seconds: f64,
+}
+
+impl Default for KubeBehaviour {
+    fn default() -> Self {
+        Self {
+            start_seconds: default_start_seconds(),
+        }
+    }
+}
+
+fn default_start_seconds() -> f64 {
+    1.0
 }
 
 /// A Kubernetes node.
@@ -741,6 +790,31 @@ pub struct Pod {
     /// Labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Tolerations beyond the two DefaultTolerationSeconds adds (`not-ready` and `unreachable`,
+    /// NoExecute, 300 s); one with the same key and effect replaces the default.
+    #[serde(default)]
+    pub tolerations: Vec<Toleration>,
+}
+
+/// A pod toleration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Toleration {
+    /// Taint key; none with `operator: Exists` tolerates every taint.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// `Exists` or `Equal` (default `Equal`).
+    #[serde(default)]
+    pub operator: Option<String>,
+    /// Value for `Equal`.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// `NoSchedule`, `PreferNoSchedule`, `NoExecute`; none matches all.
+    #[serde(default)]
+    pub effect: Option<String>,
+    /// For NoExecute: how long the pod stays after the taint is added.
+    #[serde(default)]
+    pub toleration_seconds: Option<i64>,
 }
 
 fn default_namespace() -> String {
@@ -946,6 +1020,9 @@ pub struct Expect {
     /// Nodes that end with the out-of-service taint.
     #[serde(default)]
     pub nodes_tainted_out_of_service: Vec<Ref>,
+    /// Workloads that end with a pod Running elsewhere, on its volume.
+    #[serde(default)]
+    pub pods_running: Vec<PodRunning>,
     /// The most mutating (non-GET) requests to Nova and Cinder allowed.
     #[serde(default)]
     pub max_mutating_openstack_requests: Option<u32>,
@@ -956,6 +1033,20 @@ pub struct Expect {
 
 fn default_within() -> Duration {
     Duration::from_secs(30)
+}
+
+/// A pod of a workload Running on another node than the failed one, with its volume.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodRunning {
+    /// `ReplicaSet/NAME` or `StatefulSet/NAME`, as the scenario's pods name their owner.
+    pub owner: Ref,
+    /// The pod runs on any node but this one.
+    #[serde(default)]
+    pub node_not: Option<Ref>,
+    /// A Cinder volume id Cinder shows attached to the server of the pod's node.
+    #[serde(default)]
+    pub volume: Option<Ref>,
 }
 
 /// A (volume, server) pair.
@@ -1112,6 +1203,17 @@ impl Scenario {
 
         let k8s = &self.kubernetes;
         let nodes = unique(k8s.nodes.iter().map(|n| n.name.as_str()), "node name")?;
+        if let Some(name) = k8s
+            .controllers
+            .keys()
+            .find(|name| !CONTROLLERS.contains(&name.as_str()))
+        {
+            return Err(Problem {
+                at: None,
+                key: "kubernetes.controllers".to_owned(),
+                message: format!("{name:?} is not one of {}", CONTROLLERS.join(", ")),
+            });
+        }
         let pvs = unique(
             k8s.persistent_volumes.iter().map(|p| p.name.as_str()),
             "PV name",
@@ -1338,6 +1440,34 @@ impl Scenario {
                         &key,
                         "PV@NODE of a kubernetes.volume_attachments entry",
                     ));
+                }
+            }
+            let owners: BTreeSet<String> = k8s
+                .pods
+                .iter()
+                .filter_map(|p| p.owner.as_ref())
+                .map(|o| format!("{}/{}", o.kind, o.name))
+                .collect();
+            let volumes: BTreeSet<&str> = os.volumes.iter().map(|v| v.id.as_str()).collect();
+            for (i, running) in expect.pods_running.iter().enumerate() {
+                let key = format!("expect.pods_running[{i}]");
+                if !owners.contains(&running.owner.value) {
+                    return Err(bad_ref(
+                        &running.owner,
+                        &format!("{key}.owner"),
+                        "KIND/NAME of an owner of kubernetes.pods",
+                    ));
+                }
+                if let Some(node) = &running.node_not {
+                    known(&nodes, node, &format!("{key}.node_not"), "kubernetes.nodes")?;
+                }
+                if let Some(volume) = &running.volume {
+                    known(
+                        &volumes,
+                        volume,
+                        &format!("{key}.volume"),
+                        "openstack.volumes",
+                    )?;
                 }
             }
             for (i, node) in expect.nodes_tainted_out_of_service.iter().enumerate() {

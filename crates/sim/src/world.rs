@@ -116,6 +116,8 @@ pub struct State {
     pub kube: Store,
     /// The LINSTOR controller's view.
     pub linstor: Option<Linstor>,
+    /// Kubernetes' own controllers (scheduler, attach/detach, kubelets ...).
+    pub controllers: kubernetes::Controllers,
     /// Accepted credentials.
     pub credentials: Credentials,
     /// Where each emulator listens.
@@ -127,7 +129,8 @@ pub struct State {
 }
 
 impl State {
-    /// Applies everything due at `now_ms`: timeline steps, finished detaches, the CSI attacher.
+    /// Applies everything due at `now_ms`: timeline steps, finished detaches, the CSI attacher,
+    /// Kubernetes' controllers.
     fn advance(&mut self, now_ms: u64) {
         while let Some(step) = self.timeline.front() {
             if duration_ms(step.at) > now_ms {
@@ -140,6 +143,7 @@ impl State {
         }
         self.cloud.advance(now_ms);
         kubernetes::attacher::reconcile(self, now_ms);
+        kubernetes::controllers::reconcile(self, now_ms);
     }
 
     fn apply(&mut self, step: &Step, now_ms: u64) {
@@ -245,6 +249,7 @@ impl World {
             cloud: Cloud::new(&scenario.openstack),
             kube: Store::new(scenario, jiff::Timestamp::now()),
             linstor: scenario.linstor.as_ref().map(Linstor::new),
+            controllers: kubernetes::Controllers::new(scenario),
             credentials,
             endpoints: Endpoints::default(),
             log: Vec::new(),
@@ -292,6 +297,15 @@ impl World {
         let now = self.now_ms();
         let mut state = self.state.lock().expect("world lock poisoned");
         state.advance(now);
+        state
+    }
+
+    /// Locks the state after bringing it to `now_ms` instead of the present: tests drive the
+    /// run's clock (timers of minutes pass at once). Times only move forward.
+    #[cfg(test)]
+    pub(crate) fn lock_at(&self, now_ms: u64) -> MutexGuard<'_, State> {
+        let mut state = self.state.lock().expect("world lock poisoned");
+        state.advance(now_ms);
         state
     }
 

@@ -6,6 +6,14 @@
 //! second when the cloud refuses, and removes the finalizer (so the object goes away) once the
 //! cloud no longer shows the volume attached to that server. VolumeAttachments of other drivers
 //! are left alone.
+//!
+//! A new VolumeAttachment (not attached, not being deleted) gets the attacher's finalizer and
+//! the node id annotation, then is attached as cinder-csi's ControllerPublishVolume does: the
+//! node's server and the volume must exist; a volume Cinder shows attached to another server
+//! (not multiattach) is refused with `disk VOL is attached to a different instance (SERVER)`
+//! into `status.attachError`, retried about once a second; otherwise the cloud is asked to
+//! attach it (Nova's `os-volume_attachments`), and `status.attached` is set once Cinder shows
+//! the attachment complete.
 
 use serde_json::{Value, json};
 
@@ -24,11 +32,21 @@ pub struct Progress {
     detached: Option<(String, String)>,
     /// When a refused detach may be tried again.
     retry_at_ms: u64,
+    /// The (server, volume, device) the cloud accepted an attach for.
+    attaching: Option<(String, String, String)>,
+    /// When a refused attach may be tried again.
+    attach_retry_at_ms: u64,
 }
 
 /// Detaches volumes whose VolumeAttachments are marked for deletion, as the real attacher does.
 /// Cheap when nothing is being deleted: one emptiness check.
 pub fn reconcile(state: &mut State, now_ms: u64) {
+    if !state.kube.attaching_attachments().is_empty() {
+        let names: Vec<String> = state.kube.attaching_attachments().iter().cloned().collect();
+        for name in names {
+            attach(state, &name, now_ms);
+        }
+    }
     if state.kube.deleting_attachments().is_empty() {
         return;
     }
@@ -36,6 +54,123 @@ pub fn reconcile(state: &mut State, now_ms: u64) {
     for name in names {
         step(state, &name, now_ms);
     }
+}
+
+/// One attach step for a VolumeAttachment waiting to be attached.
+fn attach(state: &mut State, name: &str, now_ms: u64) {
+    let key = Key::new("volumeattachments", None, name);
+    let mut progress = state.kube.attacher.get(name).cloned().unwrap_or_default();
+    if let Some((server, volume, device)) = &progress.attaching {
+        if state.cloud.is_attached_complete(volume, server) {
+            let device = device.clone();
+            if let Some(va) = state.kube.object(&key).cloned() {
+                set_attached(&mut state.kube, &va, &device);
+            }
+            progress.attaching = None;
+            state.kube.attacher.insert(name.to_owned(), progress);
+        } else if !state.cloud.is_attached(volume, server) {
+            // The attachment went away before it completed: publish again.
+            progress.attaching = None;
+            state.kube.attacher.insert(name.to_owned(), progress);
+        }
+        return;
+    }
+    if now_ms < progress.attach_retry_at_ms {
+        return;
+    }
+    let Some(mut va) = state.kube.object(&key).cloned() else {
+        return;
+    };
+    let node = str_at(&va, &["spec", "nodeName"])
+        .unwrap_or_default()
+        .to_owned();
+    let provider = state
+        .kube
+        .get("nodes", None, &node)
+        .and_then(|n| str_at(n, &["spec", "providerID"]))
+        .map(str::to_owned);
+    let server = locate(&state.kube, &va)
+        .map(|(server, _)| server)
+        .or_else(|| state.cloud.server_for_node(provider.as_deref(), &node));
+    let finalizer = attacher_finalizer(CINDER_DRIVER);
+    if !finalizers(&va).contains(&finalizer) {
+        let mut list: Vec<Value> = finalizers(&va).into_iter().map(Value::from).collect();
+        list.push(finalizer.into());
+        va["metadata"]["finalizers"] = Value::Array(list);
+        if let Some(server) = &server {
+            va["metadata"]["annotations"]["csi.alpha.kubernetes.io/node-id"] =
+                server.clone().into();
+        }
+        if let Some(resource) = resource::find("storage.k8s.io", "v1", "volumeattachments") {
+            let _ = state.kube.update(resource, None, name, va, Part::Main);
+        }
+        return;
+    }
+    let outcome = publish(state, &va, server, now_ms);
+    match outcome {
+        Ok(target) => {
+            progress.attaching = Some(target);
+            state.kube.attacher.insert(name.to_owned(), progress);
+        }
+        Err(message) => {
+            progress.attach_retry_at_ms = now_ms + RETRY_MS;
+            state.kube.attacher.insert(name.to_owned(), progress);
+            set_error(&mut state.kube, &va, "attachError", &message);
+        }
+    }
+}
+
+/// cinder-csi's ControllerPublishVolume: the (server, volume, device) it attached, or the
+/// gRPC error the external-attacher writes into `status.attachError`.
+fn publish(
+    state: &mut State,
+    va: &Value,
+    server: Option<String>,
+    now_ms: u64,
+) -> Result<(String, String, String), String> {
+    let volume_id = volume_of(&state.kube, va).unwrap_or_default();
+    let Some(server) = server.filter(|s| state.cloud.server(s).is_some()) else {
+        return Err(format!(
+            "rpc error: code = NotFound desc = [ControllerPublishVolume] Instance {} not found",
+            str_at(va, &["spec", "nodeName"]).unwrap_or_default()
+        ));
+    };
+    let Some(volume) = state.cloud.volume(&volume_id) else {
+        return Err(format!(
+            "rpc error: code = NotFound desc = [ControllerPublishVolume] Volume {volume_id} not found"
+        ));
+    };
+    if let Some(mine) = volume.attachments.iter().find(|a| a.server_id == server) {
+        return Ok((server, volume_id, mine.device.clone()));
+    }
+    if !volume.multiattach
+        && let Some(other) = volume.attachments.first()
+    {
+        return Err(format!(
+            "rpc error: code = Internal desc = [ControllerPublishVolume] Attach Volume failed \
+             with error disk {volume_id} is attached to a different instance ({})",
+            other.server_id
+        ));
+    }
+    match state.cloud.attach(&server, &volume_id, now_ms) {
+        Ok(device) => Ok((server, volume_id, device)),
+        Err(refusal) => Err(format!(
+            "rpc error: code = Internal desc = [ControllerPublishVolume] Attach Volume failed \
+             with error {refusal}"
+        )),
+    }
+}
+
+fn set_attached(store: &mut Store, va: &Value, device: &str) {
+    let Some(resource) = resource::find("storage.k8s.io", "v1", "volumeattachments") else {
+        return;
+    };
+    let Some(name) = str_at(va, &["metadata", "name"]) else {
+        return;
+    };
+    let mut updated = va.clone();
+    updated["status"] = json!({"attached": true, "attachmentMetadata": {"DevicePath": device}});
+    let _ = store.update(resource, None, name, updated, Part::Status);
 }
 
 fn step(state: &mut State, name: &str, now_ms: u64) {
@@ -73,7 +208,7 @@ fn step(state: &mut State, name: &str, now_ms: u64) {
             Err(message) => {
                 progress.retry_at_ms = now_ms + RETRY_MS;
                 state.kube.attacher.insert(name.to_owned(), progress);
-                set_detach_error(&mut state.kube, &va, &message);
+                set_error(&mut state.kube, &va, "detachError", &message);
                 return;
             }
         }
@@ -130,7 +265,7 @@ fn volume_of(store: &Store, va: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn set_detach_error(store: &mut Store, va: &Value, message: &str) {
+fn set_error(store: &mut Store, va: &Value, field: &str, message: &str) {
     let Some(resource) = resource::find("storage.k8s.io", "v1", "volumeattachments") else {
         return;
     };
@@ -141,9 +276,9 @@ fn set_detach_error(store: &mut Store, va: &Value, message: &str) {
     let error = json!({"time": time(jiff::Timestamp::now()), "message": message});
     match updated.get_mut("status") {
         Some(Value::Object(status)) => {
-            status.insert("detachError".into(), error);
+            status.insert(field.into(), error);
         }
-        _ => updated["status"] = json!({"detachError": error}),
+        _ => updated["status"] = json!({ field: error }),
     }
     // The object is ours to update; a refusal here only means it changed meanwhile.
     let _ = store.update(resource, None, name, updated, Part::Status);

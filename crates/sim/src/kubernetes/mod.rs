@@ -9,6 +9,7 @@
 
 mod api;
 pub mod attacher;
+pub mod controllers;
 mod convert;
 mod discovery;
 mod output;
@@ -23,6 +24,7 @@ mod watch;
 
 use axum::Router;
 
+pub use controllers::Controllers;
 pub use seed::{CINDER_DRIVER, attacher_finalizer, attachment_name, uid};
 pub use store::{ApiError, Store};
 

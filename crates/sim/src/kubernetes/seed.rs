@@ -266,7 +266,9 @@ impl Seeder<'_> {
         }
     }
 
-    /// The server id of a scenario node: from its providerID, else the server with its name.
+    /// The server id of a scenario node: from its providerID, else the server with its name,
+    /// else the server with its address (the CSI node plugin reads the id from the metadata
+    /// service, whatever the names).
     fn server_of(&self, node: &scenario::Node) -> Option<String> {
         node.provider_id
             .as_deref()
@@ -277,6 +279,14 @@ impl Seeder<'_> {
                     .servers
                     .get(node.name.as_str())
                     .map(|&id| id.to_owned())
+            })
+            .or_else(|| {
+                self.scenario
+                    .openstack
+                    .servers
+                    .iter()
+                    .find(|s| node.addresses.iter().any(|a| s.addresses.contains(a)))
+                    .map(|s| s.id.clone())
             })
     }
 
@@ -365,6 +375,11 @@ impl Seeder<'_> {
                     "volumesAttached": self.attached_volumes(&node.name),
                 },
             });
+            let mut object = object;
+            let in_use = self.volumes_in_use(&node.name);
+            if !in_use.is_empty() {
+                object["status"]["volumesInUse"] = in_use.into();
+            }
             self.add("nodes", None, object);
 
             let renewed = if node.ready == Readiness::Unknown {
@@ -413,6 +428,40 @@ impl Seeder<'_> {
             .map(|pv| {
                 let (driver, handle) = pv_source(pv);
                 json!({"name": format!("kubernetes.io/csi/{driver}^{handle}"), "devicePath": ""})
+            })
+            .collect()
+    }
+
+    /// The attached volumes a pod on the node uses, which its kubelet reports as mounted (a
+    /// dead kubelet's last report stands).
+    fn volumes_in_use(&self, node: &str) -> Vec<Value> {
+        let k8s = &self.scenario.kubernetes;
+        let used: BTreeSet<&str> = k8s
+            .pods
+            .iter()
+            .filter(|pod| pod.node.as_ref().is_some_and(|n| n.value == node))
+            .flat_map(|pod| {
+                pod.claims
+                    .iter()
+                    .map(move |claim| format!("{}/{}", pod.namespace, claim.value))
+            })
+            .filter_map(|claim| {
+                k8s.persistent_volumes
+                    .iter()
+                    .find(|pv| pv.claim.as_ref().is_some_and(|c| c.value == claim))
+                    .map(|pv| pv.name.as_str())
+            })
+            .collect();
+        self.index
+            .attached
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter(|va| used.contains(va.pv.value.as_str()))
+            .filter_map(|va| self.index.pvs.get(va.pv.value.as_str()))
+            .map(|pv| {
+                let (driver, handle) = pv_source(pv);
+                Value::from(format!("kubernetes.io/csi/{driver}^{handle}"))
             })
             .collect()
     }
@@ -599,10 +648,7 @@ impl Seeder<'_> {
                 "serviceAccountName": "default",
                 "enableServiceLinks": true,
                 "priority": 0,
-                "tolerations": [
-                    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-                    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-                ],
+                "tolerations": tolerations(&pod.tolerations),
             });
             if let Some(node) = node {
                 spec["nodeName"] = node.into();
@@ -693,6 +739,44 @@ impl Seeder<'_> {
             );
         }
     }
+}
+
+/// A pod's tolerations: the scenario's, and the two DefaultTolerationSeconds adds (`not-ready`
+/// and `unreachable`, NoExecute, 300 s) unless the pod has its own for that key.
+#[must_use]
+pub fn tolerations(own: &[scenario::Toleration]) -> Vec<Value> {
+    let mut all: Vec<Value> = own
+        .iter()
+        .map(|t| {
+            let mut toleration = json!({});
+            if let Some(key) = &t.key {
+                toleration["key"] = key.clone().into();
+            }
+            toleration["operator"] = t.operator.clone().unwrap_or_else(|| "Equal".into()).into();
+            if let Some(value) = &t.value {
+                toleration["value"] = value.clone().into();
+            }
+            if let Some(effect) = &t.effect {
+                toleration["effect"] = effect.clone().into();
+            }
+            if let Some(seconds) = t.toleration_seconds {
+                toleration["tolerationSeconds"] = seconds.into();
+            }
+            toleration
+        })
+        .collect();
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        let covered = own.iter().any(|t| {
+            t.key.as_deref() == Some(key) && t.effect.as_deref().is_none_or(|e| e == "NoExecute")
+        });
+        if !covered {
+            all.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+        }
+    }
+    all
 }
 
 /// The driver and volume handle of a scenario PV (in-tree Cinder migrates to the CSI driver).

@@ -215,6 +215,9 @@ pub struct Store {
     /// Cinder VolumeAttachments marked for deletion that still carry the attacher's finalizer:
     /// the emulated attacher's queue.
     deleting_attachments: BTreeSet<String>,
+    /// Cinder VolumeAttachments not marked for deletion and not attached: the attacher's
+    /// attach queue.
+    attaching_attachments: BTreeSet<String>,
     /// What the emulated external-attacher has done per VolumeAttachment.
     pub(super) attacher: BTreeMap<String, attacher::Progress>,
 }
@@ -232,6 +235,7 @@ impl Store {
             closed: false,
             notify: tokio::sync::watch::channel(1).0,
             deleting_attachments: BTreeSet::new(),
+            attaching_attachments: BTreeSet::new(),
             attacher: BTreeMap::new(),
         }
     }
@@ -382,6 +386,12 @@ impl Store {
         &self.deleting_attachments
     }
 
+    /// VolumeAttachments waiting for the attacher to attach (not marked for deletion, not
+    /// attached).
+    pub(super) fn attaching_attachments(&self) -> &BTreeSet<String> {
+        &self.attaching_attachments
+    }
+
     /// Stores an object under a new resourceVersion and records the change.
     pub(super) fn put(&mut self, key: Key, mut object: Value) -> Arc<Value> {
         self.revision += 1;
@@ -484,6 +494,16 @@ impl Store {
                 && str_at(o, &["spec", "attacher"]) == Some(super::seed::CINDER_DRIVER)
                 && finalizers(o).contains(&finalizer)
         });
+        let attaching = object.is_some_and(|o| {
+            o.pointer("/metadata/deletionTimestamp").is_none()
+                && str_at(o, &["spec", "attacher"]) == Some(super::seed::CINDER_DRIVER)
+                && o.pointer("/status/attached").and_then(Value::as_bool) != Some(true)
+        });
+        if attaching {
+            self.attaching_attachments.insert(key.name.clone());
+        } else {
+            self.attaching_attachments.remove(&key.name);
+        }
         if waiting {
             self.deleting_attachments.insert(key.name.clone());
         } else {
