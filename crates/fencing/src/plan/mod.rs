@@ -878,27 +878,6 @@ impl<'a> Index<'a> {
                     let after = after(&mut std::iter::once(*pv));
                     outcome.steps.push(step(action, proof, after));
                 }
-                for pod in self
-                    .pods
-                    .iter()
-                    .filter(|p| p.node.as_ref() == Some(&node.name))
-                {
-                    let uses = self.pod_pvs(pod);
-                    let Some(proof) = uses.iter().find_map(|pv| freed.get(pv)) else {
-                        continue;
-                    };
-                    if uses.iter().any(|pv| held.contains(pv)) {
-                        continue; // a volume it uses is not proven safe to take over
-                    }
-                    let action = Action::ForceDeletePod {
-                        namespace: pod.namespace.clone(),
-                        name: pod.name.clone(),
-                        uid: pod.uid.clone(),
-                        node: node.name.clone(),
-                    };
-                    let after = after(&mut uses.iter().copied());
-                    outcome.steps.push(step(action, proof, after));
-                }
             }
             Strategy::OutOfServiceTaint => {
                 if let Some(proof) = freed.values().next()
@@ -911,6 +890,32 @@ impl<'a> Index<'a> {
                     let after = after(&mut freed.keys().copied());
                     outcome.steps.push(step(action, proof, after));
                 }
+            }
+        }
+        // Both strategies force-delete the node's pods that use freed volumes: with the taint,
+        // Kubernetes would too, but only at pod GC's next pass (up to 20 s); the attach/detach
+        // controller lets the volume go once they are gone.
+        if self.policy.strategy == Strategy::Delete || held.is_empty() {
+            for pod in self
+                .pods
+                .iter()
+                .filter(|p| p.node.as_ref() == Some(&node.name))
+            {
+                let uses = self.pod_pvs(pod);
+                let Some(proof) = uses.iter().find_map(|pv| freed.get(pv)) else {
+                    continue;
+                };
+                if uses.iter().any(|pv| held.contains(pv)) {
+                    continue; // a volume it uses is not proven safe to take over
+                }
+                let action = Action::ForceDeletePod {
+                    namespace: pod.namespace.clone(),
+                    name: pod.name.clone(),
+                    uid: pod.uid.clone(),
+                    node: node.name.clone(),
+                };
+                let after = after(&mut uses.iter().copied());
+                outcome.steps.push(step(action, proof, after));
             }
         }
 

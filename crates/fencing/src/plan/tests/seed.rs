@@ -93,7 +93,9 @@ fn seed_story_applied_then_replanned_is_empty() {
 }
 
 #[test]
-fn out_of_service_taint_strategy_taints_instead_of_deleting() {
+fn out_of_service_taint_strategy_taints_instead_of_deleting_attachments() {
+    // Kubernetes detaches for a node with the taint once its pods are gone; the remediator
+    // force-deletes them itself rather than wait for pod GC's next pass.
     let policy = Policy {
         strategy: Strategy::OutOfServiceTaint,
         ..Policy::default()
@@ -106,10 +108,12 @@ fn out_of_service_taint_strategy_taints_instead_of_deleting() {
             format!(
                 "kubectl taint nodes {NODE4} node.kubernetes.io/out-of-service=nodeshutdown:NoExecute"
             ),
+            format!("kubectl delete pod -n default {OLD_POD} --grace-period=0 --force"),
             format!("kubectl delete pod -n default {NEW_POD}"),
         ]
     );
     assert_eq!(plan.steps[1].after, [VolumeId::new(VOLUME)]);
+    assert_eq!(plan.steps[2].after, [VolumeId::new(VOLUME)]);
 }
 
 #[test]
