@@ -79,8 +79,10 @@ fn the_default_demo_shows_the_controller_remediating_a_node_that_dies() {
         "Scenario controller-node-dies",
         "node node-4-nude Ready=True",
         "pod default/test-cinder-56bdb546dd-56mct on node-4-nude Running",
-        "volume 4e41d530 available",
-        "node-4-nude: NotReady -> volume 4e41d530 available in ",
+        "volume 4e41d530 in-use, attached to node-3-nude (3901d974)",
+        "node node-4-nude Ready=Unknown, out-of-service",
+        "node-4-nude: NotReady -> volume 4e41d530 released in ",
+        "(ReplicaSet/test-cinder-56bdb546dd): Running on node-3-nude with its volumes attached there, ",
         "mutating OpenStack requests: 1 (nova DELETE /v2.1/servers/9454752c-f0e2-4447-9b7f-16434c49f7ac/os-volume_attachments/4e41d530-cb5f-49a9-9c6f-a591abdb6f11)",
         "Result: PASS",
     ] {
@@ -89,16 +91,20 @@ fn the_default_demo_shows_the_controller_remediating_a_node_that_dies() {
     // The timeline, in order: the scenario powers the server off and the node turns NotReady;
     // the controller waits out the grace (5 s, counted from the Ready condition's
     // lastTransitionTime, which Kubernetes keeps to the second), gives its verdict, releases and
-    // verifies, then cleans up the Kubernetes side.
+    // verifies, then cleans up the Kubernetes side; Kubernetes then recreates the pod, attaches
+    // the volume on node-3-nude and starts it.
     let timeline = [
         "scenario: server 9454752c SHUTOFF",
         "node-4-nude: NotReady (Ready=Unknown), as the controller's Node watch shows it",
         "node-4-nude: grace 5s over",
         "node-4-nude: fenced: server 9454752c-f0e2-4447-9b7f-16434c49f7ac is SHUTOFF",
         "-> release volume 4e41d530-cb5f-49a9-9c6f-a591abdb6f11",
-        "-> delete VolumeAttachment csi-",
+        "-> taint node node-4-nude node.kubernetes.io/out-of-service",
         "-> force-delete pod default/test-cinder-56bdb546dd-56mct on node-4-nude",
+        "created by ReplicaSet/test-cinder-56bdb546dd (Kubernetes)",
         "converged: nothing more to do",
+        "its volumes attached on node-3-nude (Kubernetes)",
+        ": Running on node-3-nude",
     ];
     let found: Vec<(usize, f64)> = timeline.iter().map(|text| at(&stdout, text)).collect();
     assert!(
@@ -131,8 +137,9 @@ fn the_seed_story_under_the_controller() {
         "-> release volume 4e41d530-cb5f-49a9-9c6f-a591abdb6f11",
         "-> force-delete pod default/test-cinder-56bdb546dd-56mct on node-4-nude",
         "-> delete waiting pod default/test-cinder-56bdb546dd-9vdsj on node-3-nude",
-        "volume 4e41d530 available",
-        "node-4-nude: NotReady before the start -> volume 4e41d530 available at ",
+        "volume 4e41d530 in-use, attached to node-3-nude (3901d974)",
+        "node-4-nude: NotReady before the start -> volume 4e41d530 released at ",
+        "(ReplicaSet/test-cinder-56bdb546dd): Running on node-3-nude with its volumes attached there, ",
         "Result: PASS",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
