@@ -193,7 +193,7 @@ async fn run_against(
         print_state(running, &client, &ids).await?;
     }
     let mut requests: BTreeMap<String, usize> = BTreeMap::new();
-    for record in running.requests() {
+    for record in running.requests().iter().filter(|r| r.by.is_none()) {
         *requests
             .entry(record.service.as_str().to_owned())
             .or_default() += 1;
@@ -712,6 +712,21 @@ impl Story {
             format!(" ({})", mutating.join(", "))
         };
         println!("  mutating OpenStack requests: {}{listed}", mutating.len());
+        let components: Vec<String> = state
+            .requests()
+            .iter()
+            .filter_map(|r| {
+                let by = r.by?;
+                Some(format!("{by} {} {} -> {}", r.method, r.path, r.status))
+            })
+            .collect();
+        if !components.is_empty() {
+            println!(
+                "  the cluster's own calls to OpenStack: {} ({})",
+                components.len(),
+                components.join(", ")
+            );
+        }
         let counts: Vec<String> = requests.iter().map(|(s, n)| format!("{s} {n}")).collect();
         println!(
             "  requests served: {} ({})",

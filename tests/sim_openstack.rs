@@ -1873,28 +1873,31 @@ async fn attacher_interface_follows_novas_rules() {
     assert_eq!(cloud.server_for_node(None, "node-zzz"), None);
 
     assert!(cloud.is_attached(PVC_B, NODE_B));
-    assert_eq!(cloud.attacher_detach(NODE_B, PVC_B, now), Ok(()));
+    assert_eq!(
+        cloud.attacher_detach(NODE_B, PVC_B, now),
+        (Some(202), Ok(()))
+    );
     assert!(cloud.is_attached(PVC_B, NODE_B), "detaching still counts");
     assert_eq!(
         cloud.attacher_detach(NODE_B, PVC_B, now),
-        Ok(()),
-        "already detaching"
+        (None, Ok(())),
+        "already detaching: no call"
     );
     assert_eq!(
         cloud.attacher_detach(NODE_GONE, PVC_GONE, now),
-        Ok(()),
+        (Some(404), Ok(())),
         "server gone"
     );
     assert_eq!(
         cloud.attacher_detach(NODE_A, PVC_FREE, now),
-        Ok(()),
-        "not attached"
+        (None, Ok(())),
+        "not attached: no call"
     );
-    let refused = cloud
-        .attacher_detach(NODE_ERROR, PVC_ERROR, now)
-        .unwrap_err();
+    let (called, refused) = cloud.attacher_detach(NODE_ERROR, PVC_ERROR, now);
+    assert_eq!(called, Some(409));
+    let refused = refused.unwrap_err();
     assert!(refused.contains("vm_state error"), "{refused}");
-    assert!(cloud.attacher_detach(NODE_B, ROOT_B, now).is_err());
+    assert!(cloud.attacher_detach(NODE_B, ROOT_B, now).1.is_err());
     cloud.advance(now + 300);
     assert!(!cloud.is_attached(PVC_B, NODE_B));
     assert_eq!(cloud.volume(PVC_B).unwrap().status, "available");

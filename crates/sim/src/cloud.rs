@@ -1258,27 +1258,31 @@ impl Cloud {
 
     /// What the CSI external-attacher's ControllerUnpublishVolume does: a Nova detach of the
     /// volume from the server. A server that is gone, or a volume already detached or
-    /// `detaching`, counts as success; a refusal by Nova is the error message.
-    ///
-    /// # Errors
-    /// When Nova refuses the detach (409 or 400), with Nova's message.
+    /// `detaching`, counts as success; a refusal by Nova is the error message. Also returns the
+    /// status of the Nova call it made, if it made one (none for a volume no longer attached to
+    /// the server or already `detaching`).
     pub fn attacher_detach(
         &mut self,
         server_id: &str,
         volume_id: &str,
         now_ms: u64,
-    ) -> Result<(), String> {
-        let detaching = self.volume(volume_id).is_some_and(|volume| {
-            volume.attachments.iter().any(|attachment| {
-                attachment.server_id == server_id && attachment.detach_requested_ms.is_some()
-            })
+    ) -> (Option<u16>, Result<(), String>) {
+        // cinder-csi reads the volume first: nothing to do unless it is attached to the server
+        // and not already detaching (`DetachVolume` in openstack_volumes.go).
+        let pending = self.volume(volume_id).and_then(|volume| {
+            volume
+                .attachments
+                .iter()
+                .find(|attachment| attachment.server_id == server_id)
+                .map(|attachment| attachment.detach_requested_ms.is_some())
         });
-        if detaching {
-            return Ok(());
+        if pending != Some(false) {
+            return (None, Ok(()));
         }
         match self.detach(server_id, volume_id, now_ms) {
-            Ok(()) | Err(Refusal::NotFound(_)) => Ok(()),
-            Err(refusal) => Err(refusal.to_string()),
+            Ok(()) => (Some(202), Ok(())),
+            Err(refusal @ Refusal::NotFound(_)) => (Some(refusal.status().as_u16()), Ok(())),
+            Err(refusal) => (Some(refusal.status().as_u16()), Err(refusal.to_string())),
         }
     }
 

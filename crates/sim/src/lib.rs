@@ -301,6 +301,7 @@ async fn record_and_interfere(
         query,
         status: response.status().as_u16(),
         at_ms: arrived,
+        by: None,
     });
     response
 }

@@ -82,13 +82,18 @@ pub struct RequestRecord {
     pub status: u16,
     /// Milliseconds since the start of the run, when the request arrived.
     pub at_ms: u64,
+    /// The emulated cluster's own component that sent it (`csi-attacher`); none for a client
+    /// over HTTP (the remediator, the `openstack` CLI).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<&'static str>,
 }
 
 impl RequestRecord {
-    /// Whether the request could change something (anything but GET, HEAD and OPTIONS).
+    /// Whether a client's request could change something (anything but GET, HEAD and
+    /// OPTIONS); the cluster's own components' calls (`by`) are not the client's doing.
     #[must_use]
     pub fn is_mutating(&self) -> bool {
-        !matches!(self.method.as_str(), "GET" | "HEAD" | "OPTIONS")
+        self.by.is_none() && !matches!(self.method.as_str(), "GET" | "HEAD" | "OPTIONS")
     }
 }
 
@@ -160,6 +165,28 @@ impl State {
         if let (Some(change), Some(linstor)) = (&step.linstor_node, self.linstor.as_mut()) {
             linstor.set_node_status(&change.node.value, &change.connection_status);
         }
+    }
+
+    /// Records a call the emulated cluster's own component `by` made to a cloud service, as a
+    /// real one would show in the service's log.
+    pub fn record_component(
+        &mut self,
+        by: &'static str,
+        service: Service,
+        method: &str,
+        path: String,
+        status: u16,
+        now_ms: u64,
+    ) {
+        self.log.push(RequestRecord {
+            service,
+            method: method.to_owned(),
+            path,
+            query: None,
+            status,
+            at_ms: now_ms,
+            by: Some(by),
+        });
     }
 
     /// How many timeline steps are still to come.

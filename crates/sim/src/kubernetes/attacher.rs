@@ -20,7 +20,11 @@ use serde_json::{Value, json};
 use super::resource;
 use super::seed::{CINDER_DRIVER, attacher_finalizer};
 use super::store::{Key, Part, Store, finalizers, str_at, time};
+use crate::scenario::Service;
 use crate::world::State;
+
+/// How the attacher's Nova calls are marked in the request log.
+const COMPONENT: &str = "csi-attacher";
 
 /// How long the attacher waits before retrying a refused detach.
 const RETRY_MS: u64 = 1000;
@@ -152,7 +156,18 @@ fn publish(
             other.server_id
         ));
     }
-    match state.cloud.attach(&server, &volume_id, now_ms) {
+    let attached = state.cloud.attach(&server, &volume_id, now_ms);
+    state.record_component(
+        COMPONENT,
+        Service::Nova,
+        "POST",
+        format!("/v2.1/servers/{server}/os-volume_attachments"),
+        attached
+            .as_ref()
+            .map_or_else(|r| r.status().as_u16(), |_| 200),
+        now_ms,
+    );
+    match attached {
         Ok(device) => Ok((server, volume_id, device)),
         Err(refusal) => Err(format!(
             "rpc error: code = Internal desc = [ControllerPublishVolume] Attach Volume failed \
@@ -198,10 +213,18 @@ fn step(state: &mut State, name: &str, now_ms: u64) {
                     .to_owned()
             })
             .and_then(|(server, volume)| {
-                state
-                    .cloud
-                    .attacher_detach(&server, &volume, now_ms)
-                    .map(|()| (server, volume))
+                let (called, result) = state.cloud.attacher_detach(&server, &volume, now_ms);
+                if let Some(status) = called {
+                    state.record_component(
+                        COMPONENT,
+                        Service::Nova,
+                        "DELETE",
+                        format!("/v2.1/servers/{server}/os-volume_attachments/{volume}"),
+                        status,
+                        now_ms,
+                    );
+                }
+                result.map(|()| (server, volume))
             });
         match outcome {
             Ok(target) => progress.detached = Some(target),

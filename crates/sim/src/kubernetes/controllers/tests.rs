@@ -270,6 +270,21 @@ fn multi_attach_holds_until_the_sync_then_the_replacement_attaches_and_runs() {
         node["status"]["volumesAttached"][0]["name"],
         format!("kubernetes.io/csi/{CINDER_DRIVER}^{VOLUME}")
     );
+    // The attacher's Nova calls are in the request log, as its own, not a client's: one attach
+    // to node-b's server; no detach of a volume the product had already released.
+    let calls: Vec<String> = state
+        .requests()
+        .iter()
+        .filter(|r| r.by == Some("csi-attacher"))
+        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+        .collect();
+    assert_eq!(
+        calls,
+        [format!(
+            "POST /v2.1/servers/{SERVER_B}/os-volume_attachments 200"
+        )]
+    );
+    assert!(state.requests().iter().all(|r| !r.is_mutating()));
 }
 
 /// With the out-of-service taint, pod GC force-deletes the Terminating pod at its next run (20 s)
