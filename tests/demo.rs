@@ -34,6 +34,18 @@ fn catalogue() -> Vec<PathBuf> {
 
 #[test]
 fn every_catalogue_scenario_passes_its_expectations() {
+    every_scenario_passes(&[]);
+}
+
+/// Both strategies reach the same end state: every scenario's expectations (replacements
+/// Running elsewhere included) hold with the out-of-service taint too, not only with the
+/// strategy the scenario chose (`delete` but for the demo's own story).
+#[test]
+fn every_catalogue_scenario_passes_with_the_out_of_service_taint() {
+    every_scenario_passes(&["--strategy", "out-of-service-taint"]);
+}
+
+fn every_scenario_passes(extra: &'static [&'static str]) {
     let files = catalogue();
     assert!(files.len() >= 16);
     let runs: Vec<_> = files
@@ -41,8 +53,9 @@ fn every_catalogue_scenario_passes_its_expectations() {
         .map(|file| {
             thread::spawn(move || {
                 let path = file.to_string_lossy().into_owned();
-                let (code, stdout, stderr) =
-                    demo(&["--check", "--output", "json", "--scenario", &path]);
+                let mut args = vec!["--check", "--output", "json", "--scenario", &path];
+                args.extend_from_slice(extra);
+                let (code, stdout, stderr) = demo(&args);
                 (path, code, stdout, stderr)
             })
         })
