@@ -76,64 +76,36 @@ start_sim() {
 
 start_sim "$tmp/admin"
 
-# check_refused NAME EXPECTED... -- COMMAND...: runs COMMAND, passes when it fails and its
-# output has every EXPECTED.
-check_refused() {
-    local name="$1"
-    shift
-    local expected=()
+# verify HOW NAME TEXT... -- COMMAND...: runs COMMAND and passes when it succeeds (HOW `has` or
+# `lacks`) or fails (`refused`), and its output has every TEXT (`has`, `refused`) or none
+# (`lacks`).
+verify() {
+    local how="$1" name="$2"
+    shift 2
+    local texts=()
     while [[ "$1" != "--" ]]; do
-        expected+=("$1")
+        texts+=("$1")
         shift
     done
     shift
-    local output
-    if output="$("$@" 2>&1)"; then
-        log "FAIL $name: command succeeded: $*"
+    local output succeeded=true
+    output="$("$@" 2>&1)" || succeeded=false
+    if [[ "$succeeded" != "$([[ "$how" == refused ]] && echo false || echo true)" ]]; then
+        log "FAIL $name: command $([[ "$succeeded" == true ]] && echo succeeded || echo failed): $*"
         printf '%s\n' "$output"
         failed=$((failed + 1))
         return
     fi
-    local missing=()
-    for text in "${expected[@]}"; do
-        grep -qF -- "$text" <<<"$output" || missing+=("$text")
-    done
-    if ((${#missing[@]})); then
-        log "FAIL $name: output lacks: ${missing[*]}"
-        printf '%s\n' "$output"
-        failed=$((failed + 1))
-    else
-        log "ok   $name"
-        passed=$((passed + 1))
-    fi
-}
-
-# check_lacks NAME UNWANTED... -- COMMAND...: runs COMMAND, passes when it succeeds and its
-# output has none of UNWANTED.
-check_lacks() {
-    local name="$1"
-    shift
-    local unwanted=()
-    while [[ "$1" != "--" ]]; do
-        unwanted+=("$1")
-        shift
-    done
-    shift
-    local output
-    if ! output="$("$@" 2>&1)"; then
-        log "FAIL $name: command failed: $*"
-        printf '%s\n' "$output"
-        failed=$((failed + 1))
-        return
-    fi
-    local present=()
-    for text in "${unwanted[@]}"; do
-        if grep -qF -- "$text" <<<"$output"; then
-            present+=("$text")
+    local wrong=()
+    for text in "${texts[@]}"; do
+        local found=false
+        if grep -qF -- "$text" <<<"$output"; then found=true; fi
+        if [[ "$found" == "$([[ "$how" == lacks ]] && echo true || echo false)" ]]; then
+            wrong+=("$text")
         fi
     done
-    if ((${#present[@]})); then
-        log "FAIL $name: output has: ${present[*]}"
+    if ((${#wrong[@]})); then
+        log "FAIL $name: output $([[ "$how" == lacks ]] && echo has || echo lacks): ${wrong[*]}"
         printf '%s\n' "$output"
         failed=$((failed + 1))
     else
@@ -141,37 +113,9 @@ check_lacks() {
         passed=$((passed + 1))
     fi
 }
-
-# check NAME EXPECTED... -- COMMAND...: runs COMMAND, passes when its output has every EXPECTED.
-check() {
-    local name="$1"
-    shift
-    local expected=()
-    while [[ "$1" != "--" ]]; do
-        expected+=("$1")
-        shift
-    done
-    shift
-    local output
-    if ! output="$("$@" 2>&1)"; then
-        log "FAIL $name: command failed: $*"
-        printf '%s\n' "$output"
-        failed=$((failed + 1))
-        return
-    fi
-    local missing=()
-    for text in "${expected[@]}"; do
-        grep -qF -- "$text" <<<"$output" || missing+=("$text")
-    done
-    if ((${#missing[@]})); then
-        log "FAIL $name: output lacks: ${missing[*]}"
-        printf '%s\n' "$output"
-        failed=$((failed + 1))
-    else
-        log "ok   $name"
-        passed=$((passed + 1))
-    fi
-}
+check() { verify has "$@"; }
+check_lacks() { verify lacks "$@"; }
+check_refused() { verify refused "$@"; }
 
 check "server list" node-3-nude node-4-nude ACTIVE SHUTOFF 10.0.0.14 -- \
     "$openstack_cli" server list
