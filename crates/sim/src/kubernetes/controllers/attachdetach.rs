@@ -195,18 +195,14 @@ pub(super) fn reconcile(state: &mut State, now: Timestamp, now_ms: u64) -> u64 {
                 adc.backoff.remove(pair);
                 report_attached(store, &pair.1, &pair.0, true);
                 let message = format!("AttachVolume.Attach succeeded for volume \"{}\"", pair.0);
-                for pod in pods {
-                    record(
-                        store,
-                        &Involved::pod(pod),
-                        "Normal",
-                        "SuccessfulAttachVolume",
-                        &message,
-                        "attachdetach-controller",
-                        None,
-                        now,
-                    );
-                }
+                tell_pods(
+                    store,
+                    pods,
+                    "Normal",
+                    "SuccessfulAttachVolume",
+                    &message,
+                    now,
+                );
                 continue;
             }
             if let Some(error) = str_at(&va, &["status", "attachError", "message"]) {
@@ -220,18 +216,7 @@ pub(super) fn reconcile(state: &mut State, now: Timestamp, now_ms: u64) -> u64 {
                         "AttachVolume.Attach failed for volume \"{}\" : {error}",
                         pair.0
                     );
-                    for pod in pods {
-                        record(
-                            store,
-                            &Involved::pod(pod),
-                            "Warning",
-                            "FailedAttachVolume",
-                            &message,
-                            "attachdetach-controller",
-                            None,
-                            now,
-                        );
-                    }
+                    tell_pods(store, pods, "Warning", "FailedAttachVolume", &message, now);
                     adc.backoff.insert(
                         pair.clone(),
                         (now_ms + backoff, (backoff * 2).min(BACKOFF_MAX_MS)),
@@ -368,4 +353,27 @@ fn report_attached(store: &mut Store, node: &str, pv: &str, attached: bool) {
         Value::Array(list),
     );
     super::write(store, nodes(), object, Part::Status);
+}
+
+/// An Event from the attach/detach controller on each of the pods.
+fn tell_pods(
+    store: &mut Store,
+    pods: &[Value],
+    kind: &str,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) {
+    for pod in pods {
+        record(
+            store,
+            &Involved::pod(pod),
+            kind,
+            reason,
+            message,
+            "attachdetach-controller",
+            None,
+            now,
+        );
+    }
 }
