@@ -704,7 +704,15 @@ impl Story {
             .requests()
             .iter()
             .filter(|r| matches!(r.service, Service::Nova | Service::Cinder) && r.is_mutating())
-            .map(|r| format!("{} {} {}", r.service.as_str(), r.method, r.path))
+            .map(|r| {
+                format!(
+                    "{} {} {} at {:.1}s",
+                    r.service.as_str(),
+                    r.method,
+                    r.path,
+                    r.at_ms as f64 / 1000.0
+                )
+            })
             .collect();
         let listed = if mutating.is_empty() {
             String::new()
@@ -717,7 +725,13 @@ impl Story {
             .iter()
             .filter_map(|r| {
                 let by = r.by?;
-                Some(format!("{by} {} {} -> {}", r.method, r.path, r.status))
+                Some(format!(
+                    "{by} {} {} -> {} at {:.1}s",
+                    r.method,
+                    r.path,
+                    r.status,
+                    r.at_ms as f64 / 1000.0
+                ))
             })
             .collect();
         if !components.is_empty() {
