@@ -565,7 +565,7 @@ async fn nothing_happens_within_the_grace_period_s3() {
 }
 
 #[tokio::test]
-async fn the_out_of_service_strategy_taints_instead_of_deleting_pods() {
+async fn the_out_of_service_strategy_taints_instead_of_deleting_attachments() {
     let setup = start(&Scenario::seed()).await;
     let policy = Policy {
         strategy: Strategy::OutOfServiceTaint,
@@ -573,7 +573,7 @@ async fn the_out_of_service_strategy_taints_instead_of_deleting_pods() {
         ..Policy::default()
     };
     assert!(remediate(&setup, &policy, fast()).await);
-    assert_eq!(volume_status(&setup, SEED_VOLUME), "available");
+    assert!(!attached_to(&setup, SEED_VOLUME, SEED_SERVER));
     let node = node_object(&setup, "node-4-nude");
     let taints = node["spec"]["taints"]
         .as_array()
@@ -587,8 +587,10 @@ async fn the_out_of_service_strategy_taints_instead_of_deleting_pods() {
                 && t["effect"] == "NoExecute"),
         "{taints:?}"
     );
-    // The pods are left to Kubernetes (1.28+ force-deletes them itself); no kick with --no-kick.
-    assert!(pod_exists(
+    // The node's pod on the freed volume is force-deleted at once (pod GC would take up to
+    // 20 s); the VolumeAttachment is left to Kubernetes, which detaches for a node with the
+    // taint; no kick with --no-kick.
+    assert!(!pod_exists(
         &setup,
         "default",
         "test-cinder-56bdb546dd-56mct"
@@ -598,6 +600,11 @@ async fn the_out_of_service_strategy_taints_instead_of_deleting_pods() {
         "default",
         "test-cinder-56bdb546dd-9vdsj"
     ));
+    let deleted_attachments: Vec<String> = mutating(&setup.running.requests(), &EVERYTHING)
+        .into_iter()
+        .filter(|r| r.contains("volumeattachments"))
+        .collect();
+    assert_eq!(deleted_attachments, Vec::<String>::new());
 
     // Recovery: the node is Ready again, our taint goes, and only ours.
     setup
