@@ -12,8 +12,10 @@
 //! forced down, and its last heartbeat at most `behaviour.service_down_time` old. A host that is
 //! `down` in the scenario stopped reporting long before the run; one that goes down on the
 //! timeline at `t` still counts as up until `t + service_down_time`. Everything Nova derives from
-//! it follows: `os-services` `state`, `host_status`, and the detach check
-//! (`check_instance_host(check_is_up=True)`).
+//! it follows: `os-services` `state`, `host_status`, the detach check
+//! (`check_instance_host(check_is_up=True)`), whether a server delete is a *local delete* (Nova
+//! frees the volumes itself, at once) or the compute host's work, and whether an evacuate is
+//! refused because the source service is still in use.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
