@@ -128,6 +128,10 @@ check "volume show" in-use "$SERVER" /dev/vdb -- \
 check "compute service list" nova-compute compute-1 compute-2 " up " -- \
     "$openstack_cli" compute service list
 
+# While Nova counts compute-2 as up, evacuating its server is refused (400).
+check_refused "server evacuate (host up)" "Compute service of compute-2 is still in use" "400" -- \
+    "$openstack_cli" server evacuate "$SERVER"
+
 # Fenced by the operator: Nova no longer counts compute-2 as up and refuses the detach (409)
 # before it changes anything in Cinder.
 check "compute service set --down" -- \
@@ -178,6 +182,8 @@ check_lacks "server show (member) has no host fields" compute-2 instance-0000 UP
     "$openstack_cli" server show "$SERVER"
 check_refused "compute service list (member)" "os_compute_api:os-services:list" "403" -- \
     "$openstack_cli" compute service list
+check_refused "server evacuate (member)" "os_compute_api:os-evacuate" "403" -- \
+    "$openstack_cli" server evacuate "$SERVER"
 
 echo "openstack-cli-check: $passed passed, $failed failed"
 ((failed == 0))

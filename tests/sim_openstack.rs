@@ -1705,6 +1705,234 @@ async fn stop_and_start_go_through_their_tasks() {
     assert_eq!(dead["OS-EXT-STS:task_state"], "powering-off");
 }
 
+// ----- Behaviour: server delete and evacuate -----------------------------------------------------
+
+impl Sim {
+    async fn delete_server(&self, server: &str) -> (StatusCode, Value) {
+        let url = self.nova(&format!("/servers/{server}"));
+        let (status, _, body) = self.call(Method::DELETE, &url, None, None).await;
+        (status, body)
+    }
+
+    async fn evacuate(&self, server: &str, version: &str, request: Value) -> (StatusCode, Value) {
+        let url = self.nova(&format!("/servers/{server}/action"));
+        let body = json!({ "evacuate": request });
+        let (status, _, body) = self
+            .call(Method::POST, &url, Some(version), Some(body))
+            .await;
+        (status, body)
+    }
+
+    /// Polls the server until its task is none, for at most `timeout`.
+    async fn wait_task_done(&self, server: &str, timeout: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let current = self.server(server, "compute 2.53").await;
+            if current["OS-EXT-STS:task_state"].is_null() {
+                return current;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "server {server}'s task not done within {timeout:?}: {current}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The Cinder attachment ids of a volume, with their server.
+    async fn attachment_ids(&self, volume: &str) -> Vec<(String, String)> {
+        self.volume(volume).await["attachments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                let id = a["attachment_id"].as_str().unwrap().to_owned();
+                (id, a["server_id"].as_str().unwrap().to_owned())
+            })
+            .collect()
+    }
+}
+
+fn bad_request_message(body: &Value) -> &str {
+    body["badRequest"]["message"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn server_delete_on_a_down_host_is_a_local_delete_that_frees_the_volumes() {
+    let sim = Sim::start(CLOUD).await;
+    let (status, body) = sim.delete_server(NODE_DEAD).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    // Gone at once, and Nova removed the attachment itself (past Cinder's guard).
+    let (status, _) = sim
+        .get(&sim.nova(&format!("/servers/{NODE_DEAD}")), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        !server_names(&sim, "name=node-")
+            .await
+            .contains(&"node-dead".to_owned())
+    );
+    let volume = sim.volume(PVC_DEAD).await;
+    assert_eq!(volume["status"], "available");
+    assert_eq!(volume["attachments"], json!([]));
+    assert_eq!(sim.delete_server(NODE_DEAD).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(sim.delete_server(NODE_GONE).await.0, StatusCode::NOT_FOUND);
+    // A live host forced down is down to Nova: local delete too. Its boot volume is kept and
+    // freed like the others; the multiattach volume stays with the other server.
+    force_down(&sim, "compute-2", true).await;
+    assert_eq!(sim.delete_server(NODE_B).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(sim.volume(PVC_B).await["status"], "available");
+    assert_eq!(sim.volume(ROOT_B).await["status"], "available");
+    assert_eq!(
+        sim.attachment_ids(PVC_MULTI)
+            .await
+            .iter()
+            .map(|(_, s)| s.as_str())
+            .collect::<Vec<_>>(),
+        [NODE_A]
+    );
+}
+
+#[tokio::test]
+async fn server_delete_on_an_up_host_takes_detach_seconds_and_detaches() {
+    let sim = Sim::start(&member_cloud()).await;
+    let (status, body) = sim.delete_server(NODE_B).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let server = sim.server(NODE_B, "compute 2.1").await;
+    assert_eq!(server["OS-EXT-STS:task_state"], "deleting");
+    assert_eq!(server["status"], "SHUTOFF");
+    assert_eq!(server["OS-EXT-STS:vm_state"], "stopped");
+    assert_eq!(sim.volume(PVC_B).await["status"], "in-use");
+    sim.wait_status(PVC_B, "available", Duration::from_secs(5))
+        .await;
+    let (status, _) = sim
+        .get(&sim.nova(&format!("/servers/{NODE_B}")), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(sim.volume(ROOT_B).await["status"], "available");
+    assert_eq!(sim.volume(PVC_MULTI).await["status"], "in-use");
+}
+
+#[tokio::test]
+async fn server_delete_on_a_host_dead_within_service_down_time_is_never_carried_out() {
+    let scenario = CLOUD
+        .replace("{name: compute-dead, state: down}", "{name: compute-dead}")
+        .replace(
+            "  behaviour:\n    detach_seconds: 0.3\n",
+            "  behaviour:\n    detach_seconds: 0.3\n    service_down_time: 30\ntimeline:\n  - {at: 0ms, host_state: {host: compute-dead, state: down}}\n",
+        );
+    let sim = Sim::start(&scenario).await;
+    assert_eq!(sim.delete_server(NODE_DEAD).await.0, StatusCode::NO_CONTENT);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let server = sim.server(NODE_DEAD, "compute 2.1").await;
+    assert_eq!(server["OS-EXT-STS:task_state"], "deleting");
+    assert_eq!(server["status"], "ACTIVE");
+    assert_eq!(sim.volume(PVC_DEAD).await["status"], "in-use");
+}
+
+#[tokio::test]
+async fn evacuate_is_refused_while_the_source_is_up_and_to_a_member() {
+    let sim = Sim::start(CLOUD).await;
+    let (status, body) = sim.evacuate(NODE_A, "compute 2.53", json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        bad_request_message(&body),
+        "Compute service of compute-1 is still in use."
+    );
+    assert!(sim.server(NODE_A, "compute 2.1").await["OS-EXT-STS:task_state"].is_null());
+    let (status, body) = sim
+        .evacuate(NODE_A, "compute 2.53", json!({"host": "nowhere"}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = sim
+        .evacuate(NODE_A, "compute 2.53", json!({"host": "compute-1"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        bad_request_message(&body),
+        "The target host can't be the same one."
+    );
+    // A suspended server may not be evacuated, whatever its host.
+    force_down(&sim, "compute-2", true).await;
+    let (status, body) = sim
+        .evacuate(NODE_SUSPENDED, "compute 2.53", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let member = Sim::start(&member_cloud()).await;
+    let (status, body) = member.evacuate(NODE_DEAD, "compute 2.53", json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(
+        forbidden_message(&body),
+        "Policy doesn't allow os_compute_api:os-evacuate to be performed."
+    );
+}
+
+#[tokio::test]
+async fn evacuate_once_forced_down_rebuilds_the_server_elsewhere_with_its_volumes() {
+    let sim = Sim::start(CLOUD).await;
+    force_down(&sim, "compute-1", true).await;
+    let before = sim.attachment_ids(PVC_MULTI).await;
+    let (status, body) = sim.evacuate(NODE_A, "compute 2.53", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, Value::Null);
+    let server = sim.server(NODE_A, "compute 2.53").await;
+    assert_eq!(server["OS-EXT-STS:task_state"], "rebuilding");
+    assert_eq!(server["status"], "REBUILD");
+    assert_eq!(server_names(&sim, "status=REBUILD").await, ["node-a"]);
+    let server = sim.wait_task_done(NODE_A, Duration::from_secs(5)).await;
+    assert_eq!(server["status"], "ACTIVE");
+    assert_eq!(server["OS-EXT-SRV-ATTR:host"], "compute-2");
+    assert_eq!(server["id"], NODE_A);
+    // Same volumes on the same server, new attachment ids; never `available`.
+    let after = sim.attachment_ids(PVC_MULTI).await;
+    assert_eq!(after.len(), 2);
+    let old_a = before.iter().find(|(_, s)| s == NODE_A).unwrap();
+    let new_a = after.iter().find(|(_, s)| s == NODE_A).unwrap();
+    assert_ne!(old_a.0, new_a.0);
+    assert_eq!(sim.volume(PVC_MULTI).await["status"], "in-use");
+    let url = sim.nova(&format!("/servers/{NODE_A}/os-volume_attachments"));
+    let (_, body) = sim.get(&url, Some("compute 2.89")).await;
+    let ids: BTreeSet<&str> = body["volumeAttachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["volumeId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, BTreeSet::from([PVC_STUCK, PVC_MULTI]));
+    // Before 2.14 the answer carries the admin password.
+    let (status, body) = sim
+        .evacuate(NODE_DEAD, "compute 2.1", json!({"host": "compute-2"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["adminPass"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn evacuate_at_2_95_leaves_the_server_shutoff_and_no_valid_host_is_error() {
+    let sim = Sim::start(CLOUD).await;
+    let (status, body) = sim
+        .evacuate(NODE_DEAD, "compute 2.95", json!({"host": "compute-2"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let server = sim.wait_task_done(NODE_DEAD, Duration::from_secs(5)).await;
+    assert_eq!(server["status"], "SHUTOFF");
+    assert_eq!(server["OS-EXT-STS:vm_state"], "stopped");
+    assert_eq!(server["OS-EXT-STS:power_state"], 4);
+    assert_eq!(server["OS-EXT-SRV-ATTR:host"], "compute-2");
+    let volume = sim.volume(PVC_DEAD).await;
+    assert_eq!(volume["status"], "in-use");
+    assert_eq!(volume["attachments"][0]["server_id"], NODE_DEAD);
+    // With every other host down the scheduler finds none: accepted, then ERROR.
+    force_down(&sim, "compute-1", true).await;
+    force_down(&sim, "compute-2", true).await;
+    let (status, body) = sim.evacuate(NODE_B, "compute 2.53", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let server = sim.server(NODE_B, "compute 2.53").await;
+    assert_eq!(server["status"], "ERROR");
+    assert!(server["OS-EXT-STS:task_state"].is_null());
+    assert_eq!(server["OS-EXT-SRV-ATTR:host"], "compute-2");
+}
+
 // ----- Behaviour: lists, microversions, faults ---------------------------------------------------
 
 async fn server_names(sim: &Sim, query: &str) -> Vec<String> {

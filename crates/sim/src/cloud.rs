@@ -12,8 +12,10 @@
 //! forced down, and its last heartbeat at most `behaviour.service_down_time` old. A host that is
 //! `down` in the scenario stopped reporting long before the run; one that goes down on the
 //! timeline at `t` still counts as up until `t + service_down_time`. Everything Nova derives from
-//! it follows: `os-services` `state`, `host_status`, and the detach check
-//! (`check_instance_host(check_is_up=True)`).
+//! it follows: `os-services` `state`, `host_status`, the detach check
+//! (`check_instance_host(check_is_up=True)`), whether a server delete is a *local delete* (Nova
+//! frees the volumes itself, at once) or the compute host's work, and whether an evacuate is
+//! refused because the source service is still in use.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -290,6 +292,17 @@ pub enum PowerAction {
     Stop,
     /// `os-start`: task `powering-on`, then `ACTIVE`.
     Start,
+    /// `DELETE /servers/{id}` on a host Nova counts as up: task `deleting`, then the server's
+    /// volumes are detached and it is gone.
+    Delete,
+    /// `evacuate`: task `rebuilding` until the destination host (a position in the hosts) has
+    /// rebuilt the server there, `SHUTOFF` when `stopped`, else `ACTIVE`.
+    Evacuate {
+        /// The destination host's position.
+        to: usize,
+        /// Whether the server ends up stopped.
+        stopped: bool,
+    },
 }
 
 /// A Nova server.
@@ -328,6 +341,18 @@ impl Server {
     #[must_use]
     pub fn vm_state(&self) -> &'static str {
         self.status.vm_state()
+    }
+
+    /// The `status` Nova shows: its state map gives `REBUILD` for the task `rebuilding` in
+    /// every `vm_state` an evacuate starts from; other tasks this emulator sets (`deleting`,
+    /// `powering-off`, `powering-on`) leave the status of the `vm_state`.
+    #[must_use]
+    pub fn status_str(&self) -> &'static str {
+        if self.task_state.as_deref() == Some("rebuilding") {
+            "REBUILD"
+        } else {
+            self.status.as_str()
+        }
     }
 }
 
@@ -930,9 +955,10 @@ impl Cloud {
                 Refusal::NotFound(format!("Instance {server_id} could not be found."))
             })?;
         let server = &mut self.servers[position];
-        let (name, allowed, task): (_, &[&str], _) = match action {
-            PowerAction::Stop => ("stop", &["active", "error"], "powering-off"),
-            PowerAction::Start => ("start", &["stopped"], "powering-on"),
+        let (name, allowed, task): (_, &[&str], _) = if action == PowerAction::Start {
+            ("start", &["stopped"], "powering-on")
+        } else {
+            ("stop", &["active", "error"], "powering-off")
         };
         let vm_state = server.vm_state();
         if !allowed.contains(&vm_state) {
@@ -946,6 +972,196 @@ impl Cloud {
         server.updated = now;
         self.powering.insert(position);
         Ok(())
+    }
+
+    /// Nova's `DELETE /servers/{id}` (`compute.api.API._delete`), allowed in any state and to
+    /// any role of the project (locks are not modelled). When Nova does not count the server's
+    /// nova-compute service as up (`service_is_up`, as for the detach), or its host is unknown,
+    /// it is a *local delete*: Nova removes the server's Cinder attachments itself, with its
+    /// service token so Cinder's attachment guard lets it (`_local_cleanup_bdm_volumes`), and
+    /// the server is gone at once. Otherwise the task is `deleting` and the compute host
+    /// detaches the volumes and deletes it after `behaviour.detach_seconds`, when it answers:
+    /// on a dead host Nova still counts as up the task stays `deleting`. Boot volumes are kept
+    /// (`delete_on_termination` is not modelled) and become `available` like the others.
+    ///
+    /// # Errors
+    /// 404 for an unknown or deleted server.
+    pub fn delete_server(&mut self, server_id: &str, now_ms: u64) -> Result<(), Refusal> {
+        let position = self.live_position(server_id)?;
+        let server = &self.servers[position];
+        let local = server.host.as_deref().is_some_and(|name| {
+            self.host(name)
+                .is_none_or(|host| !self.service_is_up(host, now_ms))
+        });
+        let now = self.timestamp(now_ms);
+        if local {
+            self.release_attachments(server_id, now);
+            let server = &mut self.servers[position];
+            server.deleted = true;
+            server.task_state = None;
+            server.pending = None;
+            server.updated = now;
+            self.powering.remove(&position);
+        } else {
+            let server = &mut self.servers[position];
+            server.task_state = Some("deleting".to_owned());
+            server.pending = Some((PowerAction::Delete, now_ms));
+            server.updated = now;
+            self.powering.insert(position);
+        }
+        Ok(())
+    }
+
+    /// Nova's `evacuate` server action (`api/openstack/compute/evacuate.py`, then
+    /// `compute.api.API.evacuate`), in Nova's order: the policy `os_compute_api:os-evacuate`
+    /// (admin); the target host, if given, must exist and differ from the source; `vm_state`
+    /// active, stopped or error (the task is not checked); the source service must not be up
+    /// (`ComputeServiceInUse`, a 400). Then the conductor picks the destination: the given host
+    /// as is before 2.29 or with `force`, else the scheduler's choice among the services that
+    /// are up and enabled in the server's zone (the given host only, if one is given). No
+    /// valid host is found after the 200: the server goes to `ERROR`, no task. Otherwise the
+    /// task is `rebuilding` until the destination host, when it answers, has rebuilt the
+    /// server after `behaviour.detach_seconds`: on that host, its volumes kept with new
+    /// attachment ids, `SHUTOFF` when `stopped` (microversion 2.95) or the server was stopped,
+    /// else `ACTIVE`.
+    ///
+    /// # Errors
+    /// 404 for an unknown server or target host, 403 for a non-admin, 400 for the source as
+    /// target or a source service that is up, 409 for a `vm_state` that forbids it.
+    pub fn evacuate(
+        &mut self,
+        server_id: &str,
+        target: Option<&str>,
+        scheduled: bool,
+        stopped: bool,
+        now_ms: u64,
+    ) -> Result<(), Refusal> {
+        let position = self.live_position(server_id)?;
+        if !self.is_admin() {
+            return Err(Refusal::policy("os_compute_api:os-evacuate"));
+        }
+        let server = &self.servers[position];
+        let target =
+            match target {
+                Some(name) => {
+                    Some(*self.index.hosts.get(name).ok_or_else(|| {
+                        Refusal::NotFound(format!("Compute host {name} not found."))
+                    })?)
+                }
+                None => None,
+            };
+        let source = server.host.clone();
+        if let Some(to) = target
+            && source.as_deref() == Some(self.hosts[to].name.as_str())
+        {
+            return Err(Refusal::BadRequest(
+                "The target host can't be the same one.".to_owned(),
+            ));
+        }
+        let vm_state = server.vm_state();
+        if !["active", "stopped", "error"].contains(&vm_state) {
+            return Err(invalid_state("evacuate", server_id, "vm_state", vm_state));
+        }
+        if let Some(name) = &source
+            && self
+                .host(name)
+                .is_some_and(|host| self.service_is_up(host, now_ms))
+        {
+            return Err(Refusal::BadRequest(format!(
+                "Compute service of {name} is still in use."
+            )));
+        }
+        let zone = server.zone.clone();
+        let stopped = stopped || vm_state == "stopped";
+        let destination = match target {
+            Some(to) if !scheduled => Some(to),
+            _ => self
+                .hosts
+                .iter()
+                .enumerate()
+                .find(|&(at, host)| {
+                    target.is_none_or(|to| to == at)
+                        && Some(&host.name) != source.as_ref()
+                        && host.zone == zone
+                        && !host.disabled
+                        && self.service_is_up(host, now_ms)
+                })
+                .map(|(at, _)| at),
+        };
+        let now = self.timestamp(now_ms);
+        let server = &mut self.servers[position];
+        server.updated = now;
+        match destination {
+            Some(to) => {
+                server.task_state = Some("rebuilding".to_owned());
+                server.pending = Some((PowerAction::Evacuate { to, stopped }, now_ms));
+                self.powering.insert(position);
+            }
+            None => {
+                server.status = ServerStatus::Error;
+                server.power_state = ServerStatus::Error.default_power_state();
+                server.task_state = None;
+                server.pending = None;
+                self.powering.remove(&position);
+            }
+        }
+        Ok(())
+    }
+
+    /// The position of a server that is not deleted.
+    fn live_position(&self, server_id: &str) -> Result<usize, Refusal> {
+        self.index
+            .servers
+            .get(server_id)
+            .copied()
+            .filter(|&position| !self.servers[position].deleted)
+            .ok_or_else(|| Refusal::NotFound(format!("Instance {server_id} could not be found.")))
+    }
+
+    /// Removes every Cinder attachment of the server (Nova's own cleanup, with its service
+    /// token): each volume settles, `available` when nothing else holds it.
+    fn release_attachments(&mut self, server_id: &str, now: Timestamp) {
+        let positions = self
+            .index
+            .server_volumes
+            .get(server_id)
+            .cloned()
+            .unwrap_or_default();
+        for position in positions {
+            let volume = &mut self.volumes[position];
+            let before = volume.attachments.len();
+            volume
+                .attachments
+                .retain(|attachment| attachment.server_id != server_id);
+            if volume.attachments.len() != before {
+                volume.settle(now);
+            }
+        }
+    }
+
+    /// Gives every attachment of the server a new Cinder id, as the destination host of an
+    /// evacuate does (a new attachment first, then the old one deleted): the volumes stay
+    /// with the server and never become `available`.
+    fn renew_attachments(&mut self, server_id: &str, now: Timestamp) {
+        let positions = self
+            .index
+            .server_volumes
+            .get(server_id)
+            .cloned()
+            .unwrap_or_default();
+        for position in positions {
+            let volume = &mut self.volumes[position];
+            for attachment in &mut volume.attachments {
+                if attachment.server_id == server_id {
+                    attachment.id = Uuid::new_v4().to_string();
+                    attachment.attached_at = now;
+                    self.index
+                        .attachments
+                        .insert(attachment.id.clone(), position);
+                }
+            }
+            volume.updated = now;
+        }
     }
 
     // ----- Cinder ---------------------------------------------------------------------------
@@ -1157,7 +1373,11 @@ impl Cloud {
             .copied()
             .filter(|&position| {
                 let server = &self.servers[position];
-                due(server.pending.map(|(_, since)| since)) && self.answers(&server.id)
+                let answers = match server.pending {
+                    Some((PowerAction::Evacuate { to, .. }, _)) => self.hosts[to].alive(),
+                    _ => self.answers(&server.id),
+                };
+                due(server.pending.map(|(_, since)| since)) && answers
             })
             .collect();
         let now = self.timestamp(now_ms);
@@ -1179,19 +1399,37 @@ impl Cloud {
             }
         }
         for position in powered {
-            let server = &mut self.servers[position];
-            let Some((action, _)) = server.pending.take() else {
+            let Some((action, _)) = self.servers[position].pending.take() else {
                 continue;
             };
+            self.powering.remove(&position);
+            let server_id = self.servers[position].id.clone();
             let status = match action {
                 PowerAction::Stop => ServerStatus::Shutoff,
                 PowerAction::Start => ServerStatus::Active,
+                PowerAction::Delete => {
+                    self.release_attachments(&server_id, now);
+                    let server = &mut self.servers[position];
+                    server.deleted = true;
+                    server.task_state = None;
+                    server.updated = now;
+                    continue;
+                }
+                PowerAction::Evacuate { to, stopped } => {
+                    self.renew_attachments(&server_id, now);
+                    self.servers[position].host = Some(self.hosts[to].name.clone());
+                    if stopped {
+                        ServerStatus::Shutoff
+                    } else {
+                        ServerStatus::Active
+                    }
+                }
             };
+            let server = &mut self.servers[position];
             server.status = status;
             server.power_state = status.default_power_state();
             server.task_state = None;
             server.updated = now;
-            self.powering.remove(&position);
         }
         self.complete_attaches(now_ms);
     }

@@ -1,6 +1,6 @@
 //! The emulated Nova (compute API v2.1): version documents, microversion negotiation, servers
-//! (list, detail, show, `os-stop`/`os-start`), `os-volume_attachments` (list, show, detach) and
-//! `os-services` (list, force-down). Responses carry the keys of Nova's API samples for the
+//! (list, detail, show, delete; the actions `os-stop`, `os-start`, `evacuate`),
+//! `os-volume_attachments` (list, show, detach) and `os-services` (list, force-down). Responses carry the keys of Nova's API samples for the
 //! negotiated microversion; the rules live in [`super::cloud`].
 
 use std::collections::HashMap;
@@ -41,7 +41,10 @@ pub fn router(world: World) -> Router {
     let api = Router::new()
         .route("/servers", get(list_servers))
         .route("/servers/detail", get(list_servers_detail))
-        .route("/servers/{server_id}", get(show_server))
+        .route(
+            "/servers/{server_id}",
+            get(show_server).delete(delete_server),
+        )
         .route("/servers/{server_id}/action", post(server_action))
         .route(
             "/servers/{server_id}/os-volume_attachments",
@@ -208,7 +211,7 @@ impl ServerFilter {
             && self
                 .status
                 .as_ref()
-                .is_none_or(|status| server.status.as_str() == status)
+                .is_none_or(|status| server.status_str() == status)
     }
 }
 
@@ -406,7 +409,7 @@ fn server_body(
     let mut body = json!({
         "id": server.id,
         "name": server.name,
-        "status": server.status.as_str(),
+        "status": server.status_str(),
         "tenant_id": cloud.project_id(),
         "user_id": cloud.user_id(),
         "metadata": {},
@@ -479,14 +482,65 @@ fn server_body(
     body
 }
 
+/// `DELETE /servers/{id}`: 204, the rules in [`Cloud::delete_server`].
+async fn delete_server(
+    AxumState(world): AxumState<World>,
+    Path(server_id): Path<String>,
+) -> Response {
+    let now_ms = world.now_ms();
+    match world.lock().cloud.delete_server(&server_id, now_ms) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(refusal) => refuse(&refusal),
+    }
+}
+
+/// The `evacuate` action's body as Nova's schema for `version` reads it: `host`, and `force`
+/// from 2.29 to 2.67 (only with a host). Returns the host and whether the scheduler picks or
+/// checks the destination (no host, or a host from 2.29 without `force`).
+fn evacuate_request(
+    body: &Value,
+    version: Microversion,
+) -> Result<(Option<String>, bool), Refusal> {
+    let invalid = || Refusal::BadRequest("Invalid input for field/attribute evacuate.".to_owned());
+    let request = body.as_object().ok_or_else(invalid)?;
+    let host = match request.get("host") {
+        None => None,
+        Some(Value::String(host)) => Some(host.clone()),
+        Some(_) => return Err(invalid()),
+    };
+    let forcible = version >= Microversion(2, 29) && version < Microversion(2, 68);
+    let force = match request.get("force") {
+        None => false,
+        Some(Value::Bool(force)) if forcible => *force,
+        Some(_) if forcible => return Err(invalid()),
+        Some(_) => {
+            return Err(Refusal::BadRequest(
+                "Additional properties are not allowed ('force' was unexpected)".to_owned(),
+            ));
+        }
+    };
+    if force && host.is_none() {
+        return Err(Refusal::BadRequest(
+            "Can't force to a non-provided destination".to_owned(),
+        ));
+    }
+    let scheduled = host.is_none() || (version >= Microversion(2, 29) && !force);
+    Ok((host, scheduled))
+}
+
 async fn server_action(
     AxumState(world): AxumState<World>,
+    Extension(version): Extension<Microversion>,
     Path(server_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let Some(action) = serde_json::from_slice::<Value>(&body)
+    let Some((action, argument)) = serde_json::from_slice::<Value>(&body)
         .ok()
-        .and_then(|value| value.as_object().and_then(|map| map.keys().next().cloned()))
+        .and_then(|value| {
+            value
+                .as_object()
+                .and_then(|map| map.iter().next().map(|(k, v)| (k.clone(), v.clone())))
+        })
     else {
         return fault::openstack(StatusCode::BAD_REQUEST, "Malformed request body");
     };
@@ -495,6 +549,24 @@ async fn server_action(
     let result = match action.as_str() {
         "os-stop" => state.cloud.stop(&server_id, now_ms),
         "os-start" => state.cloud.start(&server_id, now_ms),
+        "evacuate" => {
+            // Nova answers 200: the generated admin password before 2.14, no body from then;
+            // from 2.95 the evacuated server is left stopped.
+            let result = evacuate_request(&argument, version).and_then(|(host, scheduled)| {
+                let stopped = version >= Microversion(2, 95);
+                state
+                    .cloud
+                    .evacuate(&server_id, host.as_deref(), scheduled, stopped, now_ms)
+            });
+            return match result {
+                Ok(()) if version < Microversion(2, 14) => {
+                    let password = derived_id("password", &format!("{server_id}/{now_ms}"));
+                    Json(json!({ "adminPass": &password[..12] })).into_response()
+                }
+                Ok(()) => StatusCode::OK.into_response(),
+                Err(refusal) => refuse(&refusal),
+            };
+        }
         other => {
             return fault::openstack(
                 StatusCode::BAD_REQUEST,
