@@ -1118,16 +1118,19 @@ impl Cloud {
             .ok_or_else(|| Refusal::NotFound(format!("Instance {server_id} could not be found.")))
     }
 
-    /// Removes every Cinder attachment of the server (Nova's own cleanup, with its service
-    /// token): each volume settles, `available` when nothing else holds it.
-    fn release_attachments(&mut self, server_id: &str, now: Timestamp) {
-        let positions = self
-            .index
+    /// The positions of the volumes attached to the server.
+    fn volume_positions(&self, server_id: &str) -> Vec<usize> {
+        self.index
             .server_volumes
             .get(server_id)
             .cloned()
-            .unwrap_or_default();
-        for position in positions {
+            .unwrap_or_default()
+    }
+
+    /// Removes every Cinder attachment of the server (Nova's own cleanup, with its service
+    /// token): each volume settles, `available` when nothing else holds it.
+    fn release_attachments(&mut self, server_id: &str, now: Timestamp) {
+        for position in self.volume_positions(server_id) {
             let volume = &mut self.volumes[position];
             let before = volume.attachments.len();
             volume
@@ -1143,13 +1146,7 @@ impl Cloud {
     /// evacuate does (a new attachment first, then the old one deleted): the volumes stay
     /// with the server and never become `available`.
     fn renew_attachments(&mut self, server_id: &str, now: Timestamp) {
-        let positions = self
-            .index
-            .server_volumes
-            .get(server_id)
-            .cloned()
-            .unwrap_or_default();
-        for position in positions {
+        for position in self.volume_positions(server_id) {
             let volume = &mut self.volumes[position];
             for attachment in &mut volume.attachments {
                 if attachment.server_id == server_id {
