@@ -392,13 +392,14 @@ fn emulator_nodes(running: &Running) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-fn node_lists(running: &Running) -> usize {
+/// How many times `path` was listed (watches left out).
+fn lists(running: &Running, path: &str) -> usize {
     running
         .requests()
         .iter()
         .filter(|r| {
             r.method == "GET"
-                && r.path == "/api/v1/nodes"
+                && r.path == path
                 && !r
                     .query
                     .as_deref()
@@ -406,6 +407,10 @@ fn node_lists(running: &Running) -> usize {
                     .contains("watch=true")
         })
         .count()
+}
+
+fn node_lists(running: &Running) -> usize {
+    lists(running, "/api/v1/nodes")
 }
 
 #[tokio::test]
@@ -1502,17 +1507,5 @@ async fn the_kube_client_and_watcher_page_through_lists() {
 }
 
 fn pod_lists(running: &Running) -> usize {
-    running
-        .requests()
-        .iter()
-        .filter(|r| {
-            r.method == "GET"
-                && r.path == "/api/v1/pods"
-                && !r
-                    .query
-                    .as_deref()
-                    .unwrap_or_default()
-                    .contains("watch=true")
-        })
-        .count()
+    lists(running, "/api/v1/pods")
 }
