@@ -17,7 +17,7 @@ use crate::oneshot::{self, Mode, Output};
 use crate::openstack::config::Source;
 use crate::openstack::session;
 use fencing::model::NodeName;
-use fencing::plan::{FenceMode, Strategy};
+use fencing::plan::{DeadHost, FenceMode, Strategy};
 use sim::{self, Scenario};
 
 /// The default log filter.
@@ -152,6 +152,18 @@ pub struct PolicyArgs {
     /// Accept a compute host marked forced down in Nova as proof that its servers are off.
     #[arg(long, env = "CINDER_REMEDIATOR_TRUST_FORCED_DOWN")]
     pub trust_forced_down: bool,
+    /// What frees the volumes of a fenced server whose compute host is down, where Nova
+    /// refuses every detach: `report` (the commands, no action), `delete-server` (Nova's local
+    /// delete frees them at once; the node is lost and its Node deleted) or `evacuate` (rebuilt
+    /// on another host with its volumes; the node comes back). Acts only with
+    /// --trust-forced-down, on a host forced down, for a node naming the server by providerID
+    /// [default: report].
+    #[arg(long, env = "CINDER_REMEDIATOR_DEAD_HOST", value_parser = config::parse_dead_host)]
+    pub dead_host: Option<DeadHost>,
+    /// How long an evacuated server's node may take to come back Ready before it is reported
+    /// as not back [default: 10m].
+    #[arg(long, env = "CINDER_REMEDIATOR_EVACUATE_WAIT", value_parser = parse_duration)]
+    pub evacuate_wait: Option<humantime::Duration>,
 }
 
 impl PolicyArgs {
@@ -163,6 +175,8 @@ impl PolicyArgs {
             kick: self.no_kick.then_some(false),
             fence: self.fence,
             trust_forced_down: self.trust_forced_down.then_some(true),
+            dead_host: self.dead_host,
+            evacuate_wait: self.evacuate_wait.map(Into::into),
         }
     }
 }

@@ -544,6 +544,30 @@ impl Cluster {
         }
     }
 
+    /// Deletes a Node, with a UID precondition (a re-created Node of that name is left alone).
+    /// Already gone counts as done.
+    ///
+    /// # Errors
+    /// When the delete fails or the precondition does not hold.
+    pub async fn delete_node(&self, name: &str, uid: &NodeUid) -> Result<(), Error> {
+        let api = Api::<Node>::all(self.client.clone());
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match self
+            .timed("delete", "nodes", api.delete(name, &params))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) if status_code(&err) == Some(404) => Ok(()),
+            Err(err) => Err(Error::new(format!("delete node {name}"), err)),
+        }
+    }
+
     /// The finalizers of a VolumeAttachment; `None` when it is gone.
     ///
     /// # Errors

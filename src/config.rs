@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use fencing::plan::{FenceMode, Policy, Strategy, Threshold};
+use fencing::plan::{DeadHost, FenceMode, Policy, Strategy, Threshold};
 
 /// A setting that makes no sense: printed as one line, exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,23 @@ pub struct PolicyFlags {
     pub fence: Option<FenceMode>,
     /// `--trust-forced-down` (given: `Some(true)`).
     pub trust_forced_down: Option<bool>,
+    /// `--dead-host`.
+    pub dead_host: Option<DeadHost>,
+    /// `--evacuate-wait`.
+    pub evacuate_wait: Option<Duration>,
+}
+
+/// Parses a dead-host action as flags and scenario files spell it.
+///
+/// # Errors
+/// Anything but `report`, `delete-server` or `evacuate`.
+pub fn parse_dead_host(text: &str) -> Result<DeadHost, String> {
+    match text {
+        "report" => Ok(DeadHost::Report),
+        "delete-server" => Ok(DeadHost::DeleteServer),
+        "evacuate" => Ok(DeadHost::Evacuate),
+        _ => Err("expected `report`, `delete-server` or `evacuate`".to_owned()),
+    }
 }
 
 /// Parses a Kubernetes-side strategy as flags and scenario files spell it.
@@ -116,6 +133,14 @@ pub fn policy(flags: &PolicyFlags, scenario: Option<&PolicyFlags>) -> Result<Pol
             .trust_forced_down
             .or(from_scenario.trust_forced_down)
             .unwrap_or(defaults.trust_forced_down),
+        dead_host: flags
+            .dead_host
+            .or(from_scenario.dead_host)
+            .unwrap_or(defaults.dead_host),
+        evacuate_wait: flags
+            .evacuate_wait
+            .or(from_scenario.evacuate_wait)
+            .unwrap_or(defaults.evacuate_wait),
         managed_drivers: defaults.managed_drivers,
     })
 }

@@ -18,11 +18,12 @@ use serde::Serialize;
 
 use jiff::Timestamp;
 
-use crate::backend::{self, Backend, Release, ReleaseState};
+use crate::backend::{self, Backend, Release, ReleaseState, Whereabouts};
 use crate::cluster::{Cluster, Target};
 use crate::config::one_line;
 use fencing::model::{
-    NodeName, NodeUid, NodeView, Observation, Progress, ReleasedVolume, Taint, VolumeId,
+    HostAction, HostActionKind, NodeName, NodeUid, NodeView, Observation, Progress, ReleasedVolume,
+    ServerId, Taint, VolumeId,
 };
 use fencing::plan::{Action, Plan, Policy, Purpose, ReleaseVia, Step, recheck};
 
@@ -310,8 +311,13 @@ impl<'a, B: Backend> Executor<'a, B> {
             return Ok(()); // re-verified right before it was sent with the others
         }
         let purpose = match &step.action {
+            // Back after an evacuate: its waiting replacements are kicked while it stays Ready.
+            Action::KickPod { .. } if state.observed.ready.is_ready() => Purpose::Recover,
             Action::StopServer { .. } => Purpose::Stop,
-            Action::ReleaseVolume { .. } => Purpose::Fenced,
+            Action::ReleaseVolume { .. }
+            | Action::DeleteServer { .. }
+            | Action::EvacuateServer { .. }
+            | Action::DeleteNode { .. } => Purpose::Fenced,
             Action::RemoveTaint { .. } | Action::ClearProgress { .. } => Purpose::Recover,
             Action::DeleteVolumeAttachment { .. }
             | Action::ForceDeletePod { .. }
@@ -407,6 +413,121 @@ impl<'a, B: Backend> Executor<'a, B> {
                         note,
                     )
                     .await;
+            }
+            Action::DeleteServer {
+                node,
+                server,
+                host,
+                volumes,
+            } => {
+                self.record_host_action(nodes, step, HostActionKind::DeleteServer, host, volumes)
+                    .await?;
+                if let Err(err) = self.backend.delete_server(server).await
+                    && !matches!(self.backend.server_gone(server).await, Ok(true))
+                {
+                    return Err(backend_failure(&err, step));
+                }
+                self.wait(step, on_progress, || {
+                    self.deleted_with_volumes(server, volumes)
+                })
+                .await?;
+                let list: Vec<&str> = volumes.iter().map(VolumeId::as_str).collect();
+                let note = format!(
+                    "Deleted server {server} on forced-down compute host {}: Nova's local delete \
+                     released volume(s) {} ({})",
+                    host.as_deref().unwrap_or("(unknown)"),
+                    list.join(", "),
+                    step.detail
+                );
+                self.cluster
+                    .event(
+                        &Target::Node(node.clone()),
+                        true,
+                        reason,
+                        "DeleteServer",
+                        note,
+                    )
+                    .await;
+            }
+            Action::EvacuateServer {
+                node,
+                server,
+                host,
+                volumes,
+            } => {
+                self.record_host_action(nodes, step, HostActionKind::Evacuate, host, volumes)
+                    .await?;
+                self.backend
+                    .evacuate(server)
+                    .await
+                    .map_err(|err| backend_failure(&err, step))?;
+                // Accepted: a rebuild in progress, or already done elsewhere (or no host found).
+                let moved = |now: &Whereabouts| {
+                    now.status == "ERROR"
+                        || now.task_state.as_deref() == Some("rebuilding")
+                        || now.host != *host
+                };
+                self.wait(step, on_progress, || async {
+                    Ok(match self.backend.whereabouts(server).await? {
+                        Some(now) if moved(&now) => None,
+                        Some(now) => Some(format!("{} on {}", now.status, show(&now.host))),
+                        None => Some("gone".to_owned()),
+                    })
+                })
+                .await?;
+                if let Ok(Some(now)) = self.backend.whereabouts(server).await
+                    && now.status == "ERROR"
+                {
+                    return Err(Failure {
+                        error: format!(
+                            "Nova found no host to rebuild server {server} on: it is ERROR"
+                        ),
+                        next_step: format!(
+                            "free capacity in its availability zone or name a host (`openstack \
+                             server evacuate --host HOST {server}`); the remediator does not ask \
+                             again while its record is on node {node}"
+                        ),
+                        refused: false,
+                    });
+                }
+                let note = format!(
+                    "Evacuating server {server} from forced-down compute host {}: Nova rebuilds \
+                     it on another host with its volumes; the node should come back Ready ({})",
+                    show(host),
+                    step.detail
+                );
+                self.cluster
+                    .event(
+                        &Target::Node(node.clone()),
+                        true,
+                        reason,
+                        "EvacuateServer",
+                        note,
+                    )
+                    .await;
+            }
+            Action::DeleteNode { node, uid } => {
+                let Some(uid) = uid else {
+                    return Err(Failure {
+                        error: format!("node {node} was observed without a UID"),
+                        next_step: format!("check it by hand: {}", step.action.manual_command()),
+                        refused: false,
+                    });
+                };
+                let note = format!("Deleting node {node}: {}", step.detail);
+                self.cluster
+                    .event(
+                        &Target::Node(node.clone()),
+                        true,
+                        reason,
+                        "DeleteNode",
+                        note,
+                    )
+                    .await;
+                self.cluster
+                    .delete_node(node.as_str(), uid)
+                    .await
+                    .map_err(|err| cluster_failure(&err, step))?;
             }
             Action::ReleaseVolume {
                 node,
@@ -668,6 +789,68 @@ impl<'a, B: Backend> Executor<'a, B> {
         Ok(())
     }
 
+    /// Writes the intent of a delete or evacuate into the node's progress record before the
+    /// request is sent: a crash after it never sends it twice (S7). Not recorded, not sent.
+    async fn record_host_action(
+        &self,
+        nodes: &mut BTreeMap<NodeName, NodeState<'_>>,
+        step: &Step,
+        kind: HostActionKind,
+        host: &Option<String>,
+        volumes: &[VolumeId],
+    ) -> Result<(), Failure> {
+        let (
+            Some(node),
+            Action::DeleteServer { server, .. } | Action::EvacuateServer { server, .. },
+        ) = (&step.node, &step.action)
+        else {
+            return Ok(());
+        };
+        let state = node_state(nodes, node, step)?;
+        let uid = node_uid(state.observed, step)?;
+        state.progress.host_action = Some(HostAction {
+            kind,
+            server: server.clone(),
+            host: host.clone(),
+            at: Timestamp::now(),
+            volumes: volumes.to_vec(),
+        });
+        self.cluster
+            .set_progress(node.as_str(), &uid, Some(&state.progress))
+            .await
+            .map_err(|err| Failure {
+                error: one_line(&err),
+                next_step: format!(
+                    "nothing was sent: the intent could not be recorded on node {node} first; \
+                     the next run tries again"
+                ),
+                refused: false,
+            })
+    }
+
+    /// Whether a deleted server is gone and Cinder shows none of `volumes` on it.
+    async fn deleted_with_volumes(
+        &self,
+        server: &ServerId,
+        volumes: &[VolumeId],
+    ) -> Result<Option<String>, backend::Error> {
+        if !self.backend.server_gone(server).await? {
+            return Ok(Some(format!("server {server} not gone yet")));
+        }
+        for volume in volumes {
+            let release = Release {
+                server: server.clone(),
+                volume: volume.clone(),
+                attachment_id: None,
+                via: ReleaseVia::Nova,
+            };
+            if let ReleaseState::Pending(status) = self.backend.release_state(&release).await? {
+                return Ok(Some(format!("volume {volume} still {status} on it")));
+            }
+        }
+        Ok(None)
+    }
+
     async fn save_progress(
         &self,
         node: &NodeName,
@@ -773,6 +956,10 @@ impl<'a, B: Backend> Executor<'a, B> {
     }
 }
 
+fn show(host: &Option<String>) -> &str {
+    host.as_deref().unwrap_or("(unknown)")
+}
+
 /// How a stale step's reason begins.
 const STALE: &str = "not done, the evidence changed since planning";
 
@@ -868,9 +1055,12 @@ fn conflict_next_step(message: &str, manual: &str) -> String {
 fn stuck_next_step(step: &Step) -> String {
     match &step.action {
         Action::ReleaseVolume { server, volume, .. } => format!(
-            "the detach does not complete (the compute host of server {server} may be dead): \
-             check `openstack volume show {volume}`; an admin can force it with `cinder \
-             reset-state --attach-status detached {volume}` once the server is proven off"
+            "the detach does not complete: the compute host of server {server} may have died \
+             after Nova accepted it (Nova counts a host up until its last heartbeat is \
+             service_down_time old). It is not sent again (a detaching volume is held); once \
+             the host is fenced, mark it `openstack compute service set --down HOST \
+             nova-compute` and run with --trust-forced-down --dead-host delete-server|evacuate \
+             (check `openstack volume show {volume}`)"
         ),
         Action::StopServer { server, .. } => format!(
             "server {server} does not stop (its compute host may be dead) and its task \

@@ -66,6 +66,17 @@ pub enum ReleaseState {
     Pending(String),
 }
 
+/// Where a server is, as Nova shows it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Whereabouts {
+    /// Nova status (`ACTIVE`, `REBUILD`, `ERROR` ...).
+    pub status: String,
+    /// The task in progress, if any.
+    pub task_state: Option<String>,
+    /// Its compute host, when shown.
+    pub host: Option<String>,
+}
+
 /// A storage backend.
 pub trait Backend: Send + Sync {
     /// Whether PVs of this driver live in this backend.
@@ -94,6 +105,18 @@ pub trait Backend: Send + Sync {
 
     /// Whether a server shows stopped (`SHUTOFF`, no task) or gone.
     fn stopped(&self, server: &ServerId) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Asks Nova to delete a server whose compute host is forced down (dead-host recovery).
+    fn delete_server(&self, server: &ServerId) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Asks Nova to evacuate a server whose compute host is forced down (dead-host recovery).
+    fn evacuate(&self, server: &ServerId) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Where a server is now (`None`: gone).
+    fn whereabouts(
+        &self,
+        server: &ServerId,
+    ) -> impl Future<Output = Result<Option<Whereabouts>, Error>> + Send;
 
     /// Releases a volume from its holder.
     fn release(&self, release: &Release) -> impl Future<Output = Result<(), Error>> + Send;

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use osauth::Session;
 
-use super::{Backend, Error, Release, ReleaseState};
+use super::{Backend, Error, Release, ReleaseState, Whereabouts};
 use crate::bounded::bounded;
 use crate::openstack::cinder::{Cinder, Volume};
 use crate::openstack::error::{ApiError, ErrorKind};
@@ -107,8 +107,9 @@ impl OpenStack {
             _ => None,
         };
         let mut host_hidden = server.host_hidden;
+        // Any status: a compute host that is not up refuses every detach, from a shut-off
+        // server too, and only its service tells down from forced down.
         if host_state.is_none()
-            && server.status == "ACTIVE"
             && let Some(host) = &server.host
         {
             match self.nova.compute_service(host).await {
@@ -245,6 +246,26 @@ impl Backend for OpenStack {
             None => true,
             Some(server) => server.status == "SHUTOFF" && server.task_state.is_none(),
         })
+    }
+
+    async fn delete_server(&self, server: &ServerId) -> Result<(), Error> {
+        Ok(self.nova.delete_server(server.as_str()).await?)
+    }
+
+    async fn evacuate(&self, server: &ServerId) -> Result<(), Error> {
+        Ok(self.nova.evacuate_server(server.as_str()).await?)
+    }
+
+    async fn whereabouts(&self, server: &ServerId) -> Result<Option<Whereabouts>, Error> {
+        Ok(self
+            .nova
+            .server(server.as_str())
+            .await?
+            .map(|server| Whereabouts {
+                status: server.status,
+                task_state: server.task_state,
+                host: server.host,
+            }))
     }
 
     async fn release(&self, release: &Release) -> Result<(), Error> {

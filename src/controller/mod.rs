@@ -56,6 +56,8 @@ pub struct Settings {
 pub enum Moment {
     /// The Node watch showed this node (as the schedule takes it in).
     Watched(NodeView),
+    /// The Node watch showed this node deleted.
+    Deleted(NodeName),
     /// These nodes are due (their grace ran out, or a look is to be repeated): a look starts
     /// at each.
     Due(Vec<NodeName>),
@@ -193,6 +195,7 @@ pub async fn run<B: Backend>(
                     }
                     Ok(Event::Delete(node)) => {
                         let view = node_view(&node);
+                        settings.tell(|| Moment::Deleted(view.name.clone()));
                         schedule.forget(&view.name);
                         nodes.remove(&view.name);
                     }

@@ -325,6 +325,38 @@ impl Nova {
         .await
     }
 
+    /// Deletes a server (`openstack server delete SERVER`). On a compute host that is not up
+    /// Nova deletes it locally at once and removes its Cinder attachments itself; read it back
+    /// to see it gone.
+    ///
+    /// # Errors
+    /// Nova's refusal (404, 409 for a locked server) or failure.
+    pub async fn delete_server(&self, server: &str) -> Result<(), ApiError> {
+        let operation = format!("DELETE server {server}");
+        self.call_empty(Method::DELETE, &["servers", server], None, &operation)
+            .await
+    }
+
+    /// Evacuates a server (`openstack server evacuate SERVER`): Nova rebuilds it on a host its
+    /// scheduler picks, with its volumes. Asked at this client's microversion (below 2.95), the
+    /// server comes back in the state it had (`ACTIVE`), not stopped: the source host is
+    /// forced down, fenced by the operator.
+    ///
+    /// # Errors
+    /// Nova's refusal (400 while the source compute service is up, 403 without the admin
+    /// right, 409 for a state that forbids it) or failure.
+    pub async fn evacuate_server(&self, server: &str) -> Result<(), ApiError> {
+        let operation = format!("POST evacuate to server {server}");
+        let body = serde_json::json!({ "evacuate": {} });
+        self.call_empty(
+            Method::POST,
+            &["servers", server, "action"],
+            Some(&body),
+            &operation,
+        )
+        .await
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,

@@ -246,6 +246,10 @@ pub struct Progress {
     /// Whether the remediator added the out-of-service taint (so it may remove it).
     #[serde(default)]
     pub out_of_service_taint: bool,
+    /// The delete or evacuate of the node's server the remediator asked Nova for, written
+    /// before the request is sent: a record means "never send it again" (S7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_action: Option<HostAction>,
 }
 
 impl Progress {
@@ -267,6 +271,45 @@ impl Progress {
                 && r.server == *server
                 && r.attachment_id.as_ref() == Some(attachment)
         })
+    }
+}
+
+/// A dead-host recovery the remediator asked Nova for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostAction {
+    /// Which.
+    pub kind: HostActionKind,
+    /// The server.
+    pub server: ServerId,
+    /// Its compute host when the request was sent (forced down).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// When the request was about to be sent.
+    pub at: Timestamp,
+    /// The managed volumes it was to free (delete) or keep with the server (evacuate).
+    #[serde(default)]
+    pub volumes: Vec<VolumeId>,
+}
+
+/// How a server on a fenced, dead compute host is recovered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostActionKind {
+    /// `DELETE /servers/{id}`: Nova's local delete frees the volumes at once; the node is lost.
+    DeleteServer,
+    /// The `evacuate` action: the server is rebuilt on another host with its volumes; the node
+    /// comes back.
+    Evacuate,
+}
+
+impl HostActionKind {
+    /// As flags and records spell it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DeleteServer => "delete-server",
+            Self::Evacuate => "evacuate",
+        }
     }
 }
 

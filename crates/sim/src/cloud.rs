@@ -334,6 +334,9 @@ pub struct Server {
     pub updated: Timestamp,
     /// A power action the compute host has not done yet, and since when.
     pub pending: Option<(PowerAction, u64)>,
+    /// When Nova last brought it up (`os-start` or an evacuate done, `ACTIVE`): its kubelet
+    /// starts then; taken by the emulated kubelet once it registered.
+    pub booted_ms: Option<u64>,
 }
 
 impl Server {
@@ -501,6 +504,8 @@ pub struct Cloud {
     detaching: BTreeSet<usize>,
     /// Servers (positions) with a power action the compute host has not done yet.
     powering: BTreeSet<usize>,
+    /// Servers with `booted_ms` set: their kubelet is yet to register.
+    booting: BTreeSet<usize>,
     /// Attaches the compute host has not done yet: (volume position, attachment id, since).
     attaching: Vec<(usize, String, u64)>,
 }
@@ -597,6 +602,7 @@ impl Cloud {
                 created,
                 updated: created,
                 pending: None,
+                booted_ms: None,
             })
             .collect();
         let volumes: Vec<Volume> = scenario
@@ -652,6 +658,7 @@ impl Cloud {
             index,
             detaching: BTreeSet::new(),
             powering: BTreeSet::new(),
+            booting: BTreeSet::new(),
             attaching: Vec::new(),
         }
     }
@@ -1427,8 +1434,40 @@ impl Cloud {
             server.power_state = status.default_power_state();
             server.task_state = None;
             server.updated = now;
+            if status == ServerStatus::Active {
+                server.booted_ms = Some(now_ms);
+                self.booting.insert(position);
+            }
         }
         self.complete_attaches(now_ms);
+    }
+
+    /// The servers Nova brought up (started, or rebuilt by an evacuate) at least `boot_ms`
+    /// ago, forgotten once returned; and when the next one is due.
+    pub fn take_booted(&mut self, boot_ms: u64, now_ms: u64) -> (Vec<String>, u64) {
+        let mut due = u64::MAX;
+        let mut booted = Vec::new();
+        for &position in &self.booting {
+            let server = &mut self.servers[position];
+            if let Some(at) = server.booted_ms {
+                let ready = at.saturating_add(boot_ms);
+                if ready <= now_ms {
+                    server.booted_ms = None;
+                    booted.push(server.id.clone());
+                } else {
+                    due = due.min(ready);
+                }
+            }
+        }
+        self.booting
+            .retain(|&position| self.servers[position].booted_ms.is_some());
+        (booted, due)
+    }
+
+    /// Whether a server Nova brought up still waits for its kubelet to register.
+    #[must_use]
+    pub fn booting(&self) -> bool {
+        !self.booting.is_empty()
     }
 
     /// Whether the compute host of a server (deleted or not) does the work sent to it: the
@@ -1460,13 +1499,24 @@ impl Cloud {
 
     /// Applies a timeline compute host state change: a host that goes down sent its last
     /// heartbeat now, so Nova counts it as up for `service_down_time` more.
-    pub fn set_host_state(&mut self, host: &str, state: HostState, now_ms: u64) {
+    pub fn set_host_state(
+        &mut self,
+        host: &str,
+        state: Option<HostState>,
+        forced_down: Option<bool>,
+        now_ms: u64,
+    ) {
         if let Some(&position) = self.index.hosts.get(host) {
             let host = &mut self.hosts[position];
-            if host.state == HostState::Up {
-                host.last_heartbeat_ms = i64::try_from(now_ms).unwrap_or(i64::MAX);
+            if let Some(state) = state {
+                if host.state == HostState::Up {
+                    host.last_heartbeat_ms = i64::try_from(now_ms).unwrap_or(i64::MAX);
+                }
+                host.state = state;
             }
-            host.state = state;
+            if let Some(forced_down) = forced_down {
+                host.forced_down = forced_down;
+            }
         }
     }
 
@@ -1806,7 +1856,7 @@ openstack:
         let mut slow = cloud("", "detach_seconds: 2");
         slow.detach(SERVER, VOLUME, 0).unwrap();
         slow.stop(SERVER, 0).unwrap();
-        slow.set_host_state("compute-1", HostState::Down, 500);
+        slow.set_host_state("compute-1", Some(HostState::Down), None, 500);
         slow.advance(1999);
         assert_eq!(slow.volume(VOLUME).unwrap().status, "detaching");
         slow.advance(5000);
@@ -1819,7 +1869,7 @@ openstack:
             slow.server(SERVER).unwrap().task_state.as_deref(),
             Some("powering-off")
         );
-        slow.set_host_state("compute-1", HostState::Up, 6000);
+        slow.set_host_state("compute-1", Some(HostState::Up), None, 6000);
         slow.advance(6000);
         assert_eq!(slow.volume(VOLUME).unwrap().status, "available");
         assert!(slow.server_attachments(SERVER).next().is_none());

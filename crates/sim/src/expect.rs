@@ -136,7 +136,69 @@ pub fn evaluate(expect: &Expect, world: &World) -> Vec<Check> {
     for wanted in &expect.pods_running {
         checks.push(pod_running(&state, wanted));
     }
+    for server in &expect.servers_deleted {
+        let found = match state.cloud.server(&server.value) {
+            None => "gone".to_owned(),
+            Some(now) => format!("{} on {}", now.status_str(), show(now.host.as_deref())),
+        };
+        checks.push(Check {
+            expectation: format!("server {} deleted", server.value),
+            holds: found == "gone",
+            found,
+        });
+    }
+    for moved in &expect.servers_moved {
+        let now = state.cloud.server(&moved.server.value);
+        checks.push(Check {
+            expectation: format!(
+                "server {} ACTIVE on another host than {}",
+                moved.server.value, moved.from.value
+            ),
+            holds: now.is_some_and(|s| {
+                s.status_str() == "ACTIVE" && s.host.as_deref() != Some(moved.from.value.as_str())
+            }),
+            found: now.map_or_else(
+                || "gone".to_owned(),
+                |s| format!("{} on {}", s.status_str(), show(s.host.as_deref())),
+            ),
+        });
+    }
+    for (list, want) in [
+        (&expect.nodes_deleted, None),
+        (&expect.nodes_ready, Some(())),
+    ] {
+        for node in list {
+            let object = state.kube.get("nodes", None, &node.value);
+            let ready = object.is_some_and(|n| {
+                n.pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .is_some_and(|conditions| {
+                        conditions
+                            .iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+            });
+            let found = match (object.is_some(), ready) {
+                (false, _) => "gone",
+                (true, true) => "Ready",
+                (true, false) => "not Ready",
+            };
+            let (expectation, holds) = match want {
+                None => (format!("node {} deleted", node.value), found == "gone"),
+                Some(()) => (format!("node {} Ready", node.value), found == "Ready"),
+            };
+            checks.push(Check {
+                expectation,
+                holds,
+                found: found.to_owned(),
+            });
+        }
+    }
     checks
+}
+
+fn show(host: Option<&str>) -> &str {
+    host.unwrap_or("no host")
 }
 
 /// Whether a pod of the owner runs on another node than `node_not`, with the volume attached

@@ -120,6 +120,22 @@ pub struct Remediator {
     /// Accept a forced-down compute host as proof.
     #[serde(default)]
     pub trust_forced_down: Option<bool>,
+    /// `report`, `delete-server` or `evacuate`.
+    #[serde(default)]
+    pub dead_host: Option<DeadHostName>,
+    /// How long an evacuated server's node may take to come back Ready.
+    #[serde(default, deserialize_with = "de_optional_duration")]
+    pub evacuate_wait: Option<Duration>,
+}
+
+/// A dead-host action, as scenario files and flags spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[allow(missing_docs)]
+pub enum DeadHostName {
+    Report,
+    DeleteServer,
+    Evacuate,
 }
 
 /// A Kubernetes-side strategy, as scenario files and flags spell it.
@@ -612,18 +628,27 @@ pub struct KubeBehaviour {
     /// Seconds a kubelet takes to start a pod's containers once its volumes are attached.
     #[serde(default = "default_start_seconds")]
     pub start_seconds: f64,
+    /// Seconds from Nova bringing a node's server up (`os-start`, an evacuate done) until its
+    /// kubelet reports the node Ready again.
+    #[serde(default = "default_boot_seconds")]
+    pub boot_seconds: f64,
 }
 
 impl Default for KubeBehaviour {
     fn default() -> Self {
         Self {
             start_seconds: default_start_seconds(),
+            boot_seconds: default_boot_seconds(),
         }
     }
 }
 
 fn default_start_seconds() -> f64 {
     1.0
+}
+
+fn default_boot_seconds() -> f64 {
+    20.0
 }
 
 /// A Kubernetes node.
@@ -977,8 +1002,13 @@ pub struct NodeReadyChange {
 pub struct HostStateChange {
     /// The host name.
     pub host: Ref,
-    /// The new state.
-    pub state: HostState,
+    /// The new state (left out: unchanged).
+    #[serde(default)]
+    pub state: Option<HostState>,
+    /// An operator or a fencing agent marks the service forced down (`openstack compute
+    /// service set --down`), or lifts it (left out: unchanged).
+    #[serde(default)]
+    pub forced_down: Option<bool>,
 }
 
 /// A LINSTOR satellite connection change.
@@ -1023,9 +1053,25 @@ pub struct Expect {
     /// Workloads that end with a pod Running elsewhere, on its volume.
     #[serde(default)]
     pub pods_running: Vec<PodRunning>,
+    /// Servers that end deleted (Nova answers 404).
+    #[serde(default)]
+    pub servers_deleted: Vec<Ref>,
+    /// Servers that end `ACTIVE` on another compute host than the one they were on.
+    #[serde(default)]
+    pub servers_moved: Vec<ServerMoved>,
+    /// Nodes that end deleted.
+    #[serde(default)]
+    pub nodes_deleted: Vec<Ref>,
+    /// Nodes that end Ready.
+    #[serde(default)]
+    pub nodes_ready: Vec<Ref>,
     /// The most mutating (non-GET) requests to Nova and Cinder allowed.
     #[serde(default)]
     pub max_mutating_openstack_requests: Option<u32>,
+    /// How many of the remediator's steps end failed, reported as such (a step that cannot
+    /// succeed in this story); any other number fails the run.
+    #[serde(default)]
+    pub failed_steps: u32,
     /// Everything above holds within this time.
     #[serde(default = "default_within", deserialize_with = "de_duration")]
     pub within: Duration,
@@ -1033,6 +1079,16 @@ pub struct Expect {
 
 fn default_within() -> Duration {
     Duration::from_secs(30)
+}
+
+/// A server rebuilt elsewhere (an evacuate).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerMoved {
+    /// The server id.
+    pub server: Ref,
+    /// The compute host it must have left.
+    pub from: Ref,
 }
 
 /// A pod of a workload Running on another node than the failed one, with its volume.
@@ -1370,6 +1426,37 @@ impl Scenario {
                     &format!("expect.volumes_available[{i}]"),
                     "openstack.volumes",
                 )?;
+            }
+            for (i, server) in expect.servers_deleted.iter().enumerate() {
+                known(
+                    &servers,
+                    server,
+                    &format!("expect.servers_deleted[{i}]"),
+                    "openstack.servers",
+                )?;
+            }
+            for (i, moved) in expect.servers_moved.iter().enumerate() {
+                let key = format!("expect.servers_moved[{i}]");
+                known(
+                    &servers,
+                    &moved.server,
+                    &format!("{key}.server"),
+                    "openstack.servers",
+                )?;
+                known(
+                    &hosts,
+                    &moved.from,
+                    &format!("{key}.from"),
+                    "openstack.compute_hosts",
+                )?;
+            }
+            for (i, node) in expect.nodes_deleted.iter().enumerate() {
+                let key = format!("expect.nodes_deleted[{i}]");
+                known(&nodes, node, &key, "kubernetes.nodes")?;
+            }
+            for (i, node) in expect.nodes_ready.iter().enumerate() {
+                let key = format!("expect.nodes_ready[{i}]");
+                known(&nodes, node, &key, "kubernetes.nodes")?;
             }
             for (i, pair) in expect.volumes_attached.iter().enumerate() {
                 let key = format!("expect.volumes_attached[{i}]");

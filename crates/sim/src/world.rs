@@ -160,7 +160,7 @@ impl State {
         }
         if let Some(change) = &step.host_state {
             self.cloud
-                .set_host_state(&change.host.value, change.state, now_ms);
+                .set_host_state(&change.host.value, change.state, change.forced_down, now_ms);
         }
         if let (Some(change), Some(linstor)) = (&step.linstor_node, self.linstor.as_mut()) {
             linstor.set_node_status(&change.node.value, &change.connection_status);

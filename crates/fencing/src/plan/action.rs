@@ -7,7 +7,8 @@ use jiff::SignedDuration;
 use serde::Serialize;
 
 use crate::model::{
-    AttachmentId, Namespace, NodeName, PodName, PodUid, PvName, ServerId, VaName, VaUid, VolumeId,
+    AttachmentId, Namespace, NodeName, NodeUid, PodName, PodUid, PvName, ServerId, VaName, VaUid,
+    VolumeId,
 };
 
 /// One action, in the order the executor runs it, with why it is safe and what it waits for.
@@ -52,6 +53,40 @@ pub enum Action {
         node: NodeName,
         /// The server.
         server: ServerId,
+    },
+    /// Delete the server of a node whose compute host is forced down (opt-in `dead-host:
+    /// delete-server`): Nova's local delete removes its Cinder attachments, the volumes become
+    /// `available`. Verified when Nova answers 404 and Cinder shows none of `volumes` on it.
+    DeleteServer {
+        /// The node the server ran.
+        node: NodeName,
+        /// The server.
+        server: ServerId,
+        /// Its forced-down compute host.
+        host: Option<String>,
+        /// The managed volumes it frees.
+        volumes: Vec<VolumeId>,
+    },
+    /// Evacuate the server of a node whose compute host is forced down (opt-in `dead-host:
+    /// evacuate`): Nova rebuilds it on another host with its volumes, and the node comes back.
+    /// Verified when Nova shows it rebuilding or rebuilt elsewhere.
+    EvacuateServer {
+        /// The node the server runs.
+        node: NodeName,
+        /// The server.
+        server: ServerId,
+        /// Its forced-down compute host.
+        host: Option<String>,
+        /// The managed volumes that stay with it.
+        volumes: Vec<VolumeId>,
+    },
+    /// Delete the Node of a server the remediator deleted (UID precondition), as the cloud
+    /// provider would.
+    DeleteNode {
+        /// The node.
+        node: NodeName,
+        /// UID precondition, when observed.
+        uid: Option<NodeUid>,
     },
     /// Release a volume from a fenced (or gone) server.
     ReleaseVolume {
@@ -139,6 +174,9 @@ impl Action {
     pub fn manual_command(&self) -> String {
         match self {
             Self::StopServer { server, .. } => format!("openstack server stop {server}"),
+            Self::DeleteServer { server, .. } => format!("openstack server delete {server}"),
+            Self::EvacuateServer { server, .. } => format!("openstack server evacuate {server}"),
+            Self::DeleteNode { node, .. } => format!("kubectl delete node {node}"),
             Self::ReleaseVolume {
                 server,
                 volume,
@@ -183,6 +221,9 @@ impl Action {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Self::StopServer { .. } => "stop_server",
+            Self::DeleteServer { .. } => "delete_server",
+            Self::EvacuateServer { .. } => "evacuate_server",
+            Self::DeleteNode { .. } => "delete_node",
             Self::ReleaseVolume { .. } => "release_volume",
             Self::DeleteVolumeAttachment { .. } => "delete_volume_attachment",
             Self::ForceDeletePod { .. } => "force_delete_pod",
@@ -196,7 +237,13 @@ impl Action {
     /// Whether the action mutates the cloud (Nova/Cinder) rather than Kubernetes.
     #[must_use]
     pub fn is_cloud_action(&self) -> bool {
-        matches!(self, Self::StopServer { .. } | Self::ReleaseVolume { .. })
+        matches!(
+            self,
+            Self::StopServer { .. }
+                | Self::DeleteServer { .. }
+                | Self::EvacuateServer { .. }
+                | Self::ReleaseVolume { .. }
+        )
     }
 }
 
@@ -204,6 +251,27 @@ impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::StopServer { node, server } => write!(f, "stop server {server} of node {node}"),
+            Self::DeleteServer {
+                node,
+                server,
+                host,
+                volumes,
+            } => write!(
+                f,
+                "delete server {server} of node {node} on forced-down host {} (frees {} volume(s))",
+                host.as_deref().unwrap_or("(unknown)"),
+                volumes.len()
+            ),
+            Self::EvacuateServer {
+                node, server, host, ..
+            } => write!(
+                f,
+                "evacuate server {server} of node {node} from forced-down host {}",
+                host.as_deref().unwrap_or("(unknown)")
+            ),
+            Self::DeleteNode { node, .. } => {
+                write!(f, "delete node {node} (its server is deleted)")
+            }
             Self::ReleaseVolume {
                 server,
                 volume,
@@ -389,6 +457,24 @@ pub enum Skip {
     },
     /// Two nodes of the observation have this name.
     DuplicateNode,
+    /// Fenced, but the server's compute host is not up, so Nova refuses every detach: only a
+    /// delete or an evacuate of the server frees its volumes, and the policy does not allow
+    /// one (or the node does not qualify); what would.
+    DeadHost {
+        /// Why, and what to do.
+        detail: String,
+    },
+    /// The remediator asked Nova to delete or evacuate the node's server (its progress record
+    /// says so), and it is not asked again; or an evacuated node has not come back in time.
+    HostActionRequested {
+        /// What was asked, when, and what to check.
+        detail: String,
+    },
+    /// The node's server was evacuated: waiting for the node to come back Ready.
+    AwaitingReturn {
+        /// Since when, where it is now, how long is left.
+        detail: String,
+    },
     /// Fenced, but every stuck volume is held (see the plan's `held` list).
     AllHeld,
     /// Fenced, but nothing of a managed driver is stuck on it (or all is done).
@@ -415,6 +501,9 @@ impl Skip {
             Self::ProgressUnreadable { .. } => "progress_unreadable",
             Self::StormGuard { .. } => "storm_guard",
             Self::DuplicateNode => "duplicate_node",
+            Self::DeadHost { .. } => "dead_host",
+            Self::HostActionRequested { .. } => "host_action_requested",
+            Self::AwaitingReturn { .. } => "awaiting_return",
             Self::AllHeld => "all_held",
             Self::NothingStuck => "nothing_stuck",
         }
@@ -480,6 +569,9 @@ impl fmt::Display for Skip {
                 "storm guard: {unhealthy} of {total} nodes are not Ready (limit {limit}): no action on any node"
             ),
             Self::DuplicateNode => write!(f, "two nodes of this name were observed"),
+            Self::DeadHost { detail }
+            | Self::HostActionRequested { detail }
+            | Self::AwaitingReturn { detail } => f.write_str(detail),
             Self::AllHeld => write!(f, "fenced, but every stuck volume is held"),
             Self::NothingStuck => write!(f, "fenced, nothing left to release or clean"),
         }

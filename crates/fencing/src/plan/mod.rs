@@ -36,9 +36,10 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use crate::model::{
-    AttachmentId, Backend, BackendVolume, CinderVolumeView, ClaimName, Driver, LinstorNodeView,
-    LinstorResourceView, MatchRoute, Namespace, NodeName, NodeView, Observation, PodUid, PodView,
-    Progress, PvName, PvView, ServerId, StorageView, VaView, VolumeId,
+    AttachmentId, Backend, BackendVolume, CinderVolumeView, ClaimName, Driver, HostAction,
+    HostActionKind, HostView, LinstorNodeView, LinstorResourceView, MatchRoute, Namespace,
+    NodeName, NodeView, Observation, PodUid, PodView, Progress, PvName, PvView, ServerId,
+    ServerView, StorageView, VaView, VolumeId,
 };
 
 pub use action::{Action, Hold, Reason, ReleaseVia, Skip, Step};
@@ -61,6 +62,12 @@ pub struct Policy {
     pub fence: FenceMode,
     /// Accept a compute host that is forced down as proof (default off).
     pub trust_forced_down: bool,
+    /// What frees the volumes of a node whose server sits on a compute host that is down, where
+    /// Nova refuses every detach (default: report only).
+    pub dead_host: DeadHost,
+    /// How long an evacuated server's node may take to come back Ready before the remediator
+    /// reports that it did not (default 10 minutes).
+    pub evacuate_wait: Duration,
     /// The drivers whose volumes may be touched (default: Cinder CSI, in-tree Cinder, LINSTOR).
     pub managed_drivers: BTreeSet<Driver>,
 }
@@ -74,6 +81,8 @@ impl Default for Policy {
             kick: true,
             fence: FenceMode::Observe,
             trust_forced_down: false,
+            dead_host: DeadHost::Report,
+            evacuate_wait: Duration::from_secs(600),
             managed_drivers: [Driver::CinderCsi, Driver::InTreeCinder, Driver::Linstor]
                 .into_iter()
                 .collect(),
@@ -107,6 +116,35 @@ pub enum FenceMode {
     Observe,
     /// Stop (`os-stop`) an `ACTIVE` server on an up host; release in a later round.
     Stop,
+}
+
+/// What the remediator does for a fenced node whose server's compute host is down: Nova refuses
+/// every detach there (409 while the compute service is not up), so only a delete or an
+/// evacuate of the server frees its volumes. Either needs the host forced down and
+/// `trust_forced_down`, and a node that names the server by providerID.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeadHost {
+    /// Nothing: say which commands would free the volumes.
+    #[default]
+    Report,
+    /// Delete the server: Nova's local delete frees its volumes at once; the node is lost and
+    /// its Node deleted.
+    DeleteServer,
+    /// Evacuate the server: rebuilt on another host with its volumes; the node comes back.
+    Evacuate,
+}
+
+impl DeadHost {
+    /// The action to ask Nova for, if any.
+    #[must_use]
+    pub fn action(self) -> Option<HostActionKind> {
+        match self {
+            Self::Report => None,
+            Self::DeleteServer => Some(HostActionKind::DeleteServer),
+            Self::Evacuate => Some(HostActionKind::Evacuate),
+        }
+    }
 }
 
 /// The storm guard threshold (S4).
@@ -399,7 +437,7 @@ pub fn plan(observation: &Observation, policy: &Policy) -> Plan {
                     node: node.name.clone(),
                     detail: detail.clone(),
                 }),
-                None => plan.steps.extend(recover(node)),
+                None => plan.steps.extend(index.recover(node, &mut kicked)),
             }
             continue;
         }
@@ -428,30 +466,6 @@ pub fn plan(observation: &Observation, policy: &Policy) -> Plan {
     plan
 }
 
-/// Recovery of a node Ready again: remove the taint only if we added it, then forget.
-fn recover(node: &NodeView) -> Vec<Step> {
-    let Some(progress) = &node.progress else {
-        return Vec::new();
-    };
-    let step = |action| Step {
-        node: Some(node.name.clone()),
-        action,
-        reason: Reason::NodeRecovered,
-        detail: format!("node {} is Ready again", node.name),
-        after: Vec::new(),
-    };
-    let mut steps = Vec::new();
-    if progress.out_of_service_taint && node.has_out_of_service_taint() {
-        steps.push(step(Action::RemoveTaint {
-            node: node.name.clone(),
-        }));
-    }
-    steps.push(step(Action::ClearProgress {
-        node: node.name.clone(),
-    }));
-    steps
-}
-
 /// Why a node's volumes may be released: its fence proof and how it is matched.
 enum Fenced<'a> {
     /// A Nova server (present and fenced, or gone).
@@ -460,6 +474,9 @@ enum Fenced<'a> {
         via: ReleaseVia,
         reason: Reason,
         detail: String,
+        /// Its compute host is down: the server is deleted or evacuated instead of detached
+        /// from (or, gone, was deleted by the remediator: its Node goes too).
+        host_action: Option<HostActionKind>,
     },
     /// A LINSTOR satellite not ONLINE; each resource is judged on its own.
     Satellite(&'a LinstorNodeView),
@@ -614,6 +631,53 @@ impl<'a> Index<'a> {
             .is_some_and(|views| matches!(views.as_slice(), [n] if n.ready.is_ready()))
     }
 
+    /// Recovery of a node Ready again: remove the taint only if we added it; after an
+    /// evacuate, kick the replacement pods that wait on the volumes the server kept; then
+    /// forget.
+    fn recover(&self, node: &'a NodeView, kicked: &mut BTreeSet<&'a PodUid>) -> Vec<Step> {
+        let Some(progress) = &node.progress else {
+            return Vec::new();
+        };
+        let detail = format!("node {} is Ready again", node.name);
+        let step = |action| Step {
+            node: Some(node.name.clone()),
+            action,
+            reason: Reason::NodeRecovered,
+            detail: detail.clone(),
+            after: Vec::new(),
+        };
+        let mut steps = Vec::new();
+        if progress.out_of_service_taint && node.has_out_of_service_taint() {
+            steps.push(step(Action::RemoveTaint {
+                node: node.name.clone(),
+            }));
+        }
+        if self.policy.kick
+            && let Some(record) = &progress.host_action
+            && record.kind == HostActionKind::Evacuate
+        {
+            let proof = Proof {
+                reason: Reason::NodeRecovered,
+                detail: format!(
+                    "node {} is Ready again after server {} was evacuated: the volumes it kept \
+                     are let go as its old pods end",
+                    node.name, record.server
+                ),
+            };
+            let kept: BTreeMap<&PvName, Proof> = self
+                .pvs
+                .values()
+                .filter(|pv| record.volumes.contains(&pv.volume_id))
+                .map(|pv| (&pv.name, proof.clone()))
+                .collect();
+            steps.extend(self.kicks(node, &kept, &BTreeSet::new(), kicked));
+        }
+        steps.push(step(Action::ClearProgress {
+            node: node.name.clone(),
+        }));
+        steps
+    }
+
     fn plan_failed_node(
         &self,
         node: &'a NodeView,
@@ -666,13 +730,52 @@ impl<'a> Index<'a> {
                 ),
             })));
         }
+        let server = match &node.storage {
+            StorageView::OpenStack(server) => Some(server),
+            _ => None,
+        };
+        let record = node
+            .progress
+            .as_ref()
+            .and_then(|p| p.host_action.as_ref())
+            .filter(|record| record.server == *id);
+        if let Some(record) = record {
+            let fenced = matches!(verdict, Verdict::Fenced { .. });
+            match (record.kind, server) {
+                // Asked to delete, yet Nova still shows it: never asked again.
+                (HostActionKind::DeleteServer, Some(server)) => {
+                    return Err(skipped(Skip::HostActionRequested {
+                        detail: requested(record, server, "it still exists, as"),
+                    }));
+                }
+                (HostActionKind::Evacuate, Some(server)) if !fenced => {
+                    return Err(skipped(self.awaiting_return(node, record, server)));
+                }
+                _ => {}
+            }
+        }
         match verdict {
-            Verdict::Fenced { reason, detail } => Ok(Fenced::Server {
-                id,
-                via,
-                reason,
-                detail,
-            }),
+            Verdict::Fenced { reason, detail } => {
+                let host_action = match (server, record) {
+                    (Some(server), _) => match server
+                        .host_state
+                        .filter(|host| !host.up || host.forced_down)
+                    {
+                        Some(host) => Some(self.dead_host(node, server, host, &detail, record)?),
+                        None => None,
+                    },
+                    // Gone after the remediator deleted it: the Node goes too.
+                    (None, Some(record)) => Some(record.kind),
+                    (None, None) => None,
+                };
+                Ok(Fenced::Server {
+                    id,
+                    via,
+                    reason,
+                    detail,
+                    host_action,
+                })
+            }
             Verdict::Stoppable { detail } if self.policy.fence == FenceMode::Stop => {
                 // Nova calls a host up until its last heartbeat is `service_down_time` old: a
                 // host that died with the node may still show up, accept the stop and never
@@ -706,6 +809,123 @@ impl<'a> Index<'a> {
                 }))
             }
             other => Err(Box::new(NodeOutcome::skipped(not_fenced(other)))),
+        }
+    }
+
+    /// The action that frees the volumes of a fenced server whose compute host is down (Nova
+    /// refuses every detach there), or why there is none: the host must be forced down and
+    /// trusted, the policy must name an action, the node must name the server by providerID,
+    /// and no earlier request may be on record.
+    fn dead_host(
+        &self,
+        node: &NodeView,
+        server: &ServerView,
+        host: HostView,
+        detail: &str,
+        record: Option<&HostAction>,
+    ) -> Result<HostActionKind, Box<NodeOutcome>> {
+        let id = &server.id;
+        let name = server.host.as_deref().unwrap_or("HOST");
+        if let Some(record) = record {
+            return Err(skipped(Skip::HostActionRequested {
+                detail: requested(record, server, "its host is down again, and it is"),
+            }));
+        }
+        let refused = format!(
+            "{detail}; Nova refuses every detach while the compute service of {name} is not up \
+             ({}), so only deleting or evacuating the server frees its volumes",
+            if host.forced_down {
+                "forced down"
+            } else {
+                "down"
+            }
+        );
+        let commands = format!(
+            "`openstack server delete {id}` (the node is lost; Nova's local delete frees the \
+             volumes at once) or `openstack server evacuate {id}` (rebuilt on another host with \
+             its volumes; the node comes back)"
+        );
+        if !host.forced_down || !self.policy.trust_forced_down {
+            let mark = if host.forced_down {
+                String::new()
+            } else {
+                format!(
+                    "once the host is fenced (powered off), mark it `openstack compute service \
+                     set --down {name} nova-compute`, then "
+                )
+            };
+            let trust = if self.policy.trust_forced_down {
+                ""
+            } else {
+                "--trust-forced-down "
+            };
+            return Err(skipped(Skip::DeadHost {
+                detail: format!(
+                    "{refused}; {mark}run with {trust}--dead-host delete-server|evacuate, or by \
+                     hand: {commands}"
+                ),
+            }));
+        }
+        let Some(kind) = self.policy.dead_host.action() else {
+            return Err(skipped(Skip::DeadHost {
+                detail: format!(
+                    "{refused}; --dead-host report: nothing is done. By hand: {commands}; or run \
+                     with --dead-host delete-server|evacuate"
+                ),
+            }));
+        };
+        if node.provider_server_id().as_ref() != Some(id) {
+            return Err(skipped(Skip::DeadHost {
+                detail: format!(
+                    "{refused}; the node does not name server {id} in its providerID (matched \
+                     by {}), and only a server a node names is deleted or evacuated: check \
+                     it is the node's, then by hand: {commands}",
+                    match server.matched_by {
+                        MatchRoute::Address => "address",
+                        _ => "name",
+                    }
+                ),
+            }));
+        }
+        Ok(kind)
+    }
+
+    /// Why an evacuated server's node gets nothing while it comes back, or after it did not.
+    fn awaiting_return(&self, node: &NodeView, record: &HostAction, server: &ServerView) -> Skip {
+        let since = self.observation.now.duration_since(record.at);
+        let wait =
+            SignedDuration::try_from(self.policy.evacuate_wait).unwrap_or(SignedDuration::MAX);
+        let now_on = format!(
+            "now {} on host {}",
+            server.status,
+            server.host.as_deref().unwrap_or("(unknown)")
+        );
+        if since <= wait {
+            let left = wait - since;
+            let detail = format!(
+                "server {} was evacuated from host {} {}s ago ({now_on}): waiting for node {} to \
+                 come back Ready ({}s left); nothing else is done meanwhile",
+                record.server,
+                record.host.as_deref().unwrap_or("(unknown)"),
+                since.as_secs(),
+                node.name,
+                left.as_secs()
+            );
+            Skip::AwaitingReturn { detail }
+        } else {
+            let detail = format!(
+                "server {} was evacuated from host {} {}s ago ({now_on}) and node {} has not come \
+                 back Ready within {:#}: check the server (`openstack server show {}`, \
+                 `openstack console log show {}`); nothing more is done for it",
+                record.server,
+                record.host.as_deref().unwrap_or("(unknown)"),
+                since.as_secs(),
+                node.name,
+                wait,
+                record.server,
+                record.server
+            );
+            Skip::HostActionRequested { detail }
         }
     }
 
@@ -832,7 +1052,70 @@ impl<'a> Index<'a> {
             after,
         };
 
-        if let Fenced::Server { id, via, .. } = fenced {
+        // A compute host that is down: one server-wide action instead of the detaches Nova
+        // would refuse, and only when it touches nothing held back.
+        let mut deleting_server = false;
+        if let Fenced::Server {
+            id,
+            via: ReleaseVia::Nova,
+            host_action: Some(kind),
+            reason,
+            detail,
+        } = fenced
+            && !releases.is_empty()
+        {
+            // A held volume the server holds would go with it (or stay stuck with it).
+            let blocking: BTreeSet<&str> = held
+                .iter()
+                .filter_map(|name| self.pvs.get(*name))
+                .filter(|pv| {
+                    matches!(&pv.backend, Some(BackendVolume::Cinder(volume))
+                        if volume.attachments.iter().any(|a| a.server == **id))
+                })
+                .map(|pv| pv.volume_id.as_str())
+                .collect();
+            if !blocking.is_empty() {
+                outcome.skip = Some(Skip::DeadHost {
+                    detail: format!(
+                        "{detail}; its compute host is down, but server {id} also holds \
+                         volume(s) {} that are held back (see below): the server is neither \
+                         deleted nor evacuated while it holds any of them",
+                        blocking.into_iter().collect::<Vec<_>>().join(", ")
+                    ),
+                });
+                return outcome;
+            }
+            let server = match &node.storage {
+                StorageView::OpenStack(server) => server.host.clone(),
+                _ => None,
+            };
+            let volumes: Vec<VolumeId> = releases.keys().map(|v| (*v).clone()).collect();
+            let action = match kind {
+                HostActionKind::DeleteServer => Action::DeleteServer {
+                    node: node.name.clone(),
+                    server: (*id).clone(),
+                    host: server,
+                    volumes,
+                },
+                HostActionKind::Evacuate => Action::EvacuateServer {
+                    node: node.name.clone(),
+                    server: (*id).clone(),
+                    host: server,
+                    volumes,
+                },
+            };
+            let proof = Proof {
+                reason: *reason,
+                detail: detail.clone(),
+            };
+            outcome.steps.push(step(action, &proof, Vec::new()));
+            deleting_server = *kind == HostActionKind::DeleteServer;
+            if *kind == HostActionKind::Evacuate {
+                // The volumes stay with the server and the node comes back: nothing more until
+                // it is Ready again (then its waiting replacements are kicked).
+                return outcome;
+            }
+        } else if let Fenced::Server { id, via, .. } = fenced {
             for (volume, (pv, attachment, proof)) in &releases {
                 let action = Action::ReleaseVolume {
                     node: Some(node.name.clone()),
@@ -923,6 +1206,30 @@ impl<'a> Index<'a> {
             outcome
                 .steps
                 .extend(self.kicks(node, &freed, &released_now, kicked));
+        }
+        // The Node goes once its server is: deleted by this plan, or gone after the
+        // remediator's recorded delete.
+        if let Fenced::Server {
+            host_action: Some(HostActionKind::DeleteServer),
+            via,
+            reason,
+            ..
+        } = fenced
+            && (deleting_server || *via == ReleaseVia::CinderStaleAttachment)
+            && outcome.held.is_empty()
+        {
+            let deleted = Proof {
+                reason: *reason,
+                detail: "the remediator deleted the node's server on its forced-down host: the \
+                         node is gone for good, as the cloud provider would find"
+                    .to_owned(),
+            };
+            let action = Action::DeleteNode {
+                node: node.name.clone(),
+                uid: node.uid.clone(),
+            };
+            let after = released_now.iter().map(|v| (*v).clone()).collect();
+            outcome.steps.push(step(action, &deleted, after));
         }
 
         if outcome.steps.is_empty() {
@@ -1277,11 +1584,21 @@ fn dispose<'a>(node: &NodeView, fenced: &Fenced<'_>, pv: &'a PvView) -> (Disposi
     match (fenced, &pv.backend) {
         (
             Fenced::Server {
-                id, reason, detail, ..
+                id,
+                reason,
+                detail,
+                host_action,
+                ..
             },
             Some(BackendVolume::Cinder(volume)),
         ) if pv.driver.backend() == Some(Backend::OpenStack) => (
-            dispose_cinder(&pv.volume_id, volume, id, node.progress.as_ref()),
+            dispose_cinder(
+                &pv.volume_id,
+                volume,
+                id,
+                node.progress.as_ref(),
+                *host_action == Some(HostActionKind::DeleteServer),
+            ),
             Proof {
                 reason: *reason,
                 detail: detail.clone(),
@@ -1313,6 +1630,34 @@ fn dispose<'a>(node: &NodeView, fenced: &Fenced<'_>, pv: &'a PvView) -> (Disposi
     }
 }
 
+/// A node outcome that is only a skip.
+fn skipped(skip: Skip) -> Box<NodeOutcome> {
+    Box::new(NodeOutcome::skipped(skip))
+}
+
+/// A recorded dead-host request that blocks another one.
+fn requested(record: &HostAction, server: &ServerView, now: &str) -> String {
+    format!(
+        "the remediator asked Nova to {} server {} at {} (its progress record says so); {now} \
+         {}{}: it is never asked twice. Check `openstack server show {}`; to allow another \
+         attempt, remove the record: `kubectl annotate node NODE {}-`",
+        match record.kind {
+            HostActionKind::DeleteServer => "delete",
+            HostActionKind::Evacuate => "evacuate",
+        },
+        record.server,
+        record.at,
+        server.status,
+        server
+            .task_state
+            .as_deref()
+            .map(|task| format!(" with task {task}"))
+            .unwrap_or_default(),
+        record.server,
+        crate::model::PROGRESS_ANNOTATION
+    )
+}
+
 /// A verdict that is not "fenced", as a skip.
 fn not_fenced(verdict: Verdict) -> Skip {
     match verdict {
@@ -1324,12 +1669,15 @@ fn not_fenced(verdict: Verdict) -> Skip {
 }
 
 /// S5 for Cinder: release only this server's attachment, never a bootable volume, never one
-/// already detaching or in an unexpected state, never one whose release is recorded (S7).
+/// already detaching (unless the server is to be deleted: a detach that a dead host accepted
+/// never ends, and Nova's local delete removes the attachment all the same) or in an
+/// unexpected state, never one whose release is recorded (S7).
 fn dispose_cinder<'a>(
     volume_id: &VolumeId,
     volume: &'a CinderVolumeView,
     server: &ServerId,
     progress: Option<&Progress>,
+    deleting_server: bool,
 ) -> Disposition<'a> {
     if volume.bootable {
         return Disposition::Held(Hold::Bootable);
@@ -1348,10 +1696,11 @@ fn dispose_cinder<'a>(
     {
         return Disposition::FreedEarlier(attachment);
     }
-    if volume.status == "detaching" || ours.iter().any(|a| a.detaching) {
+    let detaching = volume.status == "detaching" || ours.iter().any(|a| a.detaching);
+    if detaching && !deleting_server {
         return Disposition::Held(Hold::Detaching);
     }
-    if volume.status != "in-use" {
+    if volume.status != "in-use" && !detaching {
         return Disposition::Held(Hold::VolumeStatus {
             status: volume.status.clone(),
         });

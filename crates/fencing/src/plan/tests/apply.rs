@@ -1,7 +1,10 @@
 //! A pure model of the executor: applies a plan's steps to an observation as if each succeeded
 //! and was verified (releases recorded in the progress record, S7).
 
-use crate::model::{BackendVolume, NodeView, Observation, ReleasedVolume, StorageView, Taint};
+use crate::model::{
+    BackendVolume, HostAction, HostActionKind, HostView, NodeView, Observation, ReleasedVolume,
+    StorageView, Taint,
+};
 use crate::plan::{Action, Plan};
 
 fn node_mut<'o>(
@@ -26,6 +29,51 @@ pub fn apply(observation: &Observation, plan: &Plan) -> Observation {
                         server.task_state = Some("powering-off".to_owned());
                     }
                 }
+            }
+            Action::DeleteServer {
+                node,
+                server,
+                host,
+                volumes,
+            } => {
+                // Nova's local delete: gone, every attachment of the server removed.
+                for pv in &mut next.persistent_volumes {
+                    if let Some(BackendVolume::Cinder(cinder)) = &mut pv.backend {
+                        cinder.attachments.retain(|a| a.server != *server);
+                        if cinder.attachments.is_empty() {
+                            "available".clone_into(&mut cinder.status);
+                        }
+                    }
+                }
+                for node in node_mut(&mut next, node) {
+                    node.storage = StorageView::ServerGone { id: server.clone() };
+                    node.progress.get_or_insert_default().host_action =
+                        Some(record(HostActionKind::DeleteServer, server, host, volumes));
+                }
+            }
+            Action::EvacuateServer {
+                node,
+                server,
+                host,
+                volumes,
+            } => {
+                // Rebuilt on another host, which is up; the node is not Ready yet.
+                for node in node_mut(&mut next, node) {
+                    if let StorageView::OpenStack(view) = &mut node.storage {
+                        view.host = Some("compute-9".to_owned());
+                        view.host_state = Some(HostView {
+                            up: true,
+                            forced_down: false,
+                        });
+                        "ACTIVE".clone_into(&mut view.status);
+                        view.power_state = Some(1);
+                    }
+                    node.progress.get_or_insert_default().host_action =
+                        Some(record(HostActionKind::Evacuate, server, host, volumes));
+                }
+            }
+            Action::DeleteNode { node, .. } => {
+                next.nodes.retain(|n| n.name != *node);
             }
             Action::ReleaseVolume {
                 node,
@@ -85,4 +133,19 @@ pub fn apply(observation: &Observation, plan: &Plan) -> Observation {
         }
     }
     next
+}
+
+fn record(
+    kind: HostActionKind,
+    server: &crate::model::ServerId,
+    host: &Option<String>,
+    volumes: &[crate::model::VolumeId],
+) -> HostAction {
+    HostAction {
+        kind,
+        server: server.clone(),
+        host: host.clone(),
+        at: super::builder::now(),
+        volumes: volumes.to_vec(),
+    }
 }

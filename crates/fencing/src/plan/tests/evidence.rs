@@ -182,6 +182,7 @@ fn an_unreadable_progress_record_stops_the_node_and_its_recovery() {
             n.progress = Some(Progress {
                 released: Vec::new(),
                 out_of_service_taint: true,
+                host_action: None,
             });
             n.taints.push(Taint::out_of_service());
             n.progress_error = Some("expected value".to_owned());

@@ -3,6 +3,7 @@
 
 mod apply;
 mod builder;
+mod dead_host;
 mod evidence;
 mod linstor;
 mod properties;

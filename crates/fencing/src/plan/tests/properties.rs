@@ -26,13 +26,13 @@ use super::apply::apply;
 use super::builder::{ago, now};
 use crate::model::{
     AttachmentId, Backend, BackendVolume, CinderAttachment, CinderVolumeView, ClaimName, ClaimRef,
-    ClaimView, Driver, HostView, LinstorNodeView, LinstorResourceView, MatchRoute, Namespace,
-    NodeName, NodeUid, NodeView, Observation, OwnerRef, PodName, PodUid, PodView, Progress, PvName,
-    PvView, Readiness, ReleasedVolume, ReplicaView, ServerId, ServerView, StorageView, Taint,
-    VaName, VaUid, VaView, VolumeId,
+    ClaimView, Driver, HostAction, HostActionKind, HostView, LinstorNodeView, LinstorResourceView,
+    MatchRoute, Namespace, NodeName, NodeUid, NodeView, Observation, OwnerRef, PodName, PodUid,
+    PodView, Progress, PvName, PvView, Readiness, ReleasedVolume, ReplicaView, ServerId,
+    ServerView, StorageView, Taint, VaName, VaUid, VaView, VolumeId,
 };
 use crate::plan::fence::{self, Verdict};
-use crate::plan::{Action, FenceMode, Plan, Policy, Step, Strategy, Threshold, plan};
+use crate::plan::{Action, DeadHost, FenceMode, Plan, Policy, Step, Strategy, Threshold, plan};
 use proptest::strategy::Strategy as _;
 
 const STATUSES: &[&str] = &[
@@ -71,6 +71,10 @@ const HOSTS: &[Option<HostView>] = &[
     Some(HostView {
         up: false,
         forced_down: false,
+    }),
+    Some(HostView {
+        up: false,
+        forced_down: true,
     }),
     Some(HostView {
         up: false,
@@ -185,12 +189,27 @@ fn decode_node(index: usize, g: &[u8; 16]) -> NodeView {
             connection_status: pick(&["ONLINE", "OFFLINE", "CONNECTED"], g[4]).to_owned(),
         }),
     };
-    let progress = match g[9] % 4 {
+    let progress = match g[9] % 6 {
         0 => None,
         1 => Some(Progress::default()),
         2 => Some(Progress {
             released: Vec::new(),
             out_of_service_taint: true,
+            host_action: None,
+        }),
+        kind @ (4 | 5) => Some(Progress {
+            host_action: Some(HostAction {
+                kind: if kind == 4 {
+                    HostActionKind::Evacuate
+                } else {
+                    HostActionKind::DeleteServer
+                },
+                server: id.clone(),
+                host: Some("compute-2".to_owned()),
+                at: ago(if bit(g[10], 2) { 60 } else { 900 }),
+                volumes: vec![VolumeId::new(format!("vol{}", g[10] % 8))],
+            }),
+            ..Progress::default()
         }),
         _ => Some(Progress {
             released: vec![ReleasedVolume {
@@ -200,6 +219,7 @@ fn decode_node(index: usize, g: &[u8; 16]) -> NodeView {
                     .then(|| AttachmentId::new(format!("a{}-{id}", (g[10] >> 4) % 8))),
             }],
             out_of_service_taint: false,
+            host_action: None,
         }),
     };
     let taints = match g[11] % 3 {
@@ -440,7 +460,12 @@ fn decode(genes: &Genes) -> (Observation, Policy) {
         },
         kick: !g[3].is_multiple_of(4),
         fence: pick(&[FenceMode::Observe, FenceMode::Stop], g[4]),
-        trust_forced_down: g[5].is_multiple_of(2),
+        trust_forced_down: !g[5].is_multiple_of(4),
+        dead_host: pick(
+            &[DeadHost::Report, DeadHost::DeleteServer, DeadHost::Evacuate],
+            g[5] >> 2,
+        ),
+        evacuate_wait: std::time::Duration::from_secs(600),
         managed_drivers: if g[7].is_multiple_of(5) {
             [Driver::CinderCsi].into_iter().collect()
         } else {
@@ -692,10 +717,18 @@ fn assert_safe(observation: &Observation, policy: &Policy, plan: &Plan) {
     for step in &plan.steps {
         let owner = step.node.as_ref().map(|name| {
             let node = observation.nodes.iter().find(|n| n.name == *name).unwrap();
-            if !matches!(
+            let recovery = matches!(
                 step.action,
                 Action::RemoveTaint { .. } | Action::ClearProgress { .. }
-            ) {
+            );
+            let evacuated_back = node.ready.is_ready()
+                && matches!(step.action, Action::KickPod { .. })
+                && node
+                    .progress
+                    .as_ref()
+                    .and_then(|p| p.host_action.as_ref())
+                    .is_some_and(|r| r.kind == HostActionKind::Evacuate);
+            if !recovery && !evacuated_back {
                 let node = failed_node(observation, policy, name);
                 if !matches!(step.action, Action::StopServer { .. })
                     && let Err(why) = proven_fenced(observation, policy, node)
@@ -724,9 +757,110 @@ fn assert_safe(observation: &Observation, policy: &Policy, plan: &Plan) {
                     "a stop before the host could show down: {node:?}"
                 );
             }
+            Action::DeleteServer {
+                node,
+                server,
+                volumes,
+                ..
+            }
+            | Action::EvacuateServer {
+                node,
+                server,
+                volumes,
+                ..
+            } => {
+                let owner = owner.unwrap();
+                assert_eq!(Some(node), step.node.as_ref());
+                let StorageView::OpenStack(view) = &owner.storage else {
+                    panic!("{step} without a server");
+                };
+                assert_eq!(view.id, *server);
+                // Only a node naming the server, on a host forced down, with the operator's
+                // consent for this very action, and never twice.
+                assert_eq!(owner.provider_server_id().as_ref(), Some(server));
+                assert!(policy.trust_forced_down);
+                assert!(view.host_state.is_some_and(|h| h.forced_down));
+                let wanted = match step.action {
+                    Action::DeleteServer { .. } => DeadHost::DeleteServer,
+                    _ => DeadHost::Evacuate,
+                };
+                assert_eq!(policy.dead_host, wanted);
+                assert!(
+                    owner
+                        .progress
+                        .as_ref()
+                        .is_none_or(|p| p.host_action.is_none()),
+                    "{step} with a request on record"
+                );
+                // Nothing held back that the server holds: it would go (or stay) with it.
+                for held in plan.held.iter().filter(|h| h.node == *node) {
+                    let pv = observation
+                        .persistent_volumes
+                        .iter()
+                        .find(|pv| pv.name == held.pv)
+                        .unwrap();
+                    assert!(
+                        !matches!(&pv.backend, Some(BackendVolume::Cinder(v))
+                            if v.attachments.iter().any(|a| a.server == *server)),
+                        "{step} while {} on the server is held",
+                        held.volume
+                    );
+                }
+                assert!(!volumes.is_empty());
+                for volume in volumes {
+                    let pv = observation
+                        .persistent_volumes
+                        .iter()
+                        .find(|pv| pv.volume_id == *volume)
+                        .unwrap();
+                    let pv = assert_touchable_pv(observation, policy, Some(owner), &pv.name);
+                    let Some(BackendVolume::Cinder(cinder)) = &pv.backend else {
+                        unreachable!()
+                    };
+                    assert!(cinder.attachments.iter().any(|a| a.server == *server));
+                }
+                if wanted == DeadHost::Evacuate {
+                    assert!(
+                        plan.steps
+                            .iter()
+                            .filter(|s| s.node.as_ref() == Some(node))
+                            .count()
+                            == 1,
+                        "an evacuated node gets nothing else: its volumes stay with the server"
+                    );
+                }
+            }
+            Action::DeleteNode { node, uid } => {
+                let owner = owner.unwrap();
+                assert_eq!(uid, &owner.uid);
+                let deletes_now = plan.steps.iter().any(
+                    |s| matches!(&s.action, Action::DeleteServer { node: n, .. } if n == node),
+                );
+                let deleted_before = matches!(&owner.storage, StorageView::ServerGone { id }
+                    if owner.progress.as_ref().and_then(|p| p.host_action.as_ref()).is_some_and(
+                        |r| r.kind == HostActionKind::DeleteServer && r.server == *id));
+                assert!(
+                    deletes_now || deleted_before,
+                    "{step}: the remediator did not delete its server"
+                );
+                let at = plan.steps.iter().position(|s| s == step).unwrap();
+                assert!(
+                    plan.steps[at + 1..]
+                        .iter()
+                        .all(|s| s.node.as_ref() != Some(node)),
+                    "nothing of the node after its Node is deleted"
+                );
+            }
             Action::ReleaseVolume {
                 server, volume, pv, ..
             } => {
+                // Never a detach Nova refuses: its host must count as up, or be unknown.
+                if let Some(StorageView::OpenStack(view)) = owner.map(|n| &n.storage) {
+                    assert!(
+                        view.host_state.is_none_or(|h| h.up && !h.forced_down),
+                        "{step}: a detach from a server whose compute host is down"
+                    );
+                }
                 let pv = assert_touchable_pv(observation, policy, owner, pv);
                 assert_eq!(pv.volume_id, *volume);
                 let Some(BackendVolume::Cinder(cinder)) = &pv.backend else {
@@ -802,9 +936,16 @@ fn assert_safe(observation: &Observation, policy: &Policy, plan: &Plan) {
                 assert_eq!(policy.strategy, Strategy::OutOfServiceTaint);
                 assert_eq!(Some(node), step.node.as_ref());
             }
-            Action::KickPod { uid, node, .. } => {
+            Action::KickPod {
+                uid, node, volume, ..
+            } => {
                 assert!(policy.kick);
                 let pod = observation.pods.iter().find(|p| p.uid == *uid).unwrap();
+                if let Some(owner) = owner.filter(|o| o.ready.is_ready()) {
+                    // Back after an evacuate: only for a volume its server kept.
+                    let record = owner.progress.as_ref().and_then(|p| p.host_action.as_ref());
+                    assert!(record.is_some_and(|r| r.volumes.contains(volume)), "{step}");
+                }
                 assert_eq!(pod.node.as_ref(), Some(node));
                 assert!(
                     observation
@@ -944,7 +1085,7 @@ fn generated_plans_cover_every_action() {
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
     let mut seen = std::collections::BTreeSet::new();
-    for _ in 0..10_000 {
+    for _ in 0..30_000 {
         let genes = genes().new_tree(&mut runner).unwrap().current();
         let (observation, policy) = decode(&genes);
         for step in plan(&observation, &policy).steps {
@@ -955,7 +1096,10 @@ fn generated_plans_cover_every_action() {
         seen.into_iter().collect::<Vec<_>>(),
         [
             "clear_progress",
+            "delete_node",
+            "delete_server",
             "delete_volume_attachment",
+            "evacuate_server",
             "force_delete_pod",
             "kick_pod",
             "release_volume",

@@ -370,6 +370,7 @@ fn s7_a_verified_release_is_never_planned_again() {
                     attachment_id: Some(AttachmentId::new(format!("att-{SERVER4}"))),
                 }],
                 out_of_service_taint: false,
+                host_action: None,
             });
         })
         .build();
@@ -409,6 +410,7 @@ fn s7_a_record_of_an_earlier_attachment_suppresses_nothing() {
                         attachment_id: earlier.clone(),
                     }],
                     out_of_service_taint: false,
+                    host_action: None,
                 });
             })
             .build();
@@ -567,6 +569,7 @@ fn observation_and_progress_record_round_trip_as_json() {
                     attachment_id: Some(AttachmentId::new(format!("att-{SERVER4}"))),
                 }],
                 out_of_service_taint: true,
+                host_action: None,
             });
         })
         .build();

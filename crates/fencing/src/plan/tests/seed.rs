@@ -285,6 +285,7 @@ fn ours() -> Progress {
     Progress {
         released: Vec::new(),
         out_of_service_taint: true,
+        host_action: None,
     }
 }
 

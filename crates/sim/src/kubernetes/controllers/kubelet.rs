@@ -1,5 +1,6 @@
 //! The kubelets of the Ready nodes (a node that is not Ready has a dead or cut-off kubelet,
-//! which changes nothing).
+//! which changes nothing), and the kubelet of a server Nova brought up again (`os-start`, an
+//! evacuate): `kubernetes.behaviour.boot_seconds` later it reports its node Ready.
 //!
 //! For each pod bound to its node the kubelet reports the pod's volumes in use
 //! (`status.volumesInUse`, which the attach/detach controller reads before it detaches) and
@@ -24,6 +25,30 @@ use crate::world::State;
 #[derive(Debug, Default)]
 pub(super) struct Kubelet {
     volumes_ready_ms: BTreeMap<String, u64>,
+}
+
+/// Nodes whose server Nova brought up `boot_ms` ago turn Ready (the node named by the
+/// server's providerID); returns when the next one is due.
+pub(super) fn register(state: &mut State, now_ms: u64) -> u64 {
+    let (booted, due) = state.cloud.take_booted(state.controllers.boot_ms, now_ms);
+    for server in booted {
+        let suffix = format!("/{server}");
+        let nodes: Vec<String> = state
+            .kube
+            .objects_of("nodes", None)
+            .filter(|(_, n)| {
+                !ready(n)
+                    && str_at(n, &["spec", "providerID"]).is_some_and(|p| p.ends_with(&suffix))
+            })
+            .map(|(_, n)| name(n).to_owned())
+            .collect();
+        for node in nodes {
+            state
+                .kube
+                .set_node_ready(&node, crate::scenario::Readiness::True);
+        }
+    }
+    due
 }
 
 /// One sync of every live kubelet; returns when a pod is next due to start.

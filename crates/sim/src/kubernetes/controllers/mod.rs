@@ -36,6 +36,8 @@ pub struct Controllers {
     runs: BTreeMap<&'static str, bool>,
     /// `kubernetes.behaviour.start_seconds`, in milliseconds.
     start_ms: u64,
+    /// `kubernetes.behaviour.boot_seconds`, in milliseconds.
+    boot_ms: u64,
     workloads: workload::Workloads,
     adc: attachdetach::Adc,
     kubelet: kubelet::Kubelet,
@@ -58,12 +60,13 @@ impl Controllers {
             .iter()
             .map(|&name| (name, k8s.runs(name)))
             .collect();
-        let seconds = k8s.behaviour.start_seconds.max(0.0) * 1000.0;
+        // Rounded milliseconds of a small, non-negative number of seconds.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let ms = |seconds: f64| (seconds.max(0.0) * 1000.0).round() as u64;
         Self {
             runs,
-            // Rounded milliseconds of a small, non-negative number of seconds.
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            start_ms: seconds.round() as u64,
+            start_ms: ms(k8s.behaviour.start_seconds),
+            boot_ms: ms(k8s.behaviour.boot_seconds),
             workloads: workload::Workloads::new(scenario),
             adc: attachdetach::Adc::default(),
             kubelet: kubelet::Kubelet::default(),
@@ -86,7 +89,12 @@ pub fn reconcile(state: &mut State, now_ms: u64) {
     if c.last_ms.is_some_and(|last| now_ms < last + LOOP_MS) {
         return;
     }
-    if c.last_ms.is_some() && state.kube.revision() == c.revision && now_ms < c.due_ms {
+    // A server Nova just brought up is no change of the store: its kubelet's timer starts now.
+    if c.last_ms.is_some()
+        && state.kube.revision() == c.revision
+        && now_ms < c.due_ms
+        && !state.cloud.booting()
+    {
         return;
     }
     let started = std::time::Instant::now();
@@ -130,6 +138,7 @@ pub fn reconcile(state: &mut State, now_ms: u64) {
         due = due.min(attachdetach::reconcile(state, now, now_ms));
     }
     if runs(state, "kubelet") {
+        due = due.min(kubelet::register(state, now_ms));
         due = due.min(kubelet::sync(state, now, now_ms));
     }
     let c = &mut state.controllers;
