@@ -153,6 +153,8 @@ pub async fn complete<B: Backend>(
         volume_attachments,
         gone_servers,
         region: backend.region().map(str::to_owned),
+        deployments: Vec::new(),
+        deployments_unread: None,
     }
 }
 
