@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{
     Event as CoreEvent, Node, PersistentVolume, PersistentVolumeClaim, Pod,
@@ -19,7 +20,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use crate::bounded::bounded;
 
 use fencing::model::{
-    ClaimName, ClaimRef, ClaimView, Driver, NodeName, NodeUid, NodeView, OwnerRef,
+    ClaimName, ClaimRef, ClaimView, DeploymentView, Driver, NodeName, NodeUid, NodeView, OwnerRef,
     PROGRESS_ANNOTATION, PodView, Progress, PvName, PvView, Readiness, StorageView, Taint, VaName,
     VaUid, VaView, VolumeId,
 };
@@ -36,6 +37,7 @@ pub const PERMISSIONS: &[(&str, &str, &[&str])] = &[
     ("", "persistentvolumeclaims", &["get", "list"]),
     ("", "persistentvolumes", &["get", "list"]),
     ("", "pods", &["delete", "list"]),
+    ("apps", "deployments", &["list"]),
     (
         "coordination.k8s.io",
         "leases",
@@ -116,6 +118,22 @@ pub struct ClusterState {
     pub pods: Vec<PodView>,
     /// Every VolumeAttachment.
     pub volume_attachments: Vec<VaView>,
+    /// Every Deployment, when read ([`Breadth::Advice`]).
+    pub deployments: Vec<DeploymentView>,
+    /// Why the Deployments could not be read, when the API server refused the list.
+    pub deployments_unread: Option<String>,
+}
+
+/// How much of the cluster [`Cluster::observe`] reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Breadth {
+    /// What the planner needs: the pods of nodes not Ready and the Pending pods; no Deployment.
+    #[default]
+    Planning,
+    /// Also every pod and every Deployment, for `diagnose`'s advice
+    /// ([`fencing::advice::advise`]). A 403 or 404 on the Deployments is no failure: they are
+    /// left unread, with why.
+    Advice,
 }
 
 /// What the controller's watches hold, as views: every node and every VolumeAttachment.
@@ -267,12 +285,13 @@ impl Cluster {
     }
 
     /// Reads nodes, pods (those of nodes not Ready and the pending ones, or every pod when more
-    /// than [`PER_NODE_POD_LISTS`] nodes are not Ready), PVs, PVCs, VolumeAttachments and the
-    /// attach-failure Events, every list page by page.
+    /// than [`PER_NODE_POD_LISTS`] nodes are not Ready or for [`Breadth::Advice`]), PVs, PVCs,
+    /// VolumeAttachments, the attach-failure Events and, for [`Breadth::Advice`], Deployments,
+    /// every list page by page.
     ///
     /// # Errors
-    /// When a list fails.
-    pub async fn observe(&self) -> Result<ClusterState, Error> {
+    /// When a list fails (but for the Deployments' 403 or 404).
+    pub async fn observe(&self, breadth: Breadth) -> Result<ClusterState, Error> {
         let all = ListParams::default();
         let nodes = self
             .list("nodes", &all, "list nodes", |node| Some(node_view(node)))
@@ -284,7 +303,7 @@ impl Cluster {
             .filter(|node: &&NodeView| !node.ready.is_ready())
             .map(|node| node.name.clone())
             .collect();
-        let pods = if not_ready.len() <= PER_NODE_POD_LISTS {
+        let pods = if not_ready.len() <= PER_NODE_POD_LISTS && breadth == Breadth::Planning {
             self.pods_of(&not_ready).await?
         } else {
             self.list("pods", &all, "list pods", |pod| Some(pod_view(pod)))
@@ -311,15 +330,40 @@ impl Cluster {
                 Some(va_view(va))
             })
             .await?;
+        let (deployments, deployments_unread) = match breadth {
+            Breadth::Planning => (Vec::new(), None),
+            Breadth::Advice => self.deployments().await?,
+        };
         let mut state = ClusterState {
             nodes,
             persistent_volumes,
             claims,
             pods,
             volume_attachments,
+            deployments,
+            deployments_unread,
         };
         self.read_attach_failures(&mut state.pods).await?;
         Ok(state)
+    }
+
+    /// Every Deployment; none, with why, when the API server refuses the list (403: no RBAC
+    /// for it; 404: no `apps/v1` served).
+    async fn deployments(&self) -> Result<(Vec<DeploymentView>, Option<String>), Error> {
+        let all = ListParams::default();
+        match self
+            .list("deployments", &all, "list deployments", |deployment| {
+                Some(deployment_view(deployment))
+            })
+            .await
+        {
+            Ok(deployments) => Ok((deployments, None)),
+            Err(err) if matches!(err.code, Some(403 | 404)) => {
+                tracing::warn!(error = %err, "Could not list Deployments; not checking them");
+                Ok((Vec::new(), Some(err.detail)))
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// What [`Cluster::observe`] reads, for the `due` nodes only and the cheap way, as the
@@ -421,6 +465,8 @@ impl Cluster {
             claims,
             pods,
             volume_attachments,
+            deployments: Vec::new(),
+            deployments_unread: None,
         };
         if state.pods.iter().any(|pod| pod.phase == "Pending") {
             self.read_attach_failures(&mut state.pods).await?;
@@ -1006,6 +1052,36 @@ fn pod_view(pod: &Pod) -> PodView {
     }
 }
 
+/// A Deployment as the advice sees it: its replicas, its update strategy (as the API server
+/// defaults an absent one: RollingUpdate) and the claims its pod template names.
+fn deployment_view(deployment: &Deployment) -> DeploymentView {
+    let spec = deployment.spec.as_ref();
+    DeploymentView {
+        namespace: deployment
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_default()
+            .into(),
+        name: name_of(&deployment.metadata),
+        replicas: spec
+            .and_then(|spec| spec.replicas)
+            .map_or(1, |replicas| u32::try_from(replicas).unwrap_or(0)),
+        rolling_update: spec
+            .and_then(|spec| spec.strategy.as_ref())
+            .and_then(|strategy| strategy.type_.as_deref())
+            .is_none_or(|kind| kind == "RollingUpdate"),
+        claims: spec
+            .and_then(|spec| spec.template.spec.as_ref())
+            .and_then(|pod| pod.volumes.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|volume| volume.persistent_volume_claim.as_ref())
+            .map(|claim| ClaimName::new(claim.claim_name.clone()))
+            .collect(),
+    }
+}
+
 /// A VolumeAttachment as the planner sees it.
 pub fn va_view(va: &VolumeAttachment) -> VaView {
     VaView {
@@ -1068,7 +1144,42 @@ fn volumes_named_in(message: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::volumes_named_in;
+    use super::{deployment_view, volumes_named_in};
+
+    #[test]
+    fn a_deployment_without_strategy_or_replicas_is_read_as_the_api_server_defaults_it() {
+        let deployment = |spec: serde_json::Value| {
+            deployment_view(
+                &serde_json::from_value(serde_json::json!({
+                    "apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": "web", "namespace": "shop"},
+                    "spec": spec,
+                }))
+                .unwrap(),
+            )
+        };
+        let template = serde_json::json!({"spec": {"containers": [{"name": "app"}], "volumes": [
+            {"name": "a", "persistentVolumeClaim": {"claimName": "data"}},
+            {"name": "b", "emptyDir": {}},
+        ]}});
+        let bare = deployment(serde_json::json!({"selector": {}, "template": template}));
+        assert_eq!(
+            (
+                bare.namespace.as_str(),
+                bare.name.as_str(),
+                bare.replicas,
+                bare.rolling_update
+            ),
+            ("shop", "web", 1, true)
+        );
+        assert_eq!(bare.claims, [fencing::model::ClaimName::new("data")]);
+        let recreate = deployment(serde_json::json!({"selector": {}, "template": template,
+            "replicas": 3, "strategy": {"type": "Recreate"}}));
+        assert_eq!((recreate.replicas, recreate.rolling_update), (3, false));
+        let rolling = deployment(serde_json::json!({"selector": {}, "template": template,
+            "replicas": 0, "strategy": {"type": "RollingUpdate"}}));
+        assert_eq!((rolling.replicas, rolling.rolling_update), (0, true));
+    }
 
     #[test]
     fn attach_failure_messages_name_their_volumes() {

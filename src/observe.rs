@@ -11,7 +11,7 @@ use jiff::Timestamp;
 
 use crate::backend::Backend;
 use crate::bounded::bounded;
-use crate::cluster::{Cluster, ClusterState};
+use crate::cluster::{Breadth, Cluster, ClusterState};
 use fencing::model::{NodeName, Observation, PvName, ServerId, StorageView, VolumeId};
 use fencing::plan::Policy;
 
@@ -28,7 +28,8 @@ pub struct Scope {
     pub quiet_in_storm: bool,
 }
 
-/// Reads the cluster, then the backend where needed, into an observation taken at `now`.
+/// Reads the cluster (as far as `breadth` says), then the backend where needed, into an
+/// observation taken at `now`.
 ///
 /// # Errors
 /// When the cluster cannot be read; backend failures are part of the observation instead (a
@@ -39,9 +40,10 @@ pub async fn observe<B: Backend>(
     backend: &B,
     policy: &Policy,
     scope: &Scope,
+    breadth: Breadth,
     now: Timestamp,
 ) -> Result<Observation, crate::cluster::Error> {
-    let state = cluster.observe().await?;
+    let state = cluster.observe(breadth).await?;
     Ok(complete(state, backend, policy, scope, now).await)
 }
 
@@ -59,6 +61,8 @@ pub async fn complete<B: Backend>(
         claims,
         pods,
         volume_attachments,
+        deployments,
+        deployments_unread,
     } = state;
 
     let grace = jiff::SignedDuration::try_from(policy.grace).unwrap_or(jiff::SignedDuration::MAX);
@@ -153,6 +157,8 @@ pub async fn complete<B: Backend>(
         volume_attachments,
         gone_servers,
         region: backend.region().map(str::to_owned),
+        deployments,
+        deployments_unread,
     }
 }
 

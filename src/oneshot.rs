@@ -9,7 +9,7 @@ use std::time::Instant;
 use jiff::Timestamp;
 
 use crate::backend::Backend;
-use crate::cluster::{Cluster, Target};
+use crate::cluster::{Breadth, Cluster, Target};
 use crate::config::UsageError;
 use crate::execute::{self, Executor, Outcome, Progressing};
 use crate::observe::{self, Scope};
@@ -38,7 +38,8 @@ pub enum Error {
     Cluster(#[from] crate::cluster::Error),
 }
 
-/// Reads the cluster and the backend, and plans, for the nodes in scope.
+/// Reads the cluster (as far as `breadth` says) and the backend, and plans, for the nodes in
+/// scope.
 ///
 /// # Errors
 /// When a node named in `nodes` does not exist (usage), or the cluster cannot be read.
@@ -48,13 +49,15 @@ pub async fn observe_and_plan<B: Backend>(
     policy: &Policy,
     nodes: &BTreeSet<NodeName>,
     orphans: bool,
+    breadth: Breadth,
 ) -> Result<(Observation, Plan), Error> {
     let scope = Scope {
         nodes: nodes.clone(),
         orphans,
         quiet_in_storm: false,
     };
-    let observation = observe::observe(cluster, backend, policy, &scope, Timestamp::now()).await?;
+    let observation =
+        observe::observe(cluster, backend, policy, &scope, breadth, Timestamp::now()).await?;
     for name in nodes {
         if !observation.nodes.iter().any(|node| &node.name == name) {
             return Err(UsageError(format!(
@@ -72,8 +75,9 @@ pub async fn observe_and_plan<B: Backend>(
     Ok((observation, plan))
 }
 
-/// `diagnose`: prints what is stuck and why, and what `remediate` would do. Makes no mutating
-/// call.
+/// `diagnose`: prints what is stuck and why, what `remediate` would do, and what to change
+/// before the next failure (it alone reads every pod and the Deployments for that). Makes no
+/// mutating call.
 ///
 /// # Errors
 /// As [`observe_and_plan`].
@@ -84,7 +88,8 @@ pub async fn diagnose<B: Backend>(
     nodes: &BTreeSet<NodeName>,
     output: Output,
 ) -> Result<(), Error> {
-    let (observation, plan) = observe_and_plan(cluster, backend, policy, nodes, true).await?;
+    let (observation, plan) =
+        observe_and_plan(cluster, backend, policy, nodes, true, Breadth::Advice).await?;
     let diagnosis = report::diagnose(&observation, &plan, policy);
     match output {
         Output::Text => print!("{diagnosis}"),
@@ -180,8 +185,15 @@ pub async fn remediate<B: Backend>(
     output: Output,
     options: execute::Options,
 ) -> Result<bool, Error> {
-    let (observation, plan) =
-        observe_and_plan(cluster, backend, policy, nodes, mode.orphans).await?;
+    let (observation, plan) = observe_and_plan(
+        cluster,
+        backend,
+        policy,
+        nodes,
+        mode.orphans,
+        Breadth::Planning,
+    )
+    .await?;
     if output == Output::Text {
         print!("{plan}");
     }

@@ -7,6 +7,7 @@ use std::fmt::{self, Write as _};
 use serde::Serialize;
 
 use crate::execute::{Outcome, Report};
+use fencing::advice::{self, Advice};
 use fencing::model::{NodeView, Observation, Readiness, StorageView};
 use fencing::plan::{self, FenceMode, Plan, Policy, Skip, Verdict};
 
@@ -23,6 +24,8 @@ pub struct Diagnosis {
     pub orphans: Vec<plan::Orphan>,
     /// Things to know.
     pub warnings: Vec<String>,
+    /// What to change before the next failure or update, though nothing is stuck now.
+    pub advice: Vec<Advice>,
     /// The whole plan, in order.
     pub plan: Plan,
 }
@@ -91,6 +94,7 @@ pub fn diagnose(observation: &Observation, plan: &Plan, policy: &Policy) -> Diag
         storm: plan.storm,
         orphans: plan.orphans.clone(),
         warnings: plan.warnings.iter().map(ToString::to_string).collect(),
+        advice: advice::advise(observation, policy),
         plan: plan.clone(),
     }
 }
@@ -490,6 +494,15 @@ impl fmt::Display for Diagnosis {
         }
         for warning in &self.warnings {
             writeln!(f, "WARNING {warning}")?;
+        }
+        if !self.advice.is_empty() {
+            if self.nodes.is_empty() || !self.orphans.is_empty() || !self.warnings.is_empty() {
+                writeln!(f)?;
+            }
+            writeln!(f, "before the next failure:")?;
+            for advice in &self.advice {
+                writeln!(f, "  {advice}")?;
+            }
         }
         Ok(())
     }

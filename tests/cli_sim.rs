@@ -172,3 +172,173 @@ fn sim_refuses_a_missing_scenario_file_with_exit_2() {
         "error: cannot read scenario no-such-scenario.yaml: No such file or directory (os error 2)"
     );
 }
+
+/// A `sim` serving `scenario` in its own state directory, killed when dropped.
+struct Served {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    fn start(scenario: &Path) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let child = binary()
+            .arg("sim")
+            .arg("--scenario")
+            .arg(scenario)
+            .arg("--state-dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let served = Self { child, dir };
+        assert!(
+            wait_for(&served.dir.path().join("ready"), Duration::from_secs(20)),
+            "sim never wrote its ready file"
+        );
+        served
+    }
+
+    /// Runs `diagnose` with `args` against this sim; its exit code and stdout.
+    fn diagnose(&self, args: &[&str]) -> (Option<i32>, String) {
+        self.run(&[&["diagnose"], args].concat())
+    }
+
+    /// Runs the binary with `args` against this sim; its exit code and stdout.
+    fn run(&self, args: &[&str]) -> (Option<i32>, String) {
+        let output = binary()
+            .args(args)
+            .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
+            .env("OS_CLIENT_CONFIG_FILE", self.dir.path().join("clouds.yaml"))
+            .env("OS_CLOUD", "sim")
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8(output.stdout).unwrap(),
+        )
+    }
+
+    /// How many lists of Deployments the sim served.
+    fn deployment_lists(&self) -> usize {
+        let endpoints: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(self.dir.path().join("endpoints.json")).unwrap(),
+        )
+        .unwrap();
+        let log = get_json(endpoints["requests"].as_str().unwrap());
+        log.as_array()
+            .unwrap()
+            .iter()
+            .filter(|request| request["path"] == "/apis/apps/v1/deployments")
+            .count()
+    }
+}
+
+fn catalogue(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name)
+}
+
+/// The advice lines of `diagnose`'s text: those under its `before the next failure:` heading.
+fn advice_lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .skip_while(|line| *line != "before the next failure:")
+        .skip(1)
+        .take_while(|line| line.starts_with("  "))
+        .map(str::trim)
+        .collect()
+}
+
+#[test]
+fn diagnose_warns_of_a_rolling_update_on_rwo_and_of_a_bare_pod_before_any_failure() {
+    let sim = Served::start(&catalogue("deployment-rolling-update.yaml"));
+    let (code, text) = sim.diagnose(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    let advice = advice_lines(&text);
+    assert_eq!(advice.len(), 2, "{text}");
+    assert!(
+        advice[0].starts_with("Deployment default/web (1 replica(s)) updates by RollingUpdate")
+            && advice[0].ends_with(
+                "kubectl patch deployment -n default web -p \
+                 '{\"spec\":{\"strategy\":{\"type\":\"Recreate\",\"rollingUpdate\":null}}}'"
+            ),
+        "{text}"
+    );
+    assert!(
+        advice[1].starts_with("pod default/backup uses managed volume(s) through claim(s) backup-data and no controller owns it"),
+        "{text}"
+    );
+    // Neither the Recreate Deployment nor the pods a ReplicaSet owns.
+    for quiet in ["default/db", "web-6d4cf56db6", "db-7b9f8c6d5"] {
+        assert!(!advice.iter().any(|line| line.contains(quiet)), "{text}");
+    }
+
+    let (code, json) = sim.diagnose(&["--output", "json"]);
+    assert_eq!(code, Some(0), "{json}");
+    let diagnosis: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let kinds: Vec<(&str, &str)> = diagnosis["advice"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|advice| {
+            let name = advice["deployment"]
+                .as_str()
+                .or(advice["pod"].as_str())
+                .unwrap_or_default();
+            (advice["kind"].as_str().unwrap_or_default(), name)
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("rolling_update_on_exclusive_volume", "web"),
+            ("uncontrolled_pod", "backup")
+        ]
+    );
+
+    // Only `diagnose` pays for the Deployments: `remediate` never lists them.
+    let listed = sim.deployment_lists();
+    assert_eq!(listed, 2, "one list per diagnose");
+    let (code, plan) = sim.run(&["remediate", "--all", "--dry-run"]);
+    assert_eq!(code, Some(0), "{plan}");
+    assert_eq!(
+        sim.deployment_lists(),
+        listed,
+        "remediate listed Deployments"
+    );
+}
+
+#[test]
+fn diagnose_says_it_could_not_check_deployments_it_may_not_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(catalogue("deployment-rolling-update.yaml")).unwrap();
+    let forbidden = text.replacen(
+        "\n    detach_seconds: 1\n",
+        "\n    detach_seconds: 1\n    faults: [{service: kubernetes, path: /apis/apps/v1/deployments, status: 403}]\n",
+        1,
+    );
+    assert_ne!(forbidden, text, "the scenario has no detach_seconds: 1");
+    let scenario = dir.path().join("forbidden.yaml");
+    std::fs::write(&scenario, forbidden).unwrap();
+    let sim = Served::start(&scenario);
+    let (code, text) = sim.diagnose(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    let advice = advice_lines(&text);
+    assert_eq!(advice.len(), 2, "{text}");
+    assert!(advice[0].starts_with("pod default/backup "), "{text}");
+    assert!(
+        advice[1].starts_with("Deployments not checked")
+            && advice[1].contains("403 Forbidden")
+            && advice[1].contains("grant `list` on `deployments` in API group `apps`"),
+        "{text}"
+    );
+}

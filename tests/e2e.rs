@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cinder_remediator::backend::openstack::OpenStack;
-use cinder_remediator::cluster::Cluster;
+use cinder_remediator::cluster::{Breadth, Cluster};
 use cinder_remediator::execute;
 use cinder_remediator::oneshot::{self, Mode, Output};
 use cinder_remediator::openstack::config::load;
@@ -106,7 +106,7 @@ async fn remediate_in(
     .unwrap()
 }
 
-/// Observes and plans once, as `diagnose` and `remediate` do.
+/// Observes and plans once, as `remediate` does (and `diagnose`, but for its advice).
 async fn plan_now(
     setup: &Setup,
     policy: &Policy,
@@ -118,6 +118,7 @@ async fn plan_now(
         policy,
         &BTreeSet::new(),
         orphans,
+        Breadth::Planning,
     )
     .await
     .unwrap()
@@ -882,6 +883,17 @@ async fn every_kubernetes_request_is_covered_by_the_declared_permissions() {
             attacher_grace: Duration::from_millis(100),
             ..fast()
         };
+        // `diagnose` reads wider than `remediate`: every pod, and the Deployments.
+        oneshot::observe_and_plan(
+            &setup.cluster,
+            &setup.backend,
+            &policy,
+            &BTreeSet::new(),
+            true,
+            Breadth::Advice,
+        )
+        .await
+        .unwrap();
         assert!(remediate(&setup, &policy, options).await);
         setup
             .running

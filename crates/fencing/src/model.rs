@@ -134,6 +134,13 @@ pub struct Observation {
     /// providerID naming another region is no match, whatever Nova says about its server.
     #[serde(default)]
     pub region: Option<String>,
+    /// Every Deployment, when they were read (`diagnose` reads them; `remediate` and `run` do
+    /// not, and leave this empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployments: Vec<DeploymentView>,
+    /// Why the Deployments could not be read (the API server refused the list), when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployments_unread: Option<String>,
 }
 
 /// The status of a Node's `Ready` condition.
@@ -606,6 +613,21 @@ pub struct PodView {
     /// Volume ids or PV names named by `FailedAttachVolume` / Multi-Attach / `FailedMount`
     /// attach Events about this pod.
     pub attach_failures: Vec<String>,
+}
+
+/// A Deployment (`apps/v1`), as far as its pods' volumes and updates go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentView {
+    /// Namespace.
+    pub namespace: Namespace,
+    /// Name.
+    pub name: String,
+    /// `spec.replicas` (1 when absent, as the API server defaults it).
+    pub replicas: u32,
+    /// `spec.strategy.type` is `RollingUpdate` (also when absent: the API server's default).
+    pub rolling_update: bool,
+    /// The claims its pod template's volumes name (in its namespace).
+    pub claims: Vec<ClaimName>,
 }
 
 /// An owner reference.

@@ -585,6 +585,10 @@ pub struct Kubernetes {
     /// Pods.
     #[serde(default)]
     pub pods: Vec<Pod>,
+    /// Deployments (`apps/v1`); their pods are the scenario's `pods` (owned by a ReplicaSet
+    /// named after the Deployment), the Deployment itself creates none.
+    #[serde(default)]
+    pub deployments: Vec<Deployment>,
     /// VolumeAttachments.
     #[serde(default)]
     pub volume_attachments: Vec<KubeVolumeAttachment>,
@@ -819,6 +823,43 @@ pub struct Pod {
     /// NoExecute, 300 s); one with the same key and effect replaces the default.
     #[serde(default)]
     pub tolerations: Vec<Toleration>,
+}
+
+/// A Deployment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    /// Name.
+    pub name: String,
+    /// Namespace.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// `spec.replicas`.
+    #[serde(default = "one")]
+    pub replicas: u32,
+    /// `spec.strategy.type`: `RollingUpdate` (the API server's default) or `Recreate`.
+    #[serde(default)]
+    pub strategy: Option<Ref>,
+    /// PVC names in the Deployment's namespace, the volumes of its pod template.
+    #[serde(default)]
+    pub claims: Vec<Ref>,
+}
+
+/// The update strategies of a Deployment, as the API spells them.
+pub const DEPLOYMENT_STRATEGIES: [&str; 2] = ["RollingUpdate", "Recreate"];
+
+impl Deployment {
+    /// `spec.strategy.type`; a scenario that parsed has a valid one.
+    #[must_use]
+    pub fn strategy(&self) -> &str {
+        self.strategy
+            .as_ref()
+            .map_or(DEPLOYMENT_STRATEGIES[0], |strategy| strategy.value.as_str())
+    }
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// A pod toleration.
@@ -1318,6 +1359,37 @@ impl Scenario {
                     return Err(Problem {
                         at: Some(claim.referenced),
                         key: format!("kubernetes.pods[{i}].claims[{j}]"),
+                        message: format!(
+                            "no persistent volume has claim {full}; add it as the claim of a \
+                             kubernetes.persistent_volumes entry"
+                        ),
+                    });
+                }
+            }
+        }
+        unique(
+            k8s.deployments
+                .iter()
+                .map(|d| format!("{}/{}", d.namespace, d.name)),
+            "deployment namespace/name",
+        )?;
+        for (i, deployment) in k8s.deployments.iter().enumerate() {
+            let key = format!("kubernetes.deployments[{i}]");
+            if let Some(strategy) = &deployment.strategy
+                && !DEPLOYMENT_STRATEGIES.contains(&strategy.value.as_str())
+            {
+                return Err(bad_ref(
+                    strategy,
+                    &format!("{key}.strategy"),
+                    "RollingUpdate or Recreate",
+                ));
+            }
+            for (j, claim) in deployment.claims.iter().enumerate() {
+                let full = format!("{}/{}", deployment.namespace, claim.value);
+                if !claims.contains(&full) {
+                    return Err(Problem {
+                        at: Some(claim.referenced),
+                        key: format!("{key}.claims[{j}]"),
                         message: format!(
                             "no persistent volume has claim {full}; add it as the claim of a \
                              kubernetes.persistent_volumes entry"

@@ -101,6 +101,15 @@ pub const RESOURCES: &[Resource] = &[
     ),
     row("", "events", "event", "Event", true, &["ev"], false),
     row(
+        "apps",
+        "deployments",
+        "deployment",
+        "Deployment",
+        true,
+        &["deploy"],
+        true,
+    ),
+    row(
         "storage.k8s.io",
         "volumeattachments",
         "volumeattachment",

@@ -207,6 +207,7 @@ impl Store {
         seeder.nodes();
         seeder.volumes();
         seeder.pods();
+        seeder.deployments();
         seeder.attachments();
         seeder.events();
         let mut store = seeder.store;
@@ -248,6 +249,7 @@ impl Seeder<'_> {
             .map(str::to_owned)
             .collect();
         names.extend(k8s.pods.iter().map(|p| p.namespace.clone()));
+        names.extend(k8s.deployments.iter().map(|d| d.namespace.clone()));
         names.extend(
             k8s.persistent_volumes
                 .iter()
@@ -655,6 +657,95 @@ impl Seeder<'_> {
             }
             let object = json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": status});
             self.add("pods", Some(&pod.namespace), object);
+        }
+    }
+
+    /// Deployments as the API server stores them (`spec.strategy` defaulted: RollingUpdate with
+    /// 25% surge and unavailability), their status counting the scenario's pods of a ReplicaSet
+    /// named `NAME-…`.
+    fn deployments(&mut self) {
+        let k8s = &self.scenario.kubernetes;
+        for deployment in &k8s.deployments {
+            let name = &deployment.name;
+            let namespace = deployment.namespace.as_str();
+            let mut meta = self.meta("Deployment", Some(namespace), name, self.start);
+            meta["generation"] = 1.into();
+            meta["labels"] = json!({"app": name});
+            meta["annotations"] = json!({"deployment.kubernetes.io/revision": "1"});
+            let strategy = match deployment.strategy() {
+                "Recreate" => json!({"type": "Recreate"}),
+                _ => json!({"type": "RollingUpdate",
+                            "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+            };
+            let mounts: Vec<Value> = deployment
+                .claims
+                .iter()
+                .map(|c| json!({"name": c.value, "mountPath": format!("/data/{}", c.value)}))
+                .collect();
+            let volumes: Vec<Value> = deployment
+                .claims
+                .iter()
+                .map(|c| json!({"name": c.value, "persistentVolumeClaim": {"claimName": c.value}}))
+                .collect();
+            let prefix = format!("{name}-");
+            let pods: Vec<&scenario::Pod> = k8s
+                .pods
+                .iter()
+                .filter(|pod| pod.namespace == namespace && !pod.terminating)
+                .filter(|pod| {
+                    pod.owner.as_ref().is_some_and(|owner| {
+                        owner.kind == "ReplicaSet" && owner.name.starts_with(&prefix)
+                    })
+                })
+                .collect();
+            let ready = pods
+                .iter()
+                .filter(|pod| pod.phase == "Running" && pod.waiting_reason.is_none())
+                .count();
+            let mut status = json!({"observedGeneration": 1});
+            for (key, count) in [
+                ("replicas", pods.len()),
+                ("updatedReplicas", pods.len()),
+                ("readyReplicas", ready),
+                ("availableReplicas", ready),
+                ("unavailableReplicas", pods.len().saturating_sub(ready)),
+            ] {
+                if count > 0 {
+                    status[key] = count.into();
+                }
+            }
+            let object = json!({
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": meta,
+                "spec": {
+                    "replicas": deployment.replicas,
+                    "selector": {"matchLabels": {"app": name}},
+                    "template": {
+                        "metadata": {"labels": {"app": name}},
+                        "spec": {
+                            "containers": [{
+                                "name": "app", "image": "registry.k8s.io/pause:3.10",
+                                "imagePullPolicy": "IfNotPresent", "resources": {},
+                                "volumeMounts": mounts,
+                                "terminationMessagePath": "/dev/termination-log",
+                                "terminationMessagePolicy": "File",
+                            }],
+                            "volumes": volumes,
+                            "restartPolicy": "Always",
+                            "terminationGracePeriodSeconds": 30,
+                            "dnsPolicy": "ClusterFirst",
+                            "schedulerName": "default-scheduler",
+                            "securityContext": {},
+                        },
+                    },
+                    "strategy": strategy,
+                    "revisionHistoryLimit": 10,
+                    "progressDeadlineSeconds": 600,
+                },
+                "status": status,
+            });
+            self.add("deployments", Some(namespace), object);
         }
     }
 

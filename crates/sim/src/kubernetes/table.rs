@@ -299,6 +299,34 @@ fn columns(resource: &Resource) -> Vec<Value> {
             ),
             s("Name", 1, NAME),
         ],
+        "deployments" => vec![
+            name,
+            s("Ready", 0, "Number of the pod with ready state"),
+            column(
+                "Up-to-date",
+                "integer",
+                0,
+                "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+            ),
+            column(
+                "Available",
+                "integer",
+                0,
+                "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+            ),
+            age,
+            s("Containers", 1, "Names of each container in the template."),
+            s(
+                "Images",
+                1,
+                "Images referenced by each container in the template.",
+            ),
+            s(
+                "Selector",
+                1,
+                "Label selector for pods. Existing pods that match this selector will be part of this deployment.",
+            ),
+        ],
         "namespaces" => vec![name, s("Status", 0, "The status of the namespace"), age],
         "leases" => vec![name, s("Holder", 0, "The holder of the lease."), age],
         "csinodes" => vec![
@@ -386,6 +414,7 @@ fn cells(resource: &Resource, object: &Value, now: Timestamp) -> Vec<Value> {
             created.into(),
         ],
         "events" => event_cells(&convert::to_storage(resource, object.clone()), now),
+        "deployments" => deployment_cells(object, name, created),
         "namespaces" => vec![
             name.into(),
             text(object, &["status", "phase"]).into(),
@@ -407,6 +436,50 @@ fn cells(resource: &Resource, object: &Value, now: Timestamp) -> Vec<Value> {
         ],
         _ => vec![name.into(), created.into()],
     }
+}
+
+fn deployment_cells(object: &Value, name: &str, created: String) -> Vec<Value> {
+    let count = |path: &str| object.pointer(path).and_then(Value::as_i64).unwrap_or(0);
+    let containers: Vec<&Value> = object
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .map(|list| list.iter().collect())
+        .unwrap_or_default();
+    let each = |key: &str| {
+        containers
+            .iter()
+            .map(|c| text(c, &[key]))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let selector: Vec<String> = object
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(key, value)| format!("{key}={}", value.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    vec![
+        name.into(),
+        format!(
+            "{}/{}",
+            count("/status/readyReplicas"),
+            object
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+        )
+        .into(),
+        count("/status/updatedReplicas").into(),
+        count("/status/availableReplicas").into(),
+        created.into(),
+        each("name").into(),
+        each("image").into(),
+        selector.join(",").into(),
+    ]
 }
 
 fn unset(value: &str) -> &str {

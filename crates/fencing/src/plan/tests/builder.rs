@@ -178,6 +178,8 @@ impl ObservationBuilder {
             volume_attachments: Vec::new(),
             gone_servers: Vec::new(),
             region: None,
+            deployments: Vec::new(),
+            deployments_unread: None,
         })
     }
 

@@ -449,6 +449,8 @@ fn decode(genes: &Genes) -> (Observation, Policy) {
             Vec::new()
         },
         region: bit(genes.policy[6], 1).then(|| "RegionOne".to_owned()),
+        deployments: Vec::new(),
+        deployments_unread: None,
     };
     let g = genes.policy;
     let policy = Policy {
