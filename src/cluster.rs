@@ -33,7 +33,7 @@ pub const FIELD_MANAGER: &str = "cinder-remediator";
 /// (`run` adds the Node and VolumeAttachment watches and its Lease, `controller::lease`.)
 pub const PERMISSIONS: &[(&str, &str, &[&str])] = &[
     ("", "events", &["list"]),
-    ("", "nodes", &["get", "list", "update", "watch"]),
+    ("", "nodes", &["delete", "get", "list", "update", "watch"]),
     ("", "persistentvolumeclaims", &["get", "list"]),
     ("", "persistentvolumes", &["get", "list"]),
     ("", "pods", &["delete", "list"]),

@@ -15,7 +15,7 @@ use crate::execute::{self, Executor, Outcome, Progressing};
 use crate::observe::{self, Scope};
 use crate::report;
 use fencing::model::{NodeName, Observation};
-use fencing::plan::{self, Plan, Policy, Skip};
+use fencing::plan::{self, Action, Plan, Policy, Skip};
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -242,13 +242,39 @@ pub async fn remediate<B: Backend>(
     let show = output == Output::Text;
     let interactive = std::io::stderr().is_terminal();
     let executor = Executor::new(cluster, backend, policy, options);
-    let report = executor
+    let mut report = executor
         .run(&plan, &observation, |event| {
             if show {
                 print_progress(&event, started, interactive);
             }
         })
         .await;
+    let back = await_evacuated(cluster, &report, policy, show).await;
+    let not_back = back.missing;
+    if !back.ready.is_empty() {
+        // Back: the replacements waiting on the volumes its server kept are kicked, and its
+        // record cleared, as `run` does when the Node watch shows it Ready.
+        let (observation, plan) = observe_and_plan(
+            cluster,
+            backend,
+            policy,
+            &back.ready,
+            false,
+            Breadth::Planning,
+        )
+        .await?;
+        if show {
+            print!("{plan}");
+        }
+        let recovery = executor
+            .run(&plan, &observation, |event| {
+                if show {
+                    print_progress(&event, started, interactive);
+                }
+            })
+            .await;
+        report.steps.extend(recovery.steps);
+    }
     match output {
         Output::Text => println!("{}", report::summary(&report)),
         Output::Json => print_json(&serde_json::json!({ "plan": plan, "report": report })),
@@ -258,8 +284,81 @@ pub async fn remediate<B: Backend>(
             "{unread} node(s) could not be read or need an operator, and were left alone (see above)."
         );
     }
-    Ok(report.succeeded() && unread == 0)
+    Ok(report.succeeded() && unread == 0 && not_back == 0)
 }
+
+/// The evacuated nodes of a run, once waited for.
+struct Returned {
+    /// Back Ready.
+    ready: BTreeSet<NodeName>,
+    /// Not back within the policy's `evacuate_wait`.
+    missing: usize,
+}
+
+/// Waits, up to the policy's `evacuate_wait`, for the nodes whose server this run evacuated to
+/// come back Ready.
+async fn await_evacuated(
+    cluster: &Cluster,
+    report: &execute::Report,
+    policy: &Policy,
+    show: bool,
+) -> Returned {
+    let mut waiting: BTreeSet<NodeName> = report
+        .steps
+        .iter()
+        .filter(|s| matches!(s.outcome, execute::Outcome::Done { .. }))
+        .filter_map(|s| match &s.step.action {
+            Action::EvacuateServer { node, .. } => Some(node.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut ready = BTreeSet::new();
+    if waiting.is_empty() {
+        return Returned { ready, missing: 0 };
+    }
+    if show {
+        println!(
+            "Waiting up to {} for the evacuated node(s) to come back Ready: {}",
+            humantime::format_duration(policy.evacuate_wait),
+            waiting
+                .iter()
+                .map(NodeName::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let deadline = Instant::now() + policy.evacuate_wait;
+    while !waiting.is_empty() && Instant::now() < deadline {
+        for name in waiting.clone() {
+            if let Ok(Some(node)) = cluster.node(name.as_str()).await
+                && node.ready.is_ready()
+            {
+                if show {
+                    println!("{name}: Ready again");
+                }
+                waiting.remove(&name);
+                ready.insert(name);
+            }
+        }
+        if !waiting.is_empty() {
+            tokio::time::sleep(EVACUATE_POLL).await;
+        }
+    }
+    for name in &waiting {
+        println!(
+            "{name}: not Ready again within {}: check its server (`openstack server show`, \
+             `openstack console log show`); the next run reports it",
+            humantime::format_duration(policy.evacuate_wait)
+        );
+    }
+    Returned {
+        ready,
+        missing: waiting.len(),
+    }
+}
+
+/// How often an evacuated node is read while `remediate` waits for it.
+const EVACUATE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn print_json(value: &serde_json::Value) {
     println!(

@@ -9,7 +9,8 @@ use serde::Serialize;
 use crate::execute::{Outcome, Report};
 use fencing::advice::{self, Advice};
 use fencing::model::{NodeView, Observation, Readiness, StorageView};
-use fencing::plan::{self, FenceMode, Plan, Policy, Skip, Verdict};
+use fencing::plan::fence::FailureKind;
+use fencing::plan::{self, DeadHost, FenceMode, Plan, Policy, Skip, Verdict};
 
 /// The diagnosis of one cluster.
 #[derive(Debug, Clone, Serialize)]
@@ -62,6 +63,24 @@ pub struct NodeDiagnosis {
     pub held: Vec<String>,
     /// The node's steps: what, and the command to do it by hand.
     pub steps: Vec<StepLine>,
+    /// What kind of failure its server shows, what the remediator does about it with this
+    /// policy, what would let it do more, and how long recovery takes.
+    pub failure: Option<FailureReport>,
+}
+
+/// One failure kind, explained for the operator.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureReport {
+    /// `vm_down`, `vm_hung`, `hypervisor_dead`, `host_hidden`.
+    pub kind: FailureKind,
+    /// The kind, in words.
+    pub name: &'static str,
+    /// What the remediator does about it, with the policy it runs with.
+    pub remediator: String,
+    /// What would let it do more (flags, rights), when anything would.
+    pub needs: Option<String>,
+    /// How long until the volumes are free and a replacement runs.
+    pub expect: String,
 }
 
 /// A step and the command an operator would type instead.
@@ -184,6 +203,7 @@ fn node_diagnosis(
                 None => format!("{}:{}", t.key, t.effect),
             })
             .collect(),
+        failure: failure(&node.storage, policy),
         storage: node.storage.clone(),
         verdict,
         why,
@@ -196,6 +216,131 @@ fn node_diagnosis(
             .collect(),
         steps,
     }
+}
+
+/// The failure kind of a node's server, and what follows from it with `policy`.
+fn failure(storage: &StorageView, policy: &Policy) -> Option<FailureReport> {
+    let grace = humantime::format_duration(policy.grace);
+    let freed = format!(
+        "about grace ({grace}) + detach and attach (seconds) + the pod's start; Kubernetes alone \
+         takes 6 minutes (the attach/detach controller's force detach) or never"
+    );
+    let (kind, remediator, needs, expect) = match storage {
+        StorageView::ServerGone { .. } => (
+            FailureKind::VmDown,
+            "frees its volumes (the server is deleted: Cinder's stale attachments go), then \
+             cleans the Kubernetes side"
+                .to_owned(),
+            None,
+            freed,
+        ),
+        StorageView::OpenStack(server) => {
+            let kind = plan::fence::failure_kind(server);
+            let host = server.host.as_deref().unwrap_or("HOST");
+            match kind {
+                FailureKind::VmDown => (
+                    kind,
+                    "frees its volumes once the grace is over (detach), then cleans the \
+                     Kubernetes side"
+                        .to_owned(),
+                    None,
+                    freed,
+                ),
+                FailureKind::VmHung if policy.fence == FenceMode::Stop => (
+                    kind,
+                    "stops the server once the node has been not Ready for 60 s (Nova's \
+                     service_down_time), then frees its volumes"
+                        .to_owned(),
+                    None,
+                    format!("about 60 s after NotReady + the stop + {freed}"),
+                ),
+                FailureKind::VmHung => (
+                    kind,
+                    "nothing: a VM that runs may still write".to_owned(),
+                    Some(
+                        "if the node is truly lost: `remediate --fence stop` (stops the server, \
+                         then frees its volumes), or stop it by hand"
+                            .to_owned(),
+                    ),
+                    "until someone stops the VM or it recovers".to_owned(),
+                ),
+                FailureKind::HypervisorDead => {
+                    let forced = server.host_state.is_some_and(|h| h.forced_down);
+                    let trusted = forced && policy.trust_forced_down;
+                    let (remediator, needs) = match policy.dead_host {
+                        _ if !forced => (
+                            "nothing: Nova refuses every detach while the compute service is \
+                             down, and the host is not declared fenced"
+                                .to_owned(),
+                            Some(format!(
+                                "fence the host (power it off), mark it `openstack compute \
+                                 service set --down {host} nova-compute`, and run with \
+                                 --trust-forced-down --dead-host delete-server|evacuate"
+                            )),
+                        ),
+                        _ if !trusted => (
+                            "nothing: the host is forced down but not trusted".to_owned(),
+                            Some(
+                                "--trust-forced-down --dead-host delete-server|evacuate".to_owned(),
+                            ),
+                        ),
+                        DeadHost::Report => (
+                            "nothing but the commands (--dead-host report)".to_owned(),
+                            Some("--dead-host delete-server or --dead-host evacuate".to_owned()),
+                        ),
+                        DeadHost::DeleteServer => (
+                            "deletes the server: Nova's local delete frees its volumes at once; \
+                             the node is lost and its Node deleted"
+                                .to_owned(),
+                            None,
+                        ),
+                        DeadHost::Evacuate => (
+                            "evacuates the server: rebuilt on another host with its volumes, \
+                             the node comes back (from the image, unless it boots from a \
+                             volume)"
+                                .to_owned(),
+                            None,
+                        ),
+                    };
+                    let expect = match policy.dead_host {
+                        DeadHost::Evacuate if trusted => format!(
+                            "grace ({grace}) + the rebuild and the boot: minutes (Masakari: 4 to \
+                             6 minutes)"
+                        ),
+                        _ if trusted => format!(
+                            "seconds once the host is forced down: grace ({grace}) + the delete \
+                             + attach (Cluster API's MachineHealthCheck: 6 to 8 minutes)"
+                        ),
+                        _ => "until the host is back or the server is deleted or evacuated"
+                            .to_owned(),
+                    };
+                    (kind, remediator, needs, expect)
+                }
+                FailureKind::HostHidden => (
+                    kind,
+                    "frees shut-off, crashed and deleted servers' volumes; nothing for an ACTIVE \
+                     one"
+                    .to_owned(),
+                    Some(
+                        "credentials allowed os_compute_api:os-extended-server-attributes, \
+                         os_compute_api:servers:show:host_status and \
+                         os_compute_api:os-services:list (admin by default)"
+                            .to_owned(),
+                    ),
+                    "until the VM is seen off, or the host state is visible".to_owned(),
+                ),
+                FailureKind::Unclear => return None,
+            }
+        }
+        _ => return None,
+    };
+    Some(FailureReport {
+        kind,
+        name: kind.as_str(),
+        remediator,
+        needs,
+        expect,
+    })
 }
 
 /// What an operator can do about a node whose evidence the planner refused, when it did.
@@ -272,10 +417,16 @@ fn next_step(storage: &StorageView, verdict: &str, policy: &Policy) -> Option<St
                 ) =>
         {
             let host = server.host.as_deref().unwrap_or("HOST");
-            let trust = if policy.trust_forced_down {
-                ""
-            } else {
-                " and run with --trust-forced-down"
+            let trust = match (policy.trust_forced_down, policy.dead_host) {
+                (true, DeadHost::DeleteServer | DeadHost::Evacuate) => "",
+                (true, DeadHost::Report) => {
+                    " and run with --dead-host delete-server|evacuate (Nova refuses every detach \
+                     there)"
+                }
+                (false, _) => {
+                    " and run with --trust-forced-down --dead-host delete-server|evacuate (Nova \
+                     refuses every detach there)"
+                }
             };
             let no_stop = if policy.fence == FenceMode::Stop && server.status == "ACTIVE" {
                 "not stopped: its compute host is not up, so a stop would never run and its \
@@ -456,6 +607,14 @@ impl fmt::Display for Diagnosis {
                 node.verdict.to_uppercase(),
                 node.why
             )?;
+            if let Some(failure) = &node.failure {
+                writeln!(f, "  failure   {}", failure.name)?;
+                writeln!(f, "    remediator {}", failure.remediator)?;
+                if let Some(needs) = &failure.needs {
+                    writeln!(f, "    to do more {needs}")?;
+                }
+                writeln!(f, "    expect     {}", failure.expect)?;
+            }
             for volume in &node.volumes {
                 writeln!(f, "  volume    {volume}")?;
             }

@@ -14,7 +14,7 @@ use cinder_remediator::oneshot::{self, Mode, Output};
 use cinder_remediator::openstack::config::load;
 use cinder_remediator::openstack::session::{ConnectOptions, connect_with};
 use fencing::model::NodeName;
-use fencing::plan::{Action, FenceMode, Policy, Strategy};
+use fencing::plan::{Action, DeadHost, FenceMode, Policy, Strategy};
 use sim::scenario::{Fault, Service};
 use sim::{self, RequestRecord, Running, Scenario};
 
@@ -909,6 +909,27 @@ async fn every_kubernetes_request_is_covered_by_the_declared_permissions() {
         }
         setup.running.shutdown().await;
     }
+    // A dead hypervisor's server deleted: the Node goes too.
+    let setup = start(&scenario("dead-host-delete-server.yaml")).await;
+    setup
+        .running
+        .world
+        .lock()
+        .cloud
+        .set_host_state("compute-2", None, Some(true), 0);
+    let policy = Policy {
+        trust_forced_down: true,
+        dead_host: DeadHost::DeleteServer,
+        ..Policy::default()
+    };
+    assert!(remediate(&setup, &policy, fast()).await);
+    for record in setup.running.requests() {
+        if record.service == Service::Kubernetes {
+            used.insert(rbac_of(&record).unwrap_or_else(|| panic!("unparsed {record:?}")));
+        }
+    }
+    assert!(used.contains(&(String::new(), "nodes".to_owned(), "delete".to_owned())));
+    setup.running.shutdown().await;
     let missing: Vec<_> = used.difference(&declared).collect();
     assert!(
         missing.is_empty(),
@@ -1474,4 +1495,176 @@ async fn a_detach_denied_by_policy_is_marked_refused_not_transient() {
         assert_eq!(*marked, refused, "{status}");
         setup.running.shutdown().await;
     }
+}
+
+#[tokio::test]
+async fn diagnose_tells_the_failure_kinds_apart_with_what_each_needs() {
+    for (file, lines) in [
+        (
+            "seed-node-shutdown.yaml",
+            &[
+                "failure   VM down",
+                "remediator frees its volumes once the grace is over",
+            ][..],
+        ),
+        (
+            "network-partition.yaml",
+            &[
+                "failure   VM hung (or cut off)",
+                "remediator nothing: a VM that runs may still write",
+                "to do more if the node is truly lost: `remediate --fence stop`",
+            ][..],
+        ),
+        (
+            "hypervisor-down.yaml",
+            &[
+                "failure   hypervisor dead",
+                "remediator nothing: Nova refuses every detach while the compute service is down",
+                "to do more fence the host (power it off), mark it `openstack compute service set --down compute-2 nova-compute`, and run with --trust-forced-down --dead-host delete-server|evacuate",
+            ][..],
+        ),
+        (
+            "dead-host-member.yaml",
+            &[
+                "failure   VM hung or hypervisor dead (host state not visible)",
+                "to do more credentials allowed os_compute_api:os-extended-server-attributes",
+            ][..],
+        ),
+    ] {
+        let setup = start(&scenario(file)).await;
+        let text = diagnosis(&setup, false).await;
+        assert_lines(&text, lines);
+        setup.running.shutdown().await;
+    }
+}
+
+const DEAD_SERVER: &str = "6b1f0c2e-3d4a-4e5b-9c6d-7e8f9a0b0002";
+const DEAD_VOLUME: &str = "0d9e8f7a-6b5c-4d3e-8f2a-1b0c9d8e0001";
+
+/// `dead-host-delete-server.yaml` (or its evacuate twin) with compute-2 forced down already.
+async fn forced_down(file: &str) -> Setup {
+    let setup = start(&scenario(file)).await;
+    let now = setup.running.world.now_ms();
+    setup
+        .running
+        .world
+        .lock()
+        .cloud
+        .set_host_state("compute-2", None, Some(true), now);
+    setup
+}
+
+fn dead_host(choice: DeadHost) -> Policy {
+    Policy {
+        trust_forced_down: true,
+        dead_host: choice,
+        ..Policy::default()
+    }
+}
+
+#[tokio::test]
+async fn a_forced_down_hosts_server_is_deleted_its_volume_freed_its_node_gone_once() {
+    let setup = forced_down("dead-host-delete-server.yaml").await;
+    assert!(remediate(&setup, &dead_host(DeadHost::DeleteServer), fast()).await);
+    assert_eq!(
+        mutating(&setup.running.requests(), &CLOUD),
+        [format!("nova DELETE /v2.1/servers/{DEAD_SERVER}")]
+    );
+    assert_eq!(volume_status(&setup, DEAD_VOLUME), "available");
+    assert!(
+        setup
+            .running
+            .world
+            .lock()
+            .cloud
+            .server(DEAD_SERVER)
+            .is_none()
+    );
+    assert!(
+        setup.cluster.node("node-2").await.unwrap().is_none(),
+        "the Node of the deleted server goes"
+    );
+    assert!(!pod_exists(&setup, "shop", "orders-7c9d8b6f5-k2m4p"));
+    // Nothing is left to do: a second run sends nothing.
+    let before = setup.running.requests().len();
+    assert!(remediate(&setup, &dead_host(DeadHost::DeleteServer), fast()).await);
+    assert_eq!(
+        mutating(&setup.running.requests()[before..], &EVERYTHING),
+        Vec::<String>::new()
+    );
+    setup.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_host_no_longer_forced_down_at_the_moment_of_acting_keeps_its_server() {
+    for choice in [DeadHost::DeleteServer, DeadHost::Evacuate] {
+        let setup = forced_down("dead-host-delete-server.yaml").await;
+        let policy = dead_host(choice);
+        let (observation, plan) = plan_now(&setup, &policy, false).await;
+        assert!(
+            matches!(
+                plan.steps[0].action,
+                Action::DeleteServer { .. } | Action::EvacuateServer { .. }
+            ),
+            "{plan}"
+        );
+        // The operator lifts the mark (the host may not be fenced after all).
+        let now = setup.running.world.now_ms();
+        setup
+            .running
+            .world
+            .lock()
+            .cloud
+            .set_host_state("compute-2", None, Some(false), now);
+        let before = setup.running.requests().len();
+        let report = run_plan(&setup, &policy, fast(), &observation, &plan).await;
+        assert!(
+            matches!(report.steps[0].outcome, execute::Outcome::Stale { .. }),
+            "{choice:?}: {report:?}"
+        );
+        assert_eq!(
+            mutating(&setup.running.requests()[before..], &CLOUD),
+            Vec::<String>::new(),
+            "{choice:?}"
+        );
+        assert!(
+            setup
+                .running
+                .world
+                .lock()
+                .cloud
+                .server(DEAD_SERVER)
+                .is_some()
+        );
+        setup.running.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn an_evacuated_node_is_waited_for_then_recovered_and_never_evacuated_twice() {
+    let setup = forced_down("dead-host-evacuate.yaml").await;
+    let policy = Policy {
+        evacuate_wait: Duration::from_secs(30),
+        ..dead_host(DeadHost::Evacuate)
+    };
+    assert!(remediate(&setup, &policy, fast()).await);
+    let log = setup.running.requests();
+    assert_eq!(
+        mutating(&log, &CLOUD),
+        [format!("nova POST /v2.1/servers/{DEAD_SERVER}/action")]
+    );
+    let node = setup.cluster.node("node-2").await.unwrap().unwrap();
+    assert!(node.ready.is_ready(), "remediate returns once it is back");
+    assert!(
+        node.progress.is_none(),
+        "its record is cleared: the recovery (kicks, then the record) ran"
+    );
+    // The evacuate was recorded before it was sent, and is never sent again.
+    let before = setup.running.requests().len();
+    assert!(remediate(&setup, &policy, fast()).await);
+    assert_eq!(
+        mutating(&setup.running.requests()[before..], &CLOUD),
+        Vec::<String>::new()
+    );
+    setup.running.shutdown().await;
 }

@@ -149,6 +149,62 @@ pub fn openstack(server: &ServerView, trust_forced_down: bool) -> Verdict {
     }
 }
 
+/// The kind of failure a node's server shows, for an operator deciding what to do: each kind
+/// has its own remedy and its own time to recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The VM is off, crashed or deleted, on a host that works: its volumes can be detached.
+    VmDown,
+    /// The VM is `ACTIVE` on a host that is up: a hung guest, a dead kubelet or a network cut;
+    /// it may still write.
+    VmHung,
+    /// The server's compute host is down or forced down: Nova refuses every detach there.
+    HypervisorDead,
+    /// `ACTIVE`, and these credentials may not see the compute host's state: a hung VM cannot
+    /// be told from a dead hypervisor.
+    HostHidden,
+    /// Anything else: a task in progress, an error or build state, states that contradict.
+    Unclear,
+}
+
+impl FailureKind {
+    /// As an operator reads it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::VmDown => "VM down",
+            Self::VmHung => "VM hung (or cut off)",
+            Self::HypervisorDead => "hypervisor dead",
+            Self::HostHidden => "VM hung or hypervisor dead (host state not visible)",
+            Self::Unclear => "unclear",
+        }
+    }
+}
+
+/// The failure kind of a node's server. A host that is not up comes first (whatever the
+/// VM's state, Nova refuses its detaches); then the VM's own state.
+#[must_use]
+pub fn failure_kind(server: &ServerView) -> FailureKind {
+    if server
+        .host_state
+        .is_some_and(|host| !host.up || host.forced_down)
+    {
+        return FailureKind::HypervisorDead;
+    }
+    if server.task_state.is_none() {
+        match openstack(server, false) {
+            Verdict::Fenced { .. } => return FailureKind::VmDown,
+            Verdict::Stoppable { .. } => return FailureKind::VmHung,
+            _ => {}
+        }
+        if server.status == "ACTIVE" && server.host_state.is_none() && server.host_hidden {
+            return FailureKind::HostHidden;
+        }
+    }
+    FailureKind::Unclear
+}
+
 fn describe_power(power_state: Option<u8>) -> String {
     let name = match power_state {
         None => return "power state unknown".to_owned(),

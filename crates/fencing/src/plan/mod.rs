@@ -745,7 +745,7 @@ impl<'a> Index<'a> {
                 // Asked to delete, yet Nova still shows it: never asked again.
                 (HostActionKind::DeleteServer, Some(server)) => {
                     return Err(skipped(Skip::HostActionRequested {
-                        detail: requested(record, server, "it still exists, as"),
+                        detail: requested(&node.name, record, server, "it still exists, as"),
                     }));
                 }
                 (HostActionKind::Evacuate, Some(server)) if !fenced => {
@@ -828,7 +828,12 @@ impl<'a> Index<'a> {
         let name = server.host.as_deref().unwrap_or("HOST");
         if let Some(record) = record {
             return Err(skipped(Skip::HostActionRequested {
-                detail: requested(record, server, "its host is down again, and it is"),
+                detail: requested(
+                    &node.name,
+                    record,
+                    server,
+                    "its host is down again, and it is",
+                ),
             }));
         }
         let refused = format!(
@@ -1636,11 +1641,11 @@ fn skipped(skip: Skip) -> Box<NodeOutcome> {
 }
 
 /// A recorded dead-host request that blocks another one.
-fn requested(record: &HostAction, server: &ServerView, now: &str) -> String {
+fn requested(node: &NodeName, record: &HostAction, server: &ServerView, now: &str) -> String {
     format!(
         "the remediator asked Nova to {} server {} at {} (its progress record says so); {now} \
          {}{}: it is never asked twice. Check `openstack server show {}`; to allow another \
-         attempt, remove the record: `kubectl annotate node NODE {}-`",
+         attempt, remove the record: `kubectl annotate node {node} {}-`",
         match record.kind {
             HostActionKind::DeleteServer => "delete",
             HostActionKind::Evacuate => "evacuate",

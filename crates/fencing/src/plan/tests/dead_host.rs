@@ -8,8 +8,8 @@ use super::builder::{
 };
 use super::{commands, plan_default, skip_of};
 use crate::model::{
-    HostAction, HostActionKind, HostView, MatchRoute, Observation, Progress, ServerId, StorageView,
-    VolumeId,
+    HostAction, HostActionKind, HostView, MatchRoute, Observation, Progress, ServerId, ServerView,
+    StorageView, VolumeId,
 };
 use crate::plan::{Action, DeadHost, FenceMode, Policy, Reason, Skip, plan};
 
@@ -350,4 +350,45 @@ fn back_after_an_evacuate_kicks_the_waiting_replacement_and_forgets() {
     assert!(
         matches!(&plan.steps[0].action, Action::KickPod { node, .. } if node.as_str() == NODE3)
     );
+}
+
+#[test]
+fn the_failure_kinds_are_told_apart_host_first() {
+    use crate::plan::fence::{FailureKind, failure_kind};
+    let server = |status: &str, power: u8, host: Option<HostView>, hidden: bool| ServerView {
+        host_state: host,
+        host_hidden: hidden,
+        ..super::builder::server(SERVER4, NODE4, status, power)
+    };
+    let up = Some(HostView {
+        up: true,
+        forced_down: false,
+    });
+    let rows = [
+        (server("SHUTOFF", 4, up, false), FailureKind::VmDown),
+        (server("ACTIVE", 6, up, false), FailureKind::VmDown),
+        (server("SHUTOFF", 4, None, false), FailureKind::VmDown),
+        (server("ACTIVE", 1, up, false), FailureKind::VmHung),
+        (
+            server("ACTIVE", 1, DOWN, false),
+            FailureKind::HypervisorDead,
+        ),
+        (
+            server("SHUTOFF", 4, FORCED_DOWN, false),
+            FailureKind::HypervisorDead,
+        ),
+        (server("ACTIVE", 1, None, true), FailureKind::HostHidden),
+        (server("ACTIVE", 1, None, false), FailureKind::Unclear),
+        (server("ERROR", 0, up, false), FailureKind::Unclear),
+        (
+            ServerView {
+                task_state: Some("rebuilding".to_owned()),
+                ..server("ACTIVE", 1, up, false)
+            },
+            FailureKind::Unclear,
+        ),
+    ];
+    for (server, kind) in rows {
+        assert_eq!(failure_kind(&server), kind, "{server:?}");
+    }
 }
