@@ -179,10 +179,12 @@ async fn run_against(
     };
     watched.follow(moments, &mut story).await?;
     // Kubernetes' own controllers carry on: wait, within the scenario's time, for every
-    // replacement pod to run.
+    // replacement pod to run (one its controller creates right after the last step too).
+    let stopped = Instant::now();
     loop {
         story.poll_replacements();
-        if story.replacements.all_running() || clock.started.elapsed() >= within {
+        let all_running = story.replacements.all_running() && stopped.elapsed() >= QUIET;
+        if all_running || clock.started.elapsed() >= within {
             break;
         }
         tokio::time::sleep(TICK).await;
