@@ -573,21 +573,9 @@ impl Cluster {
     /// that name, not ours to touch).
     pub async fn delete_volume_attachment(&self, name: &str, uid: &VaUid) -> Result<(), Error> {
         let api = Api::<VolumeAttachment>::all(self.client.clone());
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: Some(uid.to_string()),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match self
-            .timed("delete", "volumeattachments", api.delete(name, &params))
+        self.delete_with_uid(&api, "volumeattachments", name, uid.as_str())
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(err) if status_code(&err) == Some(404) => Ok(()),
-            Err(err) => Err(Error::new(format!("delete volume attachment {name}"), err)),
-        }
+            .map_err(|err| Error::new(format!("delete volume attachment {name}"), err))
     }
 
     /// Deletes a Node, with a UID precondition (a re-created Node of that name is left alone).
@@ -597,20 +585,36 @@ impl Cluster {
     /// When the delete fails or the precondition does not hold.
     pub async fn delete_node(&self, name: &str, uid: &NodeUid) -> Result<(), Error> {
         let api = Api::<Node>::all(self.client.clone());
+        self.delete_with_uid(&api, "nodes", name, uid.as_str())
+            .await
+            .map_err(|err| Error::new(format!("delete node {name}"), err))
+    }
+
+    /// Deletes an object with a UID precondition; one already gone (404) is done.
+    async fn delete_with_uid<K>(
+        &self,
+        api: &Api<K>,
+        resource: &'static str,
+        name: &str,
+        uid: &str,
+    ) -> Result<(), kube::Error>
+    where
+        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
         let params = DeleteParams {
             preconditions: Some(Preconditions {
-                uid: Some(uid.to_string()),
+                uid: Some(uid.to_owned()),
                 resource_version: None,
             }),
             ..DeleteParams::default()
         };
         match self
-            .timed("delete", "nodes", api.delete(name, &params))
+            .timed("delete", resource, api.delete(name, &params))
             .await
         {
             Ok(_) => Ok(()),
             Err(err) if status_code(&err) == Some(404) => Ok(()),
-            Err(err) => Err(Error::new(format!("delete node {name}"), err)),
+            Err(err) => Err(err),
         }
     }
 

@@ -360,15 +360,14 @@ impl<'a, B: Backend> Executor<'a, B> {
     /// Says why a step is not done (a Warning Event on its node) and what follows.
     async fn stale(&self, step: &Step, why: &str) -> String {
         if let Some(node) = &step.node {
-            self.cluster
-                .event(
-                    &Target::Node(node.clone()),
-                    true,
-                    "EvidenceChanged",
-                    "Reverify",
-                    format!("{why}; nothing more is done for this node in this run"),
-                )
-                .await;
+            self.node_event(
+                node,
+                true,
+                "EvidenceChanged",
+                "Reverify",
+                format!("{why}; nothing more is done for this node in this run"),
+            )
+            .await;
         }
         let subject = step
             .node
@@ -404,14 +403,7 @@ impl<'a, B: Backend> Executor<'a, B> {
                     "Stopped server {server} to fence the node ({})",
                     step.detail
                 );
-                self.cluster
-                    .event(
-                        &Target::Node(node.clone()),
-                        true,
-                        reason,
-                        "StopServer",
-                        note,
-                    )
+                self.node_event(node, true, reason, "StopServer", note)
                     .await;
             }
             Action::DeleteServer {
@@ -439,14 +431,7 @@ impl<'a, B: Backend> Executor<'a, B> {
                     list.join(", "),
                     step.detail
                 );
-                self.cluster
-                    .event(
-                        &Target::Node(node.clone()),
-                        true,
-                        reason,
-                        "DeleteServer",
-                        note,
-                    )
+                self.node_event(node, true, reason, "DeleteServer", note)
                     .await;
             }
             Action::EvacuateServer {
@@ -496,14 +481,7 @@ impl<'a, B: Backend> Executor<'a, B> {
                     show(host),
                     step.detail
                 );
-                self.cluster
-                    .event(
-                        &Target::Node(node.clone()),
-                        true,
-                        reason,
-                        "EvacuateServer",
-                        note,
-                    )
+                self.node_event(node, true, reason, "EvacuateServer", note)
                     .await;
             }
             Action::DeleteNode { node, uid } => {
@@ -515,14 +493,7 @@ impl<'a, B: Backend> Executor<'a, B> {
                     });
                 };
                 let note = format!("Deleting node {node}: {}", step.detail);
-                self.cluster
-                    .event(
-                        &Target::Node(node.clone()),
-                        true,
-                        reason,
-                        "DeleteNode",
-                        note,
-                    )
+                self.node_event(node, true, reason, "DeleteNode", note)
                     .await;
                 self.cluster
                     .delete_node(node.as_str(), uid)
@@ -575,14 +546,7 @@ impl<'a, B: Backend> Executor<'a, B> {
                         "Released volume {volume} (PV {pv}) from server {server}: {}",
                         step.detail
                     );
-                    self.cluster
-                        .event(
-                            &Target::Node(node.clone()),
-                            false,
-                            reason,
-                            "ReleaseVolume",
-                            note,
-                        )
+                    self.node_event(node, false, reason, "ReleaseVolume", note)
                         .await;
                 }
             }
@@ -693,9 +657,7 @@ impl<'a, B: Backend> Executor<'a, B> {
                     self.save_progress(node, &uid, &state.progress).await?;
                 }
                 let note = format!("Added the out-of-service taint: {}", step.detail);
-                self.cluster
-                    .event(&Target::Node(node.clone()), true, reason, "TaintNode", note)
-                    .await;
+                self.node_event(node, true, reason, "TaintNode", note).await;
             }
             Action::RemoveTaint { node } => {
                 let uid = node_uid(node_state(nodes, node, step)?.observed, step)?;
@@ -704,14 +666,7 @@ impl<'a, B: Backend> Executor<'a, B> {
                     .await
                     .map_err(|err| cluster_failure(&err, step))?;
                 let note = "Removed the out-of-service taint cinder-remediator added: the node is Ready again".to_owned();
-                self.cluster
-                    .event(
-                        &Target::Node(node.clone()),
-                        false,
-                        reason,
-                        "RemoveTaint",
-                        note,
-                    )
+                self.node_event(node, false, reason, "RemoveTaint", note)
                     .await;
             }
             Action::ClearProgress { node } => {
@@ -787,6 +742,20 @@ impl<'a, B: Backend> Executor<'a, B> {
             }
         }
         Ok(())
+    }
+
+    /// Records an Event on a node.
+    async fn node_event(
+        &self,
+        node: &NodeName,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        self.cluster
+            .event(&Target::Node(node.clone()), warning, reason, action, note)
+            .await;
     }
 
     /// Writes the intent of a delete or evacuate into the node's progress record before the

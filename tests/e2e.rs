@@ -149,6 +149,21 @@ fn fail_next_detach(setup: &Setup, status: u16) {
     });
 }
 
+/// Runs `remediate` once more: whether it succeeded, and the writes it sent to `services`.
+async fn another_run(
+    setup: &Setup,
+    policy: &Policy,
+    options: execute::Options,
+    services: &[Service],
+) -> (bool, Vec<String>) {
+    let before = setup.running.requests().len();
+    let done = remediate(setup, policy, options).await;
+    (
+        done,
+        mutating(&setup.running.requests()[before..], services),
+    )
+}
+
 fn mutating(log: &[RequestRecord], services: &[Service]) -> Vec<String> {
     log.iter()
         .filter(|r| services.contains(&r.service) && r.is_mutating())
@@ -471,12 +486,8 @@ async fn a_detach_that_never_finishes_fails_with_a_next_step_and_cleans_nothing(
     );
 
     // A second run sees the volume detaching and does not ask again.
-    let before = setup.running.requests().len();
-    remediate(&setup, &Policy::default(), options).await;
-    assert_eq!(
-        mutating(&setup.running.requests()[before..], &CLOUD),
-        Vec::<String>::new()
-    );
+    let (_, writes) = another_run(&setup, &Policy::default(), options, &CLOUD).await;
+    assert_eq!(writes, Vec::<String>::new());
     setup.running.shutdown().await;
 }
 
@@ -910,13 +921,7 @@ async fn every_kubernetes_request_is_covered_by_the_declared_permissions() {
         setup.running.shutdown().await;
     }
     // A dead hypervisor's server deleted: the Node goes too.
-    let setup = start(&scenario("dead-host-delete-server.yaml")).await;
-    setup
-        .running
-        .world
-        .lock()
-        .cloud
-        .set_host_state("compute-2", None, Some(true), 0);
+    let setup = forced_down("dead-host-delete-server.yaml").await;
     let policy = Policy {
         trust_forced_down: true,
         dead_host: DeadHost::DeleteServer,
@@ -1538,20 +1543,29 @@ async fn diagnose_tells_the_failure_kinds_apart_with_what_each_needs() {
     }
 }
 
+fn server_exists(setup: &Setup, id: &str) -> bool {
+    setup.running.world.lock().cloud.server(id).is_some()
+}
+
 const DEAD_SERVER: &str = "6b1f0c2e-3d4a-4e5b-9c6d-7e8f9a0b0002";
 const DEAD_VOLUME: &str = "0d9e8f7a-6b5c-4d3e-8f2a-1b0c9d8e0001";
 
 /// `dead-host-delete-server.yaml` (or its evacuate twin) with compute-2 forced down already.
 async fn forced_down(file: &str) -> Setup {
     let setup = start(&scenario(file)).await;
+    mark_forced_down(&setup, true);
+    setup
+}
+
+/// An operator marks compute-2 forced down (`openstack compute service set --down`), or lifts it.
+fn mark_forced_down(setup: &Setup, forced: bool) {
     let now = setup.running.world.now_ms();
     setup
         .running
         .world
         .lock()
         .cloud
-        .set_host_state("compute-2", None, Some(true), now);
-    setup
+        .set_host_state("compute-2", None, Some(forced), now);
 }
 
 fn dead_host(choice: DeadHost) -> Policy {
@@ -1571,27 +1585,22 @@ async fn a_forced_down_hosts_server_is_deleted_its_volume_freed_its_node_gone_on
         [format!("nova DELETE /v2.1/servers/{DEAD_SERVER}")]
     );
     assert_eq!(volume_status(&setup, DEAD_VOLUME), "available");
-    assert!(
-        setup
-            .running
-            .world
-            .lock()
-            .cloud
-            .server(DEAD_SERVER)
-            .is_none()
-    );
+    assert!(!server_exists(&setup, DEAD_SERVER));
     assert!(
         setup.cluster.node("node-2").await.unwrap().is_none(),
         "the Node of the deleted server goes"
     );
     assert!(!pod_exists(&setup, "shop", "orders-7c9d8b6f5-k2m4p"));
     // Nothing is left to do: a second run sends nothing.
-    let before = setup.running.requests().len();
-    assert!(remediate(&setup, &dead_host(DeadHost::DeleteServer), fast()).await);
-    assert_eq!(
-        mutating(&setup.running.requests()[before..], &EVERYTHING),
-        Vec::<String>::new()
-    );
+    let (done, writes) = another_run(
+        &setup,
+        &dead_host(DeadHost::DeleteServer),
+        fast(),
+        &EVERYTHING,
+    )
+    .await;
+    assert!(done);
+    assert_eq!(writes, Vec::<String>::new());
     setup.running.shutdown().await;
 }
 
@@ -1609,13 +1618,7 @@ async fn a_host_no_longer_forced_down_at_the_moment_of_acting_keeps_its_server()
             "{plan}"
         );
         // The operator lifts the mark (the host may not be fenced after all).
-        let now = setup.running.world.now_ms();
-        setup
-            .running
-            .world
-            .lock()
-            .cloud
-            .set_host_state("compute-2", None, Some(false), now);
+        mark_forced_down(&setup, false);
         let before = setup.running.requests().len();
         let report = run_plan(&setup, &policy, fast(), &observation, &plan).await;
         assert!(
@@ -1627,15 +1630,7 @@ async fn a_host_no_longer_forced_down_at_the_moment_of_acting_keeps_its_server()
             Vec::<String>::new(),
             "{choice:?}"
         );
-        assert!(
-            setup
-                .running
-                .world
-                .lock()
-                .cloud
-                .server(DEAD_SERVER)
-                .is_some()
-        );
+        assert!(server_exists(&setup, DEAD_SERVER));
         setup.running.shutdown().await;
     }
 }
@@ -1660,11 +1655,8 @@ async fn an_evacuated_node_is_waited_for_then_recovered_and_never_evacuated_twic
         "its record is cleared: the recovery (kicks, then the record) ran"
     );
     // The evacuate was recorded before it was sent, and is never sent again.
-    let before = setup.running.requests().len();
-    assert!(remediate(&setup, &policy, fast()).await);
-    assert_eq!(
-        mutating(&setup.running.requests()[before..], &CLOUD),
-        Vec::<String>::new()
-    );
+    let (done, writes) = another_run(&setup, &policy, fast(), &CLOUD).await;
+    assert!(done);
+    assert_eq!(writes, Vec::<String>::new());
     setup.running.shutdown().await;
 }

@@ -314,15 +314,8 @@ impl Nova {
     /// # Errors
     /// Nova's refusal (409 when the server is not ACTIVE) or failure.
     pub async fn stop_server(&self, server: &str) -> Result<(), ApiError> {
-        let operation = format!("POST os-stop to server {server}");
-        let body = serde_json::json!({ "os-stop": null });
-        self.call_empty(
-            Method::POST,
-            &["servers", server, "action"],
-            Some(&body),
-            &operation,
-        )
-        .await
+        self.action(server, "os-stop", serde_json::Value::Null)
+            .await
     }
 
     /// Deletes a server (`openstack server delete SERVER`). On a compute host that is not up
@@ -346,8 +339,18 @@ impl Nova {
     /// Nova's refusal (400 while the source compute service is up, 403 without the admin
     /// right, 409 for a state that forbids it) or failure.
     pub async fn evacuate_server(&self, server: &str) -> Result<(), ApiError> {
-        let operation = format!("POST evacuate to server {server}");
-        let body = serde_json::json!({ "evacuate": {} });
+        self.action(server, "evacuate", serde_json::json!({})).await
+    }
+
+    /// `POST /servers/{id}/action {NAME: ARGUMENT}`.
+    async fn action(
+        &self,
+        server: &str,
+        name: &str,
+        argument: serde_json::Value,
+    ) -> Result<(), ApiError> {
+        let operation = format!("POST {name} to server {server}");
+        let body = serde_json::json!({ name: argument });
         self.call_empty(
             Method::POST,
             &["servers", server, "action"],

@@ -9,6 +9,19 @@ use crate::model::{
     StorageView, Taint, VaName, VaUid, VaView, VolumeId,
 };
 
+pub const UP: Option<HostView> = Some(HostView {
+    up: true,
+    forced_down: false,
+});
+pub const DOWN: Option<HostView> = Some(HostView {
+    up: false,
+    forced_down: false,
+});
+pub const FORCED_DOWN: Option<HostView> = Some(HostView {
+    up: false,
+    forced_down: true,
+});
+
 pub const NODE3: &str = "node-3-nude";
 pub const SERVER3: &str = "3901d974-751e-4ba7-acfa-9cd583c6729d";
 pub const NODE4: &str = "node-4-nude";

@@ -4,7 +4,8 @@
 //! nothing held, and never twice.
 
 use super::builder::{
-    NEW_POD, NODE3, NODE4, ObservationBuilder, PV, SERVER4, VA, VOLUME, ago, cinder_pv, claim,
+    DOWN, FORCED_DOWN, NEW_POD, NODE3, NODE4, ObservationBuilder, PV, SERVER4, UP, VA, VOLUME, ago,
+    cinder_pv, claim,
 };
 use super::{commands, plan_default, skip_of};
 use crate::model::{
@@ -12,15 +13,6 @@ use crate::model::{
     StorageView, VolumeId,
 };
 use crate::plan::{Action, DeadHost, FenceMode, Policy, Reason, Skip, plan};
-
-const DOWN: Option<HostView> = Some(HostView {
-    up: false,
-    forced_down: false,
-});
-const FORCED_DOWN: Option<HostView> = Some(HostView {
-    up: false,
-    forced_down: true,
-});
 
 fn policy(dead_host: DeadHost) -> Policy {
     Policy {
@@ -360,15 +352,11 @@ fn the_failure_kinds_are_told_apart_host_first() {
         host_hidden: hidden,
         ..super::builder::server(SERVER4, NODE4, status, power)
     };
-    let up = Some(HostView {
-        up: true,
-        forced_down: false,
-    });
     let rows = [
-        (server("SHUTOFF", 4, up, false), FailureKind::VmDown),
-        (server("ACTIVE", 6, up, false), FailureKind::VmDown),
+        (server("SHUTOFF", 4, UP, false), FailureKind::VmDown),
+        (server("ACTIVE", 6, UP, false), FailureKind::VmDown),
         (server("SHUTOFF", 4, None, false), FailureKind::VmDown),
-        (server("ACTIVE", 1, up, false), FailureKind::VmHung),
+        (server("ACTIVE", 1, UP, false), FailureKind::VmHung),
         (
             server("ACTIVE", 1, DOWN, false),
             FailureKind::HypervisorDead,
@@ -379,11 +367,11 @@ fn the_failure_kinds_are_told_apart_host_first() {
         ),
         (server("ACTIVE", 1, None, true), FailureKind::HostHidden),
         (server("ACTIVE", 1, None, false), FailureKind::Unclear),
-        (server("ERROR", 0, up, false), FailureKind::Unclear),
+        (server("ERROR", 0, UP, false), FailureKind::Unclear),
         (
             ServerView {
                 task_state: Some("rebuilding".to_owned()),
-                ..server("ACTIVE", 1, up, false)
+                ..server("ACTIVE", 1, UP, false)
             },
             FailureKind::Unclear,
         ),

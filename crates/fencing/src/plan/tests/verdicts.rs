@@ -7,19 +7,6 @@ use crate::model::{HostView, ServerId, ServerView, StorageView};
 use crate::plan::fence::{self, Verdict};
 use crate::plan::{Policy, Reason, Skip, plan};
 
-const UP: Option<HostView> = Some(HostView {
-    up: true,
-    forced_down: false,
-});
-const DOWN: Option<HostView> = Some(HostView {
-    up: false,
-    forced_down: false,
-});
-const FORCED_DOWN: Option<HostView> = Some(HostView {
-    up: false,
-    forced_down: true,
-});
-
 struct Row {
     label: &'static str,
     status: &'static str,
