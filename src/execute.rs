@@ -412,13 +412,8 @@ impl<'a, B: Backend> Executor<'a, B> {
                 host,
                 volumes,
             } => {
-                self.record_host_action(nodes, step, HostActionKind::DeleteServer, host, volumes)
+                self.request_host_action(nodes, step, HostActionKind::DeleteServer, host, volumes)
                     .await?;
-                if let Err(err) = self.backend.delete_server(server).await
-                    && !matches!(self.backend.server_gone(server).await, Ok(true))
-                {
-                    return Err(backend_failure(&err, step));
-                }
                 self.wait(step, on_progress, || {
                     self.deleted_with_volumes(server, volumes)
                 })
@@ -440,12 +435,8 @@ impl<'a, B: Backend> Executor<'a, B> {
                 host,
                 volumes,
             } => {
-                self.record_host_action(nodes, step, HostActionKind::Evacuate, host, volumes)
+                self.request_host_action(nodes, step, HostActionKind::Evacuate, host, volumes)
                     .await?;
-                self.backend
-                    .evacuate(server)
-                    .await
-                    .map_err(|err| backend_failure(&err, step))?;
                 // Accepted: a rebuild in progress, or already done elsewhere (or no host found).
                 let moved = |now: &Whereabouts| {
                     now.status == "ERROR"
@@ -758,9 +749,12 @@ impl<'a, B: Backend> Executor<'a, B> {
             .await;
     }
 
-    /// Writes the intent of a delete or evacuate into the node's progress record before the
-    /// request is sent: a crash after it never sends it twice (S7). Not recorded, not sent.
-    async fn record_host_action(
+    /// Asks Nova to delete or evacuate a server, its intent first written into the node's
+    /// progress record: a crash after it never sends it twice (S7); not recorded, not sent. A
+    /// refusal (4xx: Nova did nothing) clears the record again, so that a later run may ask;
+    /// a failure that may have reached Nova (a timeout, a 5xx) keeps it. A delete that finds the
+    /// server gone is done.
+    async fn request_host_action(
         &self,
         nodes: &mut BTreeMap<NodeName, NodeState<'_>>,
         step: &Step,
@@ -768,12 +762,58 @@ impl<'a, B: Backend> Executor<'a, B> {
         host: &Option<String>,
         volumes: &[VolumeId],
     ) -> Result<(), Failure> {
+        let Some(server) = self
+            .record_host_action(nodes, step, kind, host, volumes)
+            .await?
+        else {
+            return Ok(());
+        };
+        let sent = match kind {
+            HostActionKind::DeleteServer => self.backend.delete_server(&server).await,
+            HostActionKind::Evacuate => self.backend.evacuate(&server).await,
+        };
+        let Err(err) = sent else {
+            return Ok(());
+        };
+        if kind == HostActionKind::DeleteServer
+            && matches!(self.backend.server_gone(&server).await, Ok(true))
+        {
+            return Ok(());
+        }
+        let mut failure = backend_failure(&err, step);
+        if let (false, Some(node)) = (err.is_transient(), &step.node) {
+            let state = node_state(nodes, node, step)?;
+            state.progress.host_action = None;
+            let uid = node_uid(state.observed, step)?;
+            self.save_progress(node, &uid, &state.progress).await?;
+        } else {
+            failure.next_step = format!(
+                "the request may have reached Nova, so it is not sent again: check `openstack \
+                 server show {server}`; to allow another attempt, remove the record (`kubectl \
+                 annotate node {} {}-`)",
+                step.node.as_ref().map_or("NODE", NodeName::as_str),
+                fencing::model::PROGRESS_ANNOTATION
+            );
+        }
+        Err(failure)
+    }
+
+    /// Writes the intent of a delete or evacuate into the node's progress record before the
+    /// request is sent; returns the server.
+    async fn record_host_action(
+        &self,
+        nodes: &mut BTreeMap<NodeName, NodeState<'_>>,
+        step: &Step,
+        kind: HostActionKind,
+        host: &Option<String>,
+        volumes: &[VolumeId],
+    ) -> Result<Option<ServerId>, Failure> {
         let (
             Some(node),
             Action::DeleteServer { server, .. } | Action::EvacuateServer { server, .. },
         ) = (&step.node, &step.action)
         else {
-            return Ok(());
+            return Ok(None);
         };
         let state = node_state(nodes, node, step)?;
         let uid = node_uid(state.observed, step)?;
@@ -794,7 +834,8 @@ impl<'a, B: Backend> Executor<'a, B> {
                      the next run tries again"
                 ),
                 refused: false,
-            })
+            })?;
+        Ok(Some(server.clone()))
     }
 
     /// Whether a deleted server is gone and Cinder shows none of `volumes` on it.
@@ -1014,8 +1055,8 @@ fn conflict_next_step(message: &str, manual: &str) -> String {
             .to_owned()
     } else {
         format!(
-            "Nova refuses while the server has a task in progress or is in a state it cannot \
-             detach from: check `openstack server show` and run again once the task is done \
+            "Nova refuses while the server has a task in progress or is in a state that forbids \
+             it: check `openstack server show` and run again once the task is done \
              (by hand: {manual})"
         )
     }

@@ -211,6 +211,7 @@ pub async fn remediate<B: Backend>(
                     | Skip::Invisible { .. }
                     | Skip::Contradiction { .. }
                     | Skip::ProgressUnreadable { .. }
+                    | Skip::HostActionRequested { .. }
             )
         })
         .count();

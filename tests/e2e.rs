@@ -1660,3 +1660,52 @@ async fn an_evacuated_node_is_waited_for_then_recovered_and_never_evacuated_twic
     assert_eq!(writes, Vec::<String>::new());
     setup.running.shutdown().await;
 }
+
+/// Nova answers the next server action with `status`.
+fn fail_next_action(setup: &Setup, status: u16) {
+    setup.running.world.lock().inject(Fault {
+        service: Some(Service::Nova),
+        method: "POST".into(),
+        path: "/servers/*/action".into(),
+        status: Some(status),
+        delay_ms: 0,
+        times: Some(1),
+    });
+}
+
+#[tokio::test]
+async fn a_refused_evacuate_may_be_asked_again_one_that_may_have_reached_nova_never() {
+    let policy = dead_host(DeadHost::Evacuate);
+    let evacuates = |setup: &Setup| {
+        mutating(&setup.running.requests(), &CLOUD)
+            .into_iter()
+            .filter(|w| w.ends_with("/action"))
+            .count()
+    };
+    // Refused (Nova did nothing): the record is cleared, the next run asks again.
+    let setup = forced_down("dead-host-evacuate.yaml").await;
+    fail_next_action(&setup, 409);
+    let fast_wait = Policy {
+        evacuate_wait: Duration::from_secs(30),
+        ..policy.clone()
+    };
+    assert!(!remediate(&setup, &fast_wait, fast()).await);
+    let node = setup.cluster.node("node-2").await.unwrap().unwrap();
+    assert!(
+        node.progress.is_none_or(|p| p.host_action.is_none()),
+        "a refused request leaves no record"
+    );
+    assert!(remediate(&setup, &fast_wait, fast()).await);
+    assert_eq!(evacuates(&setup), 2);
+    setup.running.shutdown().await;
+
+    // A 503 may have reached Nova: recorded, never asked again.
+    let setup = forced_down("dead-host-evacuate.yaml").await;
+    fail_next_action(&setup, 503);
+    assert!(!remediate(&setup, &fast_wait, fast()).await);
+    let node = setup.cluster.node("node-2").await.unwrap().unwrap();
+    assert!(node.progress.is_some_and(|p| p.host_action.is_some()));
+    assert!(!remediate(&setup, &fast_wait, fast()).await);
+    assert_eq!(evacuates(&setup), 1, "never sent twice");
+    setup.running.shutdown().await;
+}
