@@ -9,10 +9,13 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+use crate::backend::linstor::Linstor;
 use crate::backend::openstack::OpenStack;
+use crate::backend::storage::Storage;
 use crate::cluster::Cluster;
 use crate::config::{self, PolicyFlags, UsageError, one_line};
 use crate::execute;
+use crate::linstor::{Controllers, LinstorSettings};
 use crate::oneshot::{self, Mode, Output};
 use crate::openstack::config::Source;
 use crate::openstack::session;
@@ -121,6 +124,38 @@ pub struct OpenStackArgs {
     pub os_cloud: Option<String>,
 }
 
+/// Where the LINSTOR controllers are, for clusters with LINSTOR (Piraeus) volumes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LinstorArgs {
+    /// LINSTOR controllers, comma-separated, tried in turn (e.g.
+    /// http://linstor-controller.piraeus-datastore:3370); without OpenStack credentials,
+    /// LINSTOR alone is used.
+    #[arg(long, env = "LS_CONTROLLERS")]
+    pub linstor_controllers: Option<String>,
+    /// A PEM file of CA certificates for https controllers.
+    #[arg(long, env = "LS_ROOT_CA_FILE")]
+    pub linstor_ca_file: Option<PathBuf>,
+    /// A PEM client certificate for controllers that ask for one.
+    #[arg(long, env = "LS_USER_CERTIFICATE_FILE")]
+    pub linstor_client_cert: Option<PathBuf>,
+    /// The PEM key of --linstor-client-cert.
+    #[arg(long, env = "LS_USER_KEY_FILE")]
+    pub linstor_client_key: Option<PathBuf>,
+}
+
+impl LinstorArgs {
+    fn settings(&self) -> Option<LinstorSettings> {
+        self.linstor_controllers
+            .as_ref()
+            .map(|controllers| LinstorSettings {
+                controllers: controllers.clone(),
+                ca_file: self.linstor_ca_file.clone(),
+                client_cert: self.linstor_client_cert.clone(),
+                client_key: self.linstor_client_key.clone(),
+            })
+    }
+}
+
 /// How the remediator may act.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PolicyArgs {
@@ -211,6 +246,9 @@ pub struct DiagnoseArgs {
     pub openstack: OpenStackArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub linstor: LinstorArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub policy: PolicyArgs,
 }
 
@@ -266,6 +304,9 @@ pub struct RemediateArgs {
     pub openstack: OpenStackArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub linstor: LinstorArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub policy: PolicyArgs,
 }
 
@@ -313,6 +354,9 @@ pub struct RunArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub openstack: OpenStackArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub linstor: LinstorArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub policy: PolicyArgs,
@@ -479,21 +523,36 @@ fn report(err: &dyn std::error::Error) {
 async fn connect(
     kube: &KubeArgs,
     openstack: &OpenStackArgs,
-) -> Result<(Cluster, OpenStack), Outcome> {
+    linstor: &LinstorArgs,
+) -> Result<(Cluster, Storage), Outcome> {
     let client = config::kube_client(kube.kubeconfig.as_deref(), kube.context.as_deref())
         .await
+        .map_err(|err| usage(&err))?;
+    let linstor = linstor
+        .settings()
+        .map(|settings| Controllers::new(&settings).map(Linstor::new))
+        .transpose()
         .map_err(|err| usage(&err))?;
     let source = Source::from_process_env()
         .with_cloud_config(openstack.cloud_config.clone())
         .with_os_cloud(openstack.os_cloud.clone());
-    let settings = crate::openstack::config::load(&source).map_err(|err| {
-        report(&err);
-        if err.is_usage() {
-            Outcome::Usage
-        } else {
-            Outcome::Failed
+    let settings = match crate::openstack::config::load(&source) {
+        Ok(settings) => settings,
+        // LINSTOR alone: no OpenStack credentials were given at all.
+        Err(crate::openstack::config::ConfigError::NoCredentials) if linstor.is_some() => {
+            let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| "cli".to_owned());
+            let storage = linstor.map(Storage::linstor).ok_or(Outcome::Usage)?;
+            return Ok((Cluster::new(client, &instance), storage));
         }
-    })?;
+        Err(err) => {
+            report(&err);
+            return Err(if err.is_usage() {
+                Outcome::Usage
+            } else {
+                Outcome::Failed
+            });
+        }
+    };
     for warning in settings.warnings() {
         tracing::warn!("{warning}");
     }
@@ -516,7 +575,7 @@ async fn connect(
     let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| "cli".to_owned());
     Ok((
         Cluster::new(client, &instance),
-        OpenStack::new(&session, settings.region()),
+        Storage::openstack(OpenStack::new(&session, settings.region())).with_linstor(linstor),
     ))
 }
 
@@ -564,7 +623,7 @@ async fn run_controller(args: &RunArgs) -> Outcome {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(admin = %addr, "Serving /livez, /readyz and /metrics");
     }
-    let (cluster, backend) = match connect(&args.kube, &args.openstack).await {
+    let (cluster, backend) = match connect(&args.kube, &args.openstack, &args.linstor).await {
         Ok(connected) => connected,
         Err(outcome) => return outcome,
     };
@@ -630,7 +689,7 @@ async fn run_diagnose(args: &DiagnoseArgs) -> Outcome {
         Ok(policy) => policy,
         Err(err) => return usage(&err),
     };
-    let (cluster, backend) = match connect(&args.kube, &args.openstack).await {
+    let (cluster, backend) = match connect(&args.kube, &args.openstack, &args.linstor).await {
         Ok(connected) => connected,
         Err(outcome) => return outcome,
     };
@@ -653,7 +712,7 @@ async fn run_remediate(args: &RemediateArgs) -> Outcome {
         Ok(policy) => policy,
         Err(err) => return usage(&err),
     };
-    let (cluster, backend) = match connect(&args.kube, &args.openstack).await {
+    let (cluster, backend) = match connect(&args.kube, &args.openstack, &args.linstor).await {
         Ok(connected) => connected,
         Err(outcome) => return outcome,
     };

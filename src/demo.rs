@@ -24,11 +24,14 @@ use tokio::sync::{mpsc, watch};
 
 use crate::admin::Health;
 use crate::backend::Backend;
+use crate::backend::linstor::Linstor;
 use crate::backend::openstack::OpenStack;
+use crate::backend::storage::Storage;
 use crate::cluster::Cluster;
 use crate::config::PolicyFlags;
 use crate::controller::{self, Moment};
 use crate::execute::{self, Progressing, Report, StepReport};
+use crate::linstor::{Controllers, LinstorSettings};
 use crate::metrics::Metrics;
 use crate::oneshot::{self, Output};
 use fencing::model::{NodeName, NodeView, Readiness};
@@ -133,7 +136,7 @@ async fn run_against(
     let client = kube_client(running)?;
     let metrics = Arc::new(Metrics::new());
     let cluster = Cluster::new(client.clone(), "demo").with_metrics(Arc::clone(&metrics));
-    let backend = openstack_backend(running).await?.with_metrics(&metrics);
+    let backend = storage_backend(running).await?.with_metrics(&metrics);
     let within = scenario
         .expect
         .as_ref()
@@ -1027,16 +1030,28 @@ fn kube_client(running: &Running) -> Result<kube::Client, Error> {
         .map_err(|err| Error::Client(crate::config::one_line(&err)))
 }
 
-/// The OpenStack backend through the production path: settings from `OS_*` variables (a map,
-/// never the process environment), then the Keystone login of [`crate::openstack::session`].
-async fn openstack_backend(running: &Running) -> Result<OpenStack, Error> {
+/// The backends through the production path: OpenStack's settings from `OS_*` variables (a
+/// map, never the process environment), then the Keystone login of
+/// [`crate::openstack::session`]; LINSTOR's controller when the scenario has one.
+async fn storage_backend(running: &Running) -> Result<Storage, Error> {
     let source = openstack_source(running);
     let settings = crate::openstack::config::load(&source)
         .map_err(|err| Error::Client(crate::config::one_line(&err)))?;
     let session = crate::openstack::session::connect(&settings)
         .await
         .map_err(|err| Error::Client(crate::config::one_line(&err)))?;
-    Ok(OpenStack::new(&session, settings.region()))
+    let linstor = match &running.endpoints.linstor {
+        Some(url) => Some(
+            Controllers::new(&LinstorSettings {
+                controllers: url.clone(),
+                ..LinstorSettings::default()
+            })
+            .map(Linstor::new)
+            .map_err(|err| Error::Client(err.to_string()))?,
+        ),
+        None => None,
+    };
+    Ok(Storage::openstack(OpenStack::new(&session, settings.region())).with_linstor(linstor))
 }
 
 /// The emulated cloud's credentials as the `OS_*` variables of the `openstack` CLI (a map,

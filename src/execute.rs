@@ -1018,6 +1018,10 @@ fn backend_failure(err: &backend::Error, step: &Step) -> Failure {
                 format!("check by hand: {manual}")
             }
         },
+        backend::Error::Linstor(_) => format!(
+            "check the LINSTOR controller (`linstor node list`, `linstor resource list`), then \
+             by hand: {manual}"
+        ),
         backend::Error::Unsupported(_) => format!("do it by hand: {manual}"),
     };
     Failure {

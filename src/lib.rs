@@ -10,9 +10,11 @@
 //! - [`observe`]: builds one observation from the cluster and the backend.
 //! - [`bounded`]: many reads at once, a bounded number in flight.
 //! - [`execute`]: runs a plan step by step, verifying each step and recording progress.
-//! - [`backend`]: the storage backend trait and its OpenStack implementation.
+//! - [`backend`]: the storage backend trait, its OpenStack and LINSTOR implementations, and
+//!   both as one.
 //! - [`cluster`]: the Kubernetes side: observe, apply Kubernetes actions, Events.
 //! - [`openstack`]: OpenStack connection settings, session, Nova and Cinder calls.
+//! - [`linstor`]: the LINSTOR controllers' REST API (read-only).
 //! - [`controller`]: `run`, the controller: a Node watch, a timer per node, one actor (Lease).
 //! - [`metrics`], [`admin`]: the controller's Prometheus metrics and its /livez, /readyz and
 //!   /metrics server.
@@ -28,6 +30,7 @@ pub mod config;
 pub mod controller;
 pub mod demo;
 pub mod execute;
+pub mod linstor;
 pub mod metrics;
 pub mod observe;
 pub mod oneshot;

@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use crate::backend::Backend;
 use crate::bounded::bounded;
 use crate::cluster::{Breadth, Cluster, ClusterState};
-use fencing::model::{NodeName, Observation, PvName, ServerId, StorageView, VolumeId};
+use fencing::model::{Driver, NodeName, Observation, PvName, ServerId, StorageView, VolumeId};
 use fencing::plan::Policy;
 
 /// What to read beyond the nodes the planner may act on.
@@ -126,9 +126,12 @@ pub async fn complete<B: Backend>(
         .filter(|(_, pv)| scope.orphans || wanted.contains(&pv.name))
         .map(|(index, _)| index)
         .collect();
-    let ids: Vec<VolumeId> = reads
+    let ids: Vec<(Driver, VolumeId)> = reads
         .iter()
-        .map(|&index| persistent_volumes[index].volume_id.clone())
+        .map(|&index| {
+            let pv = &persistent_volumes[index];
+            (pv.driver.clone(), pv.volume_id.clone())
+        })
         .collect();
     let volumes = backend.observe_volumes(&ids).await;
     for (&index, result) in reads.iter().zip(volumes) {

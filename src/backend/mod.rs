@@ -1,10 +1,13 @@
-//! Storage backends: one trait, implemented for OpenStack (Nova + Cinder) now and LINSTOR next.
+//! Storage backends: one trait, implemented for OpenStack (Nova + Cinder) and LINSTOR, and by
+//! [`storage::Storage`], the cluster's configured backends as one.
 //!
 //! A backend reads (a node's storage side, a volume) and acts (stop a server, release a volume,
 //! read back whether that worked). It never decides: the fence verdict and the plan come from
 //! the pure [`fencing::plan`] over what it read.
 
+pub mod linstor;
 pub mod openstack;
+pub mod storage;
 
 use std::future::Future;
 
@@ -19,6 +22,9 @@ pub enum Error {
     /// A Nova or Cinder call failed.
     #[error(transparent)]
     OpenStack(#[from] crate::openstack::error::ApiError),
+    /// A LINSTOR controller call failed.
+    #[error("{0}")]
+    Linstor(crate::openstack::error::ApiError),
     /// The action does not apply to this backend, or lacks what it needs.
     #[error("{0}")]
     Unsupported(String),
@@ -29,7 +35,7 @@ impl Error {
     #[must_use]
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::OpenStack(err) => err.is_transient(),
+            Self::OpenStack(err) | Self::Linstor(err) => err.is_transient(),
             Self::Unsupported(_) => false,
         }
     }
@@ -38,7 +44,7 @@ impl Error {
     #[must_use]
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Self::OpenStack(err) => err.metric_label(),
+            Self::OpenStack(err) | Self::Linstor(err) => err.metric_label(),
             Self::Unsupported(_) => "unsupported",
         }
     }
@@ -94,7 +100,7 @@ pub trait Backend: Send + Sync {
     /// (`diagnose`'s scan of every PV) may be read as one paged list.
     fn observe_volumes(
         &self,
-        volumes: &[VolumeId],
+        volumes: &[(Driver, VolumeId)],
     ) -> impl Future<Output = Vec<Result<BackendVolume, Error>>> + Send;
 
     /// Whether a server no longer exists (for stale attachments of servers that are no node).

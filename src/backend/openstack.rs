@@ -196,12 +196,16 @@ impl Backend for OpenStack {
         self.region.as_deref()
     }
 
-    async fn observe_volumes(&self, volumes: &[VolumeId]) -> Vec<Result<BackendVolume, Error>> {
+    async fn observe_volumes(
+        &self,
+        volumes: &[(Driver, VolumeId)],
+    ) -> Vec<Result<BackendVolume, Error>> {
+        let volumes: Vec<&VolumeId> = volumes.iter().map(|(_, id)| id).collect();
         let mut listed: BTreeMap<String, BackendVolume> = BTreeMap::new();
         if volumes.len() > LIST_ABOVE {
             match self.cinder.volumes().await {
                 Ok(all) => {
-                    let wanted: BTreeSet<&str> = volumes.iter().map(VolumeId::as_str).collect();
+                    let wanted: BTreeSet<&str> = volumes.iter().map(|id| id.as_str()).collect();
                     listed = all
                         .into_iter()
                         .filter(|volume| wanted.contains(volume.id.as_str()))

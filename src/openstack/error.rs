@@ -2,11 +2,11 @@
 
 use std::fmt;
 
-/// A failed Nova or Cinder call.
-#[derive(Debug, thiserror::Error)]
+/// A failed Nova, Cinder or LINSTOR call.
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{service} {operation}: {kind}")]
 pub struct ApiError {
-    /// `nova` or `cinder`.
+    /// `nova`, `cinder` or `linstor`.
     pub service: &'static str,
     /// What was attempted, e.g. `GET server 9454…`.
     pub operation: String,

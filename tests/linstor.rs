@@ -1,0 +1,208 @@
+//! The LINSTOR backend end to end against the emulated LINSTOR controller and cluster, through
+//! the production paths (the REST client, the backend, the planner, the executor): a satellite
+//! lost while the survivors hold quorum is acted on; a kubelet-only failure, a dead controller
+//! or one answering 500 never is; a dead first controller is skipped.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use cinder_remediator::backend::linstor::Linstor;
+use cinder_remediator::backend::storage::Storage;
+use cinder_remediator::cluster::{Breadth, Cluster};
+use cinder_remediator::execute;
+use cinder_remediator::linstor::{Controllers, LinstorSettings};
+use cinder_remediator::oneshot::{self, Mode, Output};
+use fencing::plan::{Action, Policy, Skip};
+use sim::scenario::{Fault, Service};
+use sim::{Running, Scenario};
+
+/// node-b's satellite is lost (OFFLINE): its peers see it disconnected, node-a may promote and
+/// none is in use. Its StatefulSet pod hangs Terminating, its VolumeAttachment stays.
+const LOST: &str = r"
+name: linstor-lost
+openstack: {}
+kubernetes:
+  nodes:
+    - {name: node-a, ready: 'True', ready_since: 1d}
+    - {name: node-b, ready: Unknown, ready_since: 10m}
+    - {name: node-c, ready: 'True', ready_since: 1d}
+  persistent_volumes:
+    - name: pvc-db
+      csi: {driver: linstor.csi.linbit.com, volume_handle: pvc-db}
+      claim: default/data-db-0
+  pods:
+    - {name: db-0, node: node-b, phase: Running, terminating: true, claims: [data-db-0], owner: {kind: StatefulSet, name: db}}
+  volume_attachments:
+    - {pv: pvc-db, node: node-b}
+linstor:
+  nodes:
+    - {name: node-a}
+    - {name: node-b, connection_status: OFFLINE}
+    - {name: node-c}
+  resources:
+    - {name: pvc-db, node: node-a, may_promote: true, connections: {node-b: false, node-c: true}}
+    - {name: pvc-db, node: node-b, in_use: true, connections: {node-a: true, node-c: true}}
+    - {name: pvc-db, node: node-c, may_promote: true, connections: {node-a: true, node-b: false}}
+";
+
+struct Setup {
+    running: Running,
+    cluster: Cluster,
+}
+
+async fn start(text: &str) -> Setup {
+    let scenario = Scenario::parse(text, Path::new("linstor.yaml")).unwrap();
+    let running = sim::serve(&scenario).await.unwrap();
+    let client = kube::Client::try_from(kube::Config::new(
+        running.endpoints.kubernetes.parse().unwrap(),
+    ))
+    .unwrap();
+    Setup {
+        cluster: Cluster::new(client, "e2e"),
+        running,
+    }
+}
+
+/// LINSTOR alone, through `controllers` (the emulated one when `None`).
+fn storage(setup: &Setup, controllers: Option<String>) -> Storage {
+    let url = setup.running.endpoints.linstor.clone().unwrap();
+    Storage::linstor(Linstor::new(
+        Controllers::new(&LinstorSettings {
+            controllers: controllers.unwrap_or(url),
+            ..LinstorSettings::default()
+        })
+        .unwrap(),
+    ))
+}
+
+async fn plan(setup: &Setup, backend: &Storage) -> fencing::plan::Plan {
+    let policy = Policy::default();
+    oneshot::observe_and_plan(
+        &setup.cluster,
+        backend,
+        &policy,
+        &BTreeSet::new(),
+        false,
+        Breadth::Planning,
+    )
+    .await
+    .unwrap()
+    .1
+}
+
+fn kube_writes(setup: &Setup) -> Vec<String> {
+    setup
+        .running
+        .requests()
+        .iter()
+        .filter(|r| r.service == Service::Kubernetes && r.is_mutating() && r.by.is_none())
+        .filter(|r| !r.path.contains("/events"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_lost_satellite_with_quorum_frees_the_kubernetes_side_and_nothing_else() {
+    let setup = start(LOST).await;
+    let backend = storage(&setup, None);
+    let plan = plan(&setup, &backend).await;
+    let kinds: Vec<&str> = plan.steps.iter().map(|s| s.action.metric_label()).collect();
+    assert_eq!(
+        kinds,
+        ["delete_volume_attachment", "force_delete_pod"],
+        "{plan}"
+    );
+    let done = oneshot::remediate(
+        &setup.cluster,
+        &backend,
+        &Policy::default(),
+        &BTreeSet::new(),
+        Mode {
+            dry_run: false,
+            yes: true,
+            orphans: false,
+        },
+        Output::Json,
+        execute::Options::default(),
+    )
+    .await
+    .unwrap();
+    assert!(done);
+    let writes = kube_writes(&setup);
+    assert!(
+        writes
+            .iter()
+            .any(|w| w.starts_with("DELETE") && w.contains("/pods/db-0")),
+        "{writes:?}"
+    );
+    assert!(
+        setup
+            .running
+            .requests()
+            .iter()
+            .all(|r| !matches!(r.service, Service::Nova | Service::Cinder) || !r.is_mutating()),
+        "LINSTOR volumes are never detached in the cloud"
+    );
+    setup.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_kubelet_only_failure_with_drbd_connected_is_left_alone() {
+    // The satellite is ONLINE and its peers still see it: the node may still write.
+    let text = LOST
+        .replace(
+            "{name: node-b, connection_status: OFFLINE}",
+            "{name: node-b}",
+        )
+        .replace(
+            "{node-b: false, node-c: true}",
+            "{node-b: true, node-c: true}",
+        )
+        .replace(
+            "{node-a: true, node-b: false}",
+            "{node-a: true, node-b: true}",
+        );
+    let setup = start(&text).await;
+    let plan = plan(&setup, &storage(&setup, None)).await;
+    assert!(plan.steps.is_empty(), "{plan}");
+    assert!(matches!(plan.skipped[0].skip, Skip::NotFenced { .. }));
+    setup.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_controller_that_fails_means_no_action_and_a_dead_first_one_is_skipped() {
+    let setup = start(LOST).await;
+    // 500 from the only controller: no verdict, no step.
+    setup.running.world.lock().inject(Fault {
+        service: Some(Service::Linstor),
+        method: "GET".into(),
+        path: "/v1/*".into(),
+        status: Some(500),
+        delay_ms: 0,
+        times: None,
+    });
+    let plan_500 = plan(&setup, &storage(&setup, None)).await;
+    assert!(plan_500.steps.is_empty(), "{plan_500}");
+    assert!(
+        matches!(&plan_500.skipped[0].skip, Skip::StorageError { detail } if detail.contains("no LINSTOR controller answered")),
+        "{:?}",
+        plan_500.skipped
+    );
+    setup.running.world.lock().clear_faults();
+    // A first controller that refuses connections is skipped.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let both = format!(
+        "{dead_url},{}",
+        setup.running.endpoints.linstor.clone().unwrap()
+    );
+    let plan = plan(&setup, &storage(&setup, Some(both))).await;
+    assert!(
+        plan.steps
+            .iter()
+            .any(|s| matches!(s.action, Action::ForceDeletePod { .. })),
+        "{plan}"
+    );
+    setup.running.shutdown().await;
+}
