@@ -969,6 +969,7 @@ pub fn node_view(node: &Node) -> NodeView {
         progress,
         progress_error,
         storage: StorageView::Unobserved,
+        satellite: None,
     }
 }
 

@@ -91,13 +91,23 @@ pub async fn complete<B: Backend>(
         nodes
             .iter()
             .filter(|node| matched.contains(&node.name))
-            .map(|node| backend.observe_node(node))
+            .map(|node| async move {
+                let storage = backend.observe_node(node).await;
+                // Seen through Nova: LINSTOR too, for the node's LINSTOR volumes.
+                let satellite = match storage {
+                    StorageView::OpenStack(_) | StorageView::ServerGone { .. } => {
+                        backend.observe_satellite(node).await
+                    }
+                    _ => None,
+                };
+                (storage, satellite)
+            })
             .collect(),
     )
     .await;
     let mut views = views.into_iter();
     for node in nodes.iter_mut().filter(|node| matched.contains(&node.name)) {
-        node.storage = views.next().unwrap_or(StorageView::Unobserved);
+        (node.storage, node.satellite) = views.next().unwrap_or((StorageView::Unobserved, None));
     }
 
     // PVs used on candidate nodes: through their pods' claims, or their VolumeAttachments.

@@ -206,3 +206,84 @@ async fn a_controller_that_fails_means_no_action_and_a_dead_first_one_is_skipped
     );
     setup.running.shutdown().await;
 }
+
+/// node-b's server is shut off; it held a Cinder volume and a LINSTOR replica.
+const MIXED: &str = r"
+name: mixed
+openstack:
+  compute_hosts: [{name: compute-1}]
+  servers:
+    - {id: 5e0c7a1b-0000-4000-8000-000000000001, name: node-a, status: ACTIVE, host: compute-1}
+    - {id: 5e0c7a1b-0000-4000-8000-000000000002, name: node-b, status: SHUTOFF, host: compute-1}
+  volumes:
+    - {id: 9c1d2e3f-0000-4000-8000-000000000001, attachments: [{server: 5e0c7a1b-0000-4000-8000-000000000002}]}
+kubernetes:
+  nodes:
+    - {name: node-a, provider_id: 'openstack:///5e0c7a1b-0000-4000-8000-000000000001', ready: 'True', ready_since: 1d}
+    - {name: node-b, provider_id: 'openstack:///5e0c7a1b-0000-4000-8000-000000000002', ready: Unknown, ready_since: 10m}
+  persistent_volumes:
+    - name: pvc-cinder
+      csi: {driver: cinder.csi.openstack.org, volume_handle: 9c1d2e3f-0000-4000-8000-000000000001}
+      claim: default/data-web-0
+    - name: pvc-db
+      csi: {driver: linstor.csi.linbit.com, volume_handle: pvc-db}
+      claim: default/data-db-0
+  pods:
+    - {name: web-0, node: node-b, phase: Running, terminating: true, claims: [data-web-0], owner: {kind: StatefulSet, name: web}}
+    - {name: db-0, node: node-b, phase: Running, terminating: true, claims: [data-db-0], owner: {kind: StatefulSet, name: db}}
+  volume_attachments:
+    - {pv: pvc-cinder, node: node-b}
+    - {pv: pvc-db, node: node-b}
+linstor:
+  nodes:
+    - {name: node-a}
+    - {name: node-b, connection_status: OFFLINE}
+    - {name: node-c}
+  resources:
+    - {name: pvc-db, node: node-a, may_promote: true, connections: {node-b: false, node-c: true}}
+    - {name: pvc-db, node: node-b, in_use: true, connections: {node-a: true, node-c: true}}
+    - {name: pvc-db, node: node-c, connections: {node-a: true, node-b: false}}
+";
+
+#[tokio::test]
+async fn a_node_with_a_cinder_and_a_linstor_volume_frees_each_through_its_backend() {
+    let setup = start(MIXED).await;
+    let source = cinder_remediator::demo::openstack_source(&setup.running);
+    let settings = cinder_remediator::openstack::config::load(&source).unwrap();
+    let session = cinder_remediator::openstack::session::connect(&settings)
+        .await
+        .unwrap();
+    let both = Storage::openstack(cinder_remediator::backend::openstack::OpenStack::new(
+        &session,
+        settings.region(),
+    ))
+    .with_linstor(Some(Linstor::new(
+        Controllers::new(&LinstorSettings {
+            controllers: setup.running.endpoints.linstor.clone().unwrap(),
+            ..LinstorSettings::default()
+        })
+        .unwrap(),
+    )));
+    let plan = plan(&setup, &both).await;
+    let commands: Vec<String> = plan
+        .steps
+        .iter()
+        .map(|s| s.action.manual_command())
+        .collect();
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.starts_with("openstack server remove volume")),
+        "the Cinder volume is released: {plan}"
+    );
+    for pod in ["web-0", "db-0"] {
+        assert!(
+            commands
+                .iter()
+                .any(|c| c.contains(&format!(" {pod} --grace-period=0"))),
+            "{pod}: {plan}"
+        );
+    }
+    assert!(plan.held.is_empty(), "{:?}", plan.held);
+    setup.running.shutdown().await;
+}

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::{Backend, Error, Release, ReleaseState, Whereabouts};
 use crate::linstor::{Controllers, Replica};
+use crate::openstack::error::ApiError;
 use fencing::model::{
     BackendVolume, Driver, LinstorNodeView, LinstorResourceView, NodeName, NodeView, ReplicaView,
     ServerId, StorageView, VolumeId,
@@ -22,6 +23,21 @@ impl Linstor {
     #[must_use]
     pub fn new(controllers: Controllers) -> Self {
         Self { controllers }
+    }
+}
+
+impl Linstor {
+    /// The node's satellite, `None` when LINSTOR has no node of that name.
+    async fn satellite(&self, node: &NodeView) -> Result<Option<LinstorNodeView>, ApiError> {
+        Ok(self
+            .controllers
+            .nodes(&[node.name.as_str()])
+            .await?
+            .into_iter()
+            .find(|satellite| satellite.name == node.name.as_str())
+            .map(|satellite| LinstorNodeView {
+                connection_status: satellite.connection_status,
+            }))
     }
 }
 
@@ -48,19 +64,17 @@ impl Backend for Linstor {
     }
 
     async fn observe_node(&self, node: &NodeView) -> StorageView {
-        match self.controllers.nodes(&[node.name.as_str()]).await {
-            Ok(satellites) => satellites
-                .into_iter()
-                .find(|satellite| satellite.name == node.name.as_str())
-                .map_or(StorageView::NoMatch, |satellite| {
-                    StorageView::Linstor(LinstorNodeView {
-                        connection_status: satellite.connection_status,
-                    })
-                }),
+        match self.satellite(node).await {
+            Ok(Some(satellite)) => StorageView::Linstor(satellite),
+            Ok(None) => StorageView::NoMatch,
             Err(err) => StorageView::Error {
                 message: err.to_string(),
             },
         }
+    }
+
+    async fn observe_satellite(&self, node: &NodeView) -> Option<LinstorNodeView> {
+        self.satellite(node).await.ok().flatten()
     }
 
     fn region(&self) -> Option<&str> {

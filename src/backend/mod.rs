@@ -12,7 +12,7 @@ pub mod storage;
 use std::future::Future;
 
 use fencing::model::{
-    AttachmentId, BackendVolume, Driver, NodeView, ServerId, StorageView, VolumeId,
+    AttachmentId, BackendVolume, Driver, LinstorNodeView, NodeView, ServerId, StorageView, VolumeId,
 };
 use fencing::plan::ReleaseVia;
 
@@ -91,6 +91,15 @@ pub trait Backend: Send + Sync {
     /// The backend's view of a node: its server (matched by providerID, name or address) or
     /// why none could be read. Never fails: an error is a view ([`StorageView::Error`]).
     fn observe_node(&self, node: &NodeView) -> impl Future<Output = StorageView> + Send;
+
+    /// LINSTOR's view of a node that is seen through another backend (Nova), when LINSTOR is
+    /// configured and shows it as a satellite.
+    fn observe_satellite(
+        &self,
+        _node: &NodeView,
+    ) -> impl Future<Output = Option<LinstorNodeView>> + Send {
+        std::future::ready(None)
+    }
 
     /// The region the backend's session reaches, when configured (OpenStack).
     fn region(&self) -> Option<&str>;

@@ -5,7 +5,9 @@
 use super::linstor::Linstor;
 use super::openstack::OpenStack;
 use super::{Backend, Error, Release, ReleaseState, Whereabouts};
-use fencing::model::{BackendVolume, Driver, NodeView, ServerId, StorageView, VolumeId};
+use fencing::model::{
+    BackendVolume, Driver, LinstorNodeView, NodeView, ServerId, StorageView, VolumeId,
+};
 
 /// The configured backends (at least one).
 #[derive(Debug, Clone)]
@@ -73,6 +75,13 @@ impl Backend for Storage {
                 satellite => satellite,
             },
             _ => cloud,
+        }
+    }
+
+    async fn observe_satellite(&self, node: &NodeView) -> Option<LinstorNodeView> {
+        match &self.linstor {
+            Some(linstor) => linstor.observe_satellite(node).await,
+            None => None,
         }
     }
 

@@ -55,7 +55,7 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub enum Moment {
     /// The Node watch showed this node (as the schedule takes it in).
-    Watched(NodeView),
+    Watched(Box<NodeView>),
     /// The Node watch showed this node deleted.
     Deleted(NodeName),
     /// These nodes are due (their grace ran out, or a look is to be repeated): a look starts
@@ -172,7 +172,7 @@ pub async fn run<B: Backend>(
                     Ok(Event::Init) => nodes_listing = Some(BTreeMap::new()),
                     Ok(Event::InitApply(node)) => {
                         let view = node_view(&node);
-                        settings.tell(|| Moment::Watched(view.clone()));
+                        settings.tell(|| Moment::Watched(Box::new(view.clone())));
                         schedule.observe(&view, now);
                         if let Some(listing) = &mut nodes_listing {
                             listing.insert(view.name.clone(), view);
@@ -189,7 +189,7 @@ pub async fn run<B: Backend>(
                     }
                     Ok(Event::Apply(node)) => {
                         let view = node_view(&node);
-                        settings.tell(|| Moment::Watched(view.clone()));
+                        settings.tell(|| Moment::Watched(Box::new(view.clone())));
                         schedule.observe(&view, now);
                         nodes.insert(view.name.clone(), view);
                     }
@@ -540,6 +540,7 @@ mod tests {
             zone: None,
             progress: None,
             progress_error: None,
+            satellite: None,
             storage: StorageView::OpenStack(ServerView {
                 id: ServerId::new("s1"),
                 name: "n1".to_owned(),

@@ -201,6 +201,7 @@ mod tests {
             zone: None,
             progress: None,
             progress_error: None,
+            satellite: None,
             storage: StorageView::Unobserved,
         }
     }

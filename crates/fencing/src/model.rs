@@ -190,6 +190,10 @@ pub struct NodeView {
     pub progress_error: Option<String>,
     /// What the storage backend says about this node.
     pub storage: StorageView,
+    /// LINSTOR's view of the node when it is seen through Nova (a node with Cinder and LINSTOR
+    /// volumes): its LINSTOR volumes are judged by their replicas, as on a LINSTOR-only node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub satellite: Option<LinstorNodeView>,
 }
 
 impl NodeView {

@@ -597,6 +597,9 @@ pub enum Hold {
         /// The verdict.
         detail: String,
     },
+    /// A LINSTOR volume on a node seen through Nova, and LINSTOR does not show the node (or
+    /// could not be read): its replicas cannot be judged.
+    SatelliteUnread,
     /// The PV's driver belongs to another backend than the one the node was matched in.
     BackendMismatch {
         /// The PV's driver.
@@ -616,6 +619,10 @@ impl fmt::Display for Hold {
                 write!(f, "volume status is {status}, not in-use: check it by hand")
             }
             Self::ReplicaNotFenced { detail } => write!(f, "not fenced: {detail}"),
+            Self::SatelliteUnread => write!(
+                f,
+                "LINSTOR does not show the node as a satellite (or could not be read): its replicas cannot be judged"
+            ),
             Self::BackendMismatch { driver } => {
                 write!(f, "driver {driver} does not belong to the node's backend")
             }

@@ -1614,6 +1614,22 @@ fn dispose<'a>(node: &NodeView, fenced: &Fenced<'_>, pv: &'a PvView) -> (Disposi
         {
             dispose_linstor(&node.name, satellite, &pv.volume_id, resource)
         }
+        // A node with Cinder and LINSTOR volumes, its server fenced: each LINSTOR volume is
+        // judged by its replicas, as on a LINSTOR-only node.
+        (Fenced::Server { reason, detail, .. }, Some(BackendVolume::Linstor(resource)))
+            if pv.driver.backend() == Some(Backend::Linstor) =>
+        {
+            match &node.satellite {
+                Some(satellite) => dispose_linstor(&node.name, satellite, &pv.volume_id, resource),
+                None => (
+                    Disposition::Held(Hold::SatelliteUnread),
+                    Proof {
+                        reason: *reason,
+                        detail: detail.clone(),
+                    },
+                ),
+            }
+        }
         (Fenced::Server { reason, detail, .. }, _) => (
             Disposition::Held(Hold::BackendMismatch {
                 driver: pv.driver.name().to_owned(),

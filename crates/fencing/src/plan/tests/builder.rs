@@ -73,6 +73,7 @@ pub fn ready_node(name: &str, server_id: &str) -> NodeView {
         zone: Some("nova".to_owned()),
         progress: None,
         progress_error: None,
+        satellite: None,
         storage: StorageView::Unobserved,
     }
 }

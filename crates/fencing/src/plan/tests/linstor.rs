@@ -223,3 +223,107 @@ fn cinder_pv_on_a_linstor_node_is_held_as_a_mismatch() {
         "{plan}"
     );
 }
+
+/// The seed story's node-4 (server SHUTOFF, a Cinder volume) runs a LINSTOR replica too: its
+/// pod `linstor-app` uses a LINSTOR volume whose survivors `survivors` describe.
+fn mixed(satellite_status: Option<&str>, survivors: Vec<ReplicaView>) -> crate::model::Observation {
+    let mut pv = cinder_pv("pv-drbd", "pv-drbd", "data-drbd", &[]);
+    pv.driver = Driver::Linstor;
+    let mut replicas = vec![ReplicaView {
+        node: NodeName::new(NODE4),
+        in_use: None,
+        may_promote: None,
+        connections: BTreeMap::new(),
+    }];
+    replicas.extend(survivors);
+    pv.backend = Some(BackendVolume::Linstor(LinstorResourceView { replicas }));
+    ObservationBuilder::seed()
+        .node(NODE4, |n| {
+            n.satellite = satellite_status.map(|status| LinstorNodeView {
+                connection_status: status.to_owned(),
+            });
+        })
+        .add_pv(pv)
+        .add_claim(claim("data-drbd", "pv-drbd"))
+        .add_pod(pod("linstor-app", NODE4, "data-drbd"))
+        .add_va(va("va-drbd", NODE4, "pv-drbd"))
+        .build()
+}
+
+fn survivor(node: &str, connected: bool, may_promote: bool) -> ReplicaView {
+    ReplicaView {
+        node: NodeName::new(node),
+        in_use: Some(false),
+        may_promote: Some(may_promote),
+        connections: [(NodeName::new(NODE4), connected)].into_iter().collect(),
+    }
+}
+
+#[test]
+fn a_node_with_cinder_and_linstor_volumes_frees_each_by_its_own_backend() {
+    // Server SHUTOFF, satellite lost, survivors with quorum: both volumes' Kubernetes sides go.
+    let both = mixed(
+        Some("OFFLINE"),
+        vec![
+            survivor(NODE3, false, true),
+            survivor("node-5", false, false),
+        ],
+    );
+    let plan = plan_default(&both);
+    let all = commands(&plan);
+    assert!(
+        all.contains(&"kubectl delete volumeattachment va-drbd".to_owned()),
+        "{plan}"
+    );
+    assert!(
+        all.contains(
+            &"kubectl delete pod -n default linstor-app --grace-period=0 --force".to_owned()
+        ),
+        "{plan}"
+    );
+    assert!(
+        all.iter()
+            .any(|c| c.starts_with("openstack server remove volume")),
+        "{plan}"
+    );
+
+    // DRBD still connected (the satellite answers): the LINSTOR volume is held, its pod and
+    // VolumeAttachment stay; the Cinder volume is released all the same.
+    let connected = mixed(
+        Some("ONLINE"),
+        vec![
+            survivor(NODE3, true, false),
+            survivor("node-5", true, false),
+        ],
+    );
+    let plan = plan_default(&connected);
+    let all = commands(&plan);
+    assert!(
+        !all.iter()
+            .any(|c| c.contains("va-drbd") || c.contains("linstor-app")),
+        "{plan}"
+    );
+    assert!(
+        all.iter()
+            .any(|c| c.starts_with("openstack server remove volume")),
+        "{plan}"
+    );
+    assert!(
+        plan.held
+            .iter()
+            .any(|h| h.pv.as_str() == "pv-drbd" && matches!(h.hold, Hold::ReplicaNotFenced { .. })),
+        "{:?}",
+        plan.held
+    );
+
+    // LINSTOR not read for the node: held.
+    let unread = mixed(None, vec![survivor(NODE3, false, true)]);
+    let plan = plan_default(&unread);
+    assert!(
+        plan.held
+            .iter()
+            .any(|h| h.pv.as_str() == "pv-drbd" && matches!(h.hold, Hold::SatelliteUnread)),
+        "{:?}",
+        plan.held
+    );
+}

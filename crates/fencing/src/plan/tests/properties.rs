@@ -262,6 +262,14 @@ fn decode_node(index: usize, g: &[u8; 16]) -> NodeView {
         progress_error: g[15]
             .is_multiple_of(7)
             .then(|| "expected value at line 1 column 1".to_owned()),
+        // Now and then a node seen through Nova is a LINSTOR satellite too.
+        satellite: (matches!(
+            storage,
+            StorageView::OpenStack(_) | StorageView::ServerGone { .. }
+        ) && g[15] % 3 == 2)
+            .then(|| LinstorNodeView {
+                connection_status: pick(&["ONLINE", "OFFLINE"], g[4] >> 1).to_owned(),
+            }),
         storage,
     }
 }
@@ -689,8 +697,9 @@ fn assert_touchable_pv<'o>(
         }
         (Some(BackendVolume::Linstor(resource)), Some(Backend::Linstor)) => {
             let node = node.expect("LINSTOR steps belong to a node");
-            let StorageView::Linstor(satellite) = &node.storage else {
-                panic!("LINSTOR PV {name} on a non-LINSTOR node");
+            let satellite = match (&node.storage, &node.satellite) {
+                (StorageView::Linstor(satellite), _) | (_, Some(satellite)) => satellite,
+                _ => panic!("LINSTOR PV {name} on a node LINSTOR was not read for"),
             };
             let verdict =
                 fence::linstor_resource(&node.name, satellite, pv.volume_id.as_str(), resource);
