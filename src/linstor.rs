@@ -58,6 +58,8 @@ pub struct Replica {
     pub may_promote: Option<bool>,
     /// `layer_object.drbd.connections`: peer node -> connected.
     pub connections: BTreeMap<String, bool>,
+    /// The first volume's `state.disk_state`, when reported.
+    pub disk_state: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -68,6 +70,20 @@ struct RawResource {
     state: Option<RawState>,
     #[serde(default)]
     layer_object: Option<RawLayer>,
+    #[serde(default)]
+    volumes: Vec<RawVolume>,
+}
+
+#[derive(Deserialize)]
+struct RawVolume {
+    #[serde(default)]
+    state: Option<RawVolumeState>,
+}
+
+#[derive(Deserialize)]
+struct RawVolumeState {
+    #[serde(default)]
+    disk_state: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -99,7 +115,12 @@ struct RawConnection {
 impl From<RawResource> for Replica {
     fn from(raw: RawResource) -> Self {
         let drbd = raw.layer_object.and_then(|layer| layer.drbd);
+        let disk_state = raw
+            .volumes
+            .into_iter()
+            .find_map(|volume| volume.state.and_then(|state| state.disk_state));
         Self {
+            disk_state,
             resource: raw.name,
             node: raw.node_name,
             in_use: raw.state.and_then(|state| state.in_use),
@@ -345,13 +366,15 @@ mod tests {
         let raw: super::RawResource = serde_json::from_str(
             r#"{"name": "pvc-1", "node_name": "n1", "state": {"in_use": false},
                 "layer_object": {"type": "DRBD", "drbd": {"may_promote": true,
-                  "connections": {"n2": {"connected": false, "message": "Connecting"}}}}}"#,
+                  "connections": {"n2": {"connected": false, "message": "Connecting"}}}},
+                "volumes": [{"volume_number": 0, "state": {"disk_state": "UpToDate"}}]}"#,
         )
         .unwrap();
         let replica = Replica::from(raw);
         assert_eq!(replica.in_use, Some(false));
         assert_eq!(replica.may_promote, Some(true));
         assert_eq!(replica.connections.get("n2"), Some(&false));
+        assert_eq!(replica.disk_state.as_deref(), Some("UpToDate"));
         let bare: super::RawResource =
             serde_json::from_str(r#"{"name": "pvc-1", "node_name": "n1"}"#).unwrap();
         let replica = Replica::from(bare);

@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use crate::execute::{Outcome, Report};
 use fencing::advice::{self, Advice};
-use fencing::model::{NodeView, Observation, Readiness, StorageView};
+use fencing::model::{
+    Driver, LinstorResourceView, NodeName, NodeView, Observation, Readiness, StorageView,
+};
 use fencing::plan::fence::FailureKind;
 use fencing::plan::{self, DeadHost, FenceMode, Plan, Policy, Skip, Verdict};
 
@@ -44,6 +46,9 @@ pub struct NodeDiagnosis {
     pub taints: Vec<String>,
     /// The backend's view of it.
     pub storage: StorageView,
+    /// LINSTOR's view of it, when it is seen through Nova and LINSTOR knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub satellite: Option<fencing::model::LinstorNodeView>,
     /// The fence verdict: `fenced`, `stoppable`, `not fenced`, `unknown`, or `not checked`.
     pub verdict: String,
     /// Why.
@@ -205,6 +210,7 @@ fn node_diagnosis(
             .collect(),
         failure: failure(&node.storage, policy),
         storage: node.storage.clone(),
+        satellite: node.satellite.clone(),
         verdict,
         why,
         skipped: skip.map(ToString::to_string),
@@ -513,10 +519,10 @@ fn stuck_objects(node: &NodeView, observation: &Observation) -> Stuck {
                 }
             }
             Some(fencing::model::BackendVolume::Linstor(resource)) => {
-                format!(
-                    "LINSTOR resource with {} replica(s)",
-                    resource.replicas.len()
-                )
+                describe_replicas(&node.name, resource)
+            }
+            Some(fencing::model::BackendVolume::NotFound) if pv.driver == Driver::Linstor => {
+                "LINSTOR shows no such resource".to_owned()
             }
             Some(fencing::model::BackendVolume::NotFound) => {
                 "Cinder answers 404: invisible to these credentials".to_owned()
@@ -529,6 +535,43 @@ fn stuck_objects(node: &NodeView, observation: &Observation) -> Stuck {
         ));
     }
     stuck
+}
+
+/// Each replica of a LINSTOR resource as the failed node's fence depends on it: its disk
+/// state, whether it is in use and may promote, and its connection to the failed node.
+fn describe_replicas(failed: &NodeName, resource: &LinstorResourceView) -> String {
+    let known = |value: Option<bool>, yes: &str, no: &str| match value {
+        Some(true) => yes.to_owned(),
+        Some(false) => no.to_owned(),
+        None => format!("{yes}: unknown"),
+    };
+    let replicas: Vec<String> = resource
+        .replicas
+        .iter()
+        .map(|replica| {
+            let mut facts = vec![
+                replica
+                    .disk_state
+                    .clone()
+                    .unwrap_or_else(|| "disk ?".to_owned()),
+                known(replica.in_use, "in use", "not in use"),
+                known(replica.may_promote, "may promote", "may not promote"),
+            ];
+            if replica.node != *failed {
+                facts.push(match replica.connections.get(failed) {
+                    Some(true) => format!("connected to {failed}"),
+                    Some(false) => format!("disconnected from {failed}"),
+                    None => format!("no connection to {failed} reported"),
+                });
+            }
+            format!("{} [{}]", replica.node, facts.join(", "))
+        })
+        .collect();
+    format!(
+        "LINSTOR resource, {} replica(s): {}",
+        replicas.len(),
+        replicas.join("; ")
+    )
 }
 
 fn verdict_words(verdict: &Verdict) -> (String, String) {
@@ -601,6 +644,9 @@ impl fmt::Display for Diagnosis {
                 writeln!(f, "  taints    {}", node.taints.join(", "))?;
             }
             writeln!(f, "  storage   {}", describe_storage(&node.storage))?;
+            if let Some(satellite) = &node.satellite {
+                writeln!(f, "  linstor   satellite {}", satellite.connection_status)?;
+            }
             writeln!(
                 f,
                 "  verdict   {}: {}",

@@ -287,3 +287,29 @@ async fn a_node_with_a_cinder_and_a_linstor_volume_frees_each_through_its_backen
     assert!(plan.held.is_empty(), "{:?}", plan.held);
     setup.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn diagnose_shows_each_replica_as_the_verdict_reads_it() {
+    let setup = start(LOST).await;
+    let policy = Policy::default();
+    let (observation, plan) = oneshot::observe_and_plan(
+        &setup.cluster,
+        &storage(&setup, None),
+        &policy,
+        &BTreeSet::new(),
+        false,
+        Breadth::Planning,
+    )
+    .await
+    .unwrap();
+    let text = cinder_remediator::report::diagnose(&observation, &plan, &policy).to_string();
+    for line in [
+        "storage   LINSTOR satellite OFFLINE",
+        "node-a [UpToDate, not in use, may promote, disconnected from node-b]",
+        "node-c [UpToDate, not in use, may promote, disconnected from node-b]",
+        "node-b [UpToDate, in use: unknown, may not promote]",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    setup.running.shutdown().await;
+}

@@ -55,6 +55,7 @@ fn replica_view(replica: Replica) -> ReplicaView {
             .into_iter()
             .map(|(peer, connected)| (NodeName::new(peer), connected))
             .collect(),
+        disk_state: replica.disk_state,
     }
 }
 

@@ -580,6 +580,10 @@ pub struct ReplicaView {
     pub may_promote: Option<bool>,
     /// `layer_object.drbd.connections`: peer node -> connected.
     pub connections: BTreeMap<NodeName, bool>,
+    /// The first volume's `state.disk_state` (`UpToDate`, `Diskless`, `Outdated`, ...), for the
+    /// operator; `None` when not reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_state: Option<String>,
 }
 
 /// A PersistentVolumeClaim.

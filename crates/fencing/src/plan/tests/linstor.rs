@@ -31,6 +31,7 @@ fn replica(
             .map(|up| (NodeName::new(DEAD), up))
             .into_iter()
             .collect::<BTreeMap<_, _>>(),
+        disk_state: None,
     }
 }
 
@@ -57,6 +58,7 @@ fn piraeus() -> ObservationBuilder {
                 in_use: None,
                 may_promote: None,
                 connections: BTreeMap::new(),
+                disk_state: None,
             },
             replica(ALIVE2, Some(false), false, false),
             replica(ALIVE1, Some(false), true, false),
@@ -234,6 +236,7 @@ fn mixed(satellite_status: Option<&str>, survivors: Vec<ReplicaView>) -> crate::
         in_use: None,
         may_promote: None,
         connections: BTreeMap::new(),
+        disk_state: None,
     }];
     replicas.extend(survivors);
     pv.backend = Some(BackendVolume::Linstor(LinstorResourceView { replicas }));
@@ -256,6 +259,7 @@ fn survivor(node: &str, connected: bool, may_promote: bool) -> ReplicaView {
         in_use: Some(false),
         may_promote: Some(may_promote),
         connections: [(NodeName::new(NODE4), connected)].into_iter().collect(),
+        disk_state: None,
     }
 }
 

@@ -314,6 +314,7 @@ fn decode_pv(index: usize, g: &[u8; 12], node_count: usize) -> PvView {
                         .filter(|&&m| m != k && !bit(g[11], m + k))
                         .map(|&m| (node_name(m), bit(g[10], k + m)))
                         .collect::<BTreeMap<_, _>>(),
+                    disk_state: None,
                 })
                 .collect(),
         }))
