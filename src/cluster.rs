@@ -20,9 +20,9 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use crate::bounded::bounded;
 
 use fencing::model::{
-    ClaimName, ClaimRef, ClaimView, DeploymentView, Driver, NodeName, NodeUid, NodeView, OwnerRef,
-    PROGRESS_ANNOTATION, PodView, Progress, PvName, PvView, Readiness, StorageView, Taint, VaName,
-    VaUid, VaView, VolumeId,
+    ClaimName, ClaimRef, ClaimView, DeploymentView, Driver, KEEP_ANNOTATION, NodeName, NodeUid,
+    NodeView, OwnerRef, PROGRESS_ANNOTATION, PodView, Progress, PvName, PvView, Readiness,
+    StorageView, Taint, VaName, VaUid, VaView, VolumeId,
 };
 
 /// The name the remediator reports Events and field ownership under.
@@ -1054,6 +1054,12 @@ fn pod_view(pod: &Pod) -> PodView {
         owner,
         waiting_reason,
         attach_failures: Vec::new(),
+        keep: pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(KEEP_ANNOTATION))
+            .is_some_and(|value| value == "keep"),
     }
 }
 

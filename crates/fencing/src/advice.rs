@@ -258,6 +258,7 @@ mod tests {
             }),
             waiting_reason: None,
             attach_failures: Vec::new(),
+            keep: false,
         }
     }
 

@@ -621,7 +621,13 @@ pub struct PodView {
     /// Volume ids or PV names named by `FailedAttachVolume` / Multi-Attach / `FailedMount`
     /// attach Events about this pod.
     pub attach_failures: Vec<String>,
+    /// Annotated [`KEEP_ANNOTATION`]`: keep`: never force-deleted by the remediator.
+    #[serde(default)]
+    pub keep: bool,
 }
+
+/// The Pod annotation by which an operator opts a pod out of force-deletion (value `keep`).
+pub const KEEP_ANNOTATION: &str = "cinder-remediator.io/on-node-lost";
 
 /// A Deployment (`apps/v1`), as far as its pods' volumes and updates go.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

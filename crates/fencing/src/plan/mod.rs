@@ -280,6 +280,16 @@ pub enum Warning {
         /// The unresolved nodes.
         nodes: Vec<NodeName>,
     },
+    /// A pod of a fenced node on freed volumes that is not force-deleted: delete it by hand
+    /// when it should go.
+    PodLeft {
+        /// The node.
+        node: NodeName,
+        /// `namespace/name`.
+        pod: String,
+        /// Why it is left.
+        why: String,
+    },
     /// The progress record says this release was verified, yet the observation still shows the
     /// attachment (a stale read): it is not released again.
     StillAttachedAfterRelease {
@@ -307,6 +317,11 @@ impl fmt::Display for Warning {
                     list.join(", ")
                 )
             }
+            Self::PodLeft { node, pod, why } => write!(
+                f,
+                "{node}: pod {pod} is not force-deleted ({why}); its volume is free: delete it by hand (`kubectl delete pod --grace-period=0 --force -n {}`) if it should go",
+                pod.replacen('/', " ", 1)
+            ),
             Self::NoReadyNodeInZone { volume, zone } => write!(
                 f,
                 "volume {volume} is in availability zone {zone}, which has no Ready node"
@@ -1195,6 +1210,23 @@ impl<'a> Index<'a> {
                 };
                 if uses.iter().any(|pv| held.contains(pv)) {
                     continue; // a volume it uses is not proven safe to take over
+                }
+                // Nothing would recreate a pod no controller owns, and an operator may keep one:
+                // left for an operator, said once.
+                let left = if pod.keep {
+                    Some(format!("annotated {}: keep", crate::model::KEEP_ANNOTATION))
+                } else if !pod.owner.as_ref().is_some_and(|o| o.controller) {
+                    Some("no controller owns it: nothing would recreate it".to_owned())
+                } else {
+                    None
+                };
+                if let Some(why) = left {
+                    outcome.warnings.push(Warning::PodLeft {
+                        node: node.name.clone(),
+                        pod: format!("{}/{}", pod.namespace, pod.name),
+                        why,
+                    });
+                    continue;
                 }
                 let action = Action::ForceDeletePod {
                     namespace: pod.namespace.clone(),

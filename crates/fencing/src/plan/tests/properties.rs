@@ -386,6 +386,7 @@ fn decode_pod(index: usize, g: &[u8; 8], node_count: usize, pv_count: usize) -> 
                 }
             })
             .collect(),
+        keep: g[7].is_multiple_of(5),
     }
 }
 
@@ -823,8 +824,10 @@ fn assert_safe(observation: &Observation, policy: &Policy, plan: &Plan) {
                     let pv = observation
                         .persistent_volumes
                         .iter()
-                        .find(|pv| pv.volume_id == *volume)
-                        .unwrap();
+                        .find(|pv| {
+                            pv.volume_id == *volume && policy.managed_drivers.contains(&pv.driver)
+                        })
+                        .unwrap_or_else(|| panic!("{step}: no managed PV of {volume}"));
                     let pv = assert_touchable_pv(observation, policy, Some(owner), &pv.name);
                     let Some(BackendVolume::Cinder(cinder)) = &pv.backend else {
                         unreachable!()
@@ -931,6 +934,10 @@ fn assert_safe(observation: &Observation, policy: &Policy, plan: &Plan) {
                 );
                 let pod = observation.pods.iter().find(|p| p.uid == *uid).unwrap();
                 assert_eq!(pod.node.as_ref(), Some(node));
+                assert!(
+                    pod.owner.as_ref().is_some_and(|o| o.controller) && !pod.keep,
+                    "{step}: a pod no controller owns, or one an operator keeps"
+                );
                 let pvs = pvs_of(observation, pod);
                 assert!(!pvs.is_empty());
                 for pv in pvs {

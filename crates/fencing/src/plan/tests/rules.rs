@@ -647,3 +647,46 @@ fn stop_fencing_waits_until_a_host_that_died_with_the_node_would_show_down() {
         "{later}"
     );
 }
+
+#[test]
+fn a_pod_no_controller_owns_or_an_operator_keeps_is_never_force_deleted() {
+    let old = "test-cinder-56bdb546dd-56mct";
+    for (label, change) in [
+        (
+            "unowned",
+            Box::new(|p: &mut crate::model::PodView| p.owner = None)
+                as Box<dyn Fn(&mut crate::model::PodView)>,
+        ),
+        (
+            "owner not controller",
+            Box::new(|p: &mut crate::model::PodView| {
+                if let Some(owner) = &mut p.owner {
+                    owner.controller = false;
+                }
+            }),
+        ),
+        (
+            "kept",
+            Box::new(|p: &mut crate::model::PodView| p.keep = true),
+        ),
+    ] {
+        let observation = ObservationBuilder::seed().pod(old, |p| change(p)).build();
+        let plan = crate::plan::plan(&observation, &crate::plan::Policy::default());
+        assert!(
+            !plan
+                .steps
+                .iter()
+                .any(|s| matches!(&s.action, crate::plan::Action::ForceDeletePod { name, .. } if name.as_str() == old)),
+            "{label}: {plan}"
+        );
+        assert!(
+            plan.warnings.iter().any(
+                |w| matches!(w, crate::plan::Warning::PodLeft { pod, .. } if pod.ends_with(old))
+            ),
+            "{label}: {:?}",
+            plan.warnings
+        );
+        // The volume is released all the same.
+        assert_eq!(super::releases(&plan).len(), 1, "{label}");
+    }
+}
