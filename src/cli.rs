@@ -199,6 +199,10 @@ pub struct PolicyArgs {
     /// as not back [default: 10m].
     #[arg(long, env = "CINDER_REMEDIATOR_EVACUATE_WAIT", value_parser = parse_duration)]
     pub evacuate_wait: Option<humantime::Duration>,
+    /// Force-delete only pods labelled linstor.csi.linbit.com/on-storage-lost=remove, as the
+    /// Piraeus HA controller does (default: every pod a controller owns).
+    #[arg(long, env = "CINDER_REMEDIATOR_ONLY_LABELLED_PODS")]
+    pub only_labelled_pods: bool,
 }
 
 impl PolicyArgs {
@@ -212,6 +216,7 @@ impl PolicyArgs {
             trust_forced_down: self.trust_forced_down.then_some(true),
             dead_host: self.dead_host,
             evacuate_wait: self.evacuate_wait.map(Into::into),
+            only_labelled_pods: self.only_labelled_pods.then_some(true),
         }
     }
 }

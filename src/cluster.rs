@@ -21,8 +21,8 @@ use crate::bounded::bounded;
 
 use fencing::model::{
     ClaimName, ClaimRef, ClaimView, DeploymentView, Driver, KEEP_ANNOTATION, NodeName, NodeUid,
-    NodeView, OwnerRef, PROGRESS_ANNOTATION, PodView, Progress, PvName, PvView, Readiness,
-    StorageView, Taint, VaName, VaUid, VaView, VolumeId,
+    NodeView, OwnerRef, PIRAEUS_LABEL, PROGRESS_ANNOTATION, PodView, Progress, PvName, PvView,
+    Readiness, StorageView, Taint, VaName, VaUid, VaView, VolumeId,
 };
 
 /// The name the remediator reports Events and field ownership under.
@@ -1060,6 +1060,12 @@ fn pod_view(pod: &Pod) -> PodView {
             .as_ref()
             .and_then(|a| a.get(KEEP_ANNOTATION))
             .is_some_and(|value| value == "keep"),
+        piraeus_remove: pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(PIRAEUS_LABEL))
+            .is_some_and(|value| value == "remove"),
     }
 }
 

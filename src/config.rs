@@ -60,6 +60,8 @@ pub struct PolicyFlags {
     pub dead_host: Option<DeadHost>,
     /// `--evacuate-wait`.
     pub evacuate_wait: Option<Duration>,
+    /// `--only-labelled-pods` (given: `Some(true)`).
+    pub only_labelled_pods: Option<bool>,
 }
 
 /// Parses a dead-host action as flags and scenario files spell it.
@@ -141,6 +143,10 @@ pub fn policy(flags: &PolicyFlags, scenario: Option<&PolicyFlags>) -> Result<Pol
             .evacuate_wait
             .or(from_scenario.evacuate_wait)
             .unwrap_or(defaults.evacuate_wait),
+        only_labelled_pods: flags
+            .only_labelled_pods
+            .or(from_scenario.only_labelled_pods)
+            .unwrap_or(defaults.only_labelled_pods),
         managed_drivers: defaults.managed_drivers,
     })
 }

@@ -1093,6 +1093,7 @@ pub fn scenario_policy(remediator: &Remediator) -> PolicyFlags {
             DeadHostName::Evacuate => DeadHost::Evacuate,
         }),
         evacuate_wait: remediator.evacuate_wait,
+        only_labelled_pods: remediator.only_labelled_pods,
     }
 }
 

@@ -76,11 +76,14 @@ fn storage(setup: &Setup, controllers: Option<String>) -> Storage {
 }
 
 async fn plan(setup: &Setup, backend: &Storage) -> fencing::plan::Plan {
-    let policy = Policy::default();
+    plan_with(setup, backend, &Policy::default()).await
+}
+
+async fn plan_with(setup: &Setup, backend: &Storage, policy: &Policy) -> fencing::plan::Plan {
     oneshot::observe_and_plan(
         &setup.cluster,
         backend,
-        &policy,
+        policy,
         &BTreeSet::new(),
         false,
         Breadth::Planning,
@@ -311,5 +314,55 @@ async fn diagnose_shows_each_replica_as_the_verdict_reads_it() {
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
+    setup.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_piraeus_label_opts_pods_in_and_the_keep_annotation_out() {
+    let only_labelled = Policy {
+        only_labelled_pods: true,
+        ..Policy::default()
+    };
+    let force_deletes = |plan: &fencing::plan::Plan| {
+        plan.steps
+            .iter()
+            .any(|s| matches!(s.action, Action::ForceDeletePod { .. }))
+    };
+    let setup = start(LOST).await;
+    let backend = storage(&setup, None);
+    assert!(!force_deletes(
+        &plan_with(&setup, &backend, &only_labelled).await
+    ));
+    setup.running.shutdown().await;
+
+    let labelled = LOST.replace(
+        "owner: {kind: StatefulSet, name: db}}",
+        "owner: {kind: StatefulSet, name: db}, labels: {linstor.csi.linbit.com/on-storage-lost: remove}}",
+    );
+    let setup = start(&labelled).await;
+    let backend = storage(&setup, None);
+    assert!(force_deletes(
+        &plan_with(&setup, &backend, &only_labelled).await
+    ));
+    // An operator keeps it: never force-deleted, whatever the mode.
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(setup.cluster.client(), "default");
+    pods.patch(
+        "db-0",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({
+            "metadata": {"annotations": {"cinder-remediator.io/on-node-lost": "keep"}}
+        })),
+    )
+    .await
+    .unwrap();
+    let plan = plan_with(&setup, &backend, &only_labelled).await;
+    assert!(!force_deletes(&plan), "{plan}");
+    assert!(
+        plan.steps
+            .iter()
+            .any(|s| matches!(s.action, Action::DeleteVolumeAttachment { .. })),
+        "the volume's Kubernetes side is cleaned all the same: {plan}"
+    );
     setup.running.shutdown().await;
 }

@@ -259,6 +259,7 @@ mod tests {
             waiting_reason: None,
             attach_failures: Vec::new(),
             keep: false,
+            piraeus_remove: false,
         }
     }
 

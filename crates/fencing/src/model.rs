@@ -624,7 +624,13 @@ pub struct PodView {
     /// Annotated [`KEEP_ANNOTATION`]`: keep`: never force-deleted by the remediator.
     #[serde(default)]
     pub keep: bool,
+    /// Labelled [`PIRAEUS_LABEL`]`=remove`: opted in, as the Piraeus HA controller reads it.
+    #[serde(default)]
+    pub piraeus_remove: bool,
 }
+
+/// The Piraeus HA controller's opt-in label (value `remove`).
+pub const PIRAEUS_LABEL: &str = "linstor.csi.linbit.com/on-storage-lost";
 
 /// The Pod annotation by which an operator opts a pod out of force-deletion (value `keep`).
 pub const KEEP_ANNOTATION: &str = "cinder-remediator.io/on-node-lost";

@@ -126,6 +126,9 @@ pub struct Remediator {
     /// How long an evacuated server's node may take to come back Ready.
     #[serde(default, deserialize_with = "de_optional_duration")]
     pub evacuate_wait: Option<Duration>,
+    /// Force-delete only pods labelled `linstor.csi.linbit.com/on-storage-lost=remove`.
+    #[serde(default)]
+    pub only_labelled_pods: Option<bool>,
 }
 
 /// A dead-host action, as scenario files and flags spell it.

@@ -68,6 +68,9 @@ pub struct Policy {
     /// How long an evacuated server's node may take to come back Ready before the remediator
     /// reports that it did not (default 10 minutes).
     pub evacuate_wait: Duration,
+    /// Force-delete only pods labelled `linstor.csi.linbit.com/on-storage-lost=remove`, as the
+    /// Piraeus HA controller does (default off: every controller-owned pod).
+    pub only_labelled_pods: bool,
     /// The drivers whose volumes may be touched (default: Cinder CSI, in-tree Cinder, LINSTOR).
     pub managed_drivers: BTreeSet<Driver>,
 }
@@ -83,6 +86,7 @@ impl Default for Policy {
             trust_forced_down: false,
             dead_host: DeadHost::Report,
             evacuate_wait: Duration::from_secs(600),
+            only_labelled_pods: false,
             managed_drivers: [Driver::CinderCsi, Driver::InTreeCinder, Driver::Linstor]
                 .into_iter()
                 .collect(),
@@ -1217,6 +1221,11 @@ impl<'a> Index<'a> {
                     Some(format!("annotated {}: keep", crate::model::KEEP_ANNOTATION))
                 } else if !pod.owner.as_ref().is_some_and(|o| o.controller) {
                     Some("no controller owns it: nothing would recreate it".to_owned())
+                } else if self.policy.only_labelled_pods && !pod.piraeus_remove {
+                    Some(format!(
+                        "not labelled {}=remove, and only labelled pods are force-deleted",
+                        crate::model::PIRAEUS_LABEL
+                    ))
                 } else {
                     None
                 };

@@ -153,6 +153,7 @@ pub fn pod(name: &str, node: &str, claim: &str) -> PodView {
         waiting_reason: None,
         attach_failures: Vec::new(),
         keep: false,
+        piraeus_remove: false,
     }
 }
 

@@ -387,6 +387,7 @@ fn decode_pod(index: usize, g: &[u8; 8], node_count: usize, pv_count: usize) -> 
             })
             .collect(),
         keep: g[7].is_multiple_of(5),
+        piraeus_remove: bit(g[7], 4),
     }
 }
 
@@ -478,6 +479,7 @@ fn decode(genes: &Genes) -> (Observation, Policy) {
             g[5] >> 2,
         ),
         evacuate_wait: std::time::Duration::from_secs(600),
+        only_labelled_pods: bit(g[7], 6),
         managed_drivers: if g[7].is_multiple_of(5) {
             [Driver::CinderCsi].into_iter().collect()
         } else {
@@ -937,6 +939,10 @@ fn assert_safe(observation: &Observation, policy: &Policy, plan: &Plan) {
                 assert!(
                     pod.owner.as_ref().is_some_and(|o| o.controller) && !pod.keep,
                     "{step}: a pod no controller owns, or one an operator keeps"
+                );
+                assert!(
+                    !policy.only_labelled_pods || pod.piraeus_remove,
+                    "{step}: an unlabelled pod with only labelled pods allowed"
                 );
                 let pvs = pvs_of(observation, pod);
                 assert!(!pvs.is_empty());

@@ -690,3 +690,26 @@ fn a_pod_no_controller_owns_or_an_operator_keeps_is_never_force_deleted() {
         assert_eq!(super::releases(&plan).len(), 1, "{label}");
     }
 }
+
+#[test]
+fn with_only_labelled_pods_an_unlabelled_pod_is_left() {
+    let old = "test-cinder-56bdb546dd-56mct";
+    let policy = crate::plan::Policy {
+        only_labelled_pods: true,
+        ..crate::plan::Policy::default()
+    };
+    let force_deleted = |plan: &crate::plan::Plan| {
+        plan.steps.iter().any(
+            |s| matches!(&s.action, crate::plan::Action::ForceDeletePod { name, .. } if name.as_str() == old),
+        )
+    };
+    let unlabelled = crate::plan::plan(&ObservationBuilder::seed().build(), &policy);
+    assert!(!force_deleted(&unlabelled), "{unlabelled}");
+    let labelled = crate::plan::plan(
+        &ObservationBuilder::seed()
+            .pod(old, |p| p.piraeus_remove = true)
+            .build(),
+        &policy,
+    );
+    assert!(force_deleted(&labelled), "{labelled}");
+}
