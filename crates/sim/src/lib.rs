@@ -131,7 +131,8 @@ pub async fn serve(scenario: &Scenario) -> Result<Running, Error> {
 }
 
 /// Like [`serve`], but with `port_base` the emulators listen on fixed, consecutive ports:
-/// Keystone on `port_base`, then Nova, Cinder, Kubernetes, the request log and LINSTOR.
+/// Keystone on `port_base`, then Nova, Cinder, Kubernetes, the request log, LINSTOR and its
+/// backup endpoint.
 ///
 /// # Errors
 /// When a port cannot be bound (for instance, it is in use).
@@ -174,18 +175,36 @@ pub async fn serve_on(scenario: &Scenario, port_base: Option<u16>) -> Result<Run
         })?;
     endpoints.requests = format!("http://{}/", local(&listener));
     spawn_server(listener, log, &stop, &mut tasks);
-    if scenario.linstor.is_some() {
-        let router = linstor::router(world.clone());
-        let url = listen(
-            Service::Linstor,
-            ports.next(),
-            router,
-            &world,
-            &stop,
-            &mut tasks,
-        )
-        .await?;
+    if let Some(cluster) = &scenario.linstor {
+        let addr = ports.next();
+        let url = if cluster.controller_down {
+            // A port bound and let go: a client's connection is refused there.
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Bind {
+                    service: Service::Linstor.as_str(),
+                    addr,
+                    source,
+                })?;
+            format!("http://{}", local(&listener))
+        } else {
+            let router = linstor::router(world.clone());
+            listen(Service::Linstor, addr, router, &world, &stop, &mut tasks).await?
+        };
         endpoints.linstor = Some(url);
+        if cluster.backup_controller {
+            let router = linstor::router(world.clone());
+            let url = listen(
+                Service::Linstor,
+                ports.next(),
+                router,
+                &world,
+                &stop,
+                &mut tasks,
+            )
+            .await?;
+            endpoints.linstor_backup = Some(url);
+        }
     }
 
     world.lock().endpoints = endpoints.clone();

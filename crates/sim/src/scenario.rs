@@ -950,7 +950,32 @@ pub struct Linstor {
     /// Replicas, one per (resource, node).
     #[serde(default)]
     pub resources: Vec<LinstorResource>,
+    /// The first controller endpoint (`linstor` in `endpoints.json`) refuses connections: its
+    /// port is closed.
+    #[serde(default)]
+    pub controller_down: bool,
+    /// A second controller endpoint (`linstor_backup`) serves the same cluster.
+    #[serde(default)]
+    pub backup_controller: bool,
 }
+
+/// The connection statuses LINSTOR's REST API gives a node.
+pub const LINSTOR_CONNECTION_STATUSES: [&str; 11] = [
+    "OFFLINE",
+    "CONNECTED",
+    "ONLINE",
+    "VERSION_MISMATCH",
+    "FULL_SYNC_FAILED",
+    "AUTHENTICATION_ERROR",
+    "UNKNOWN",
+    "HOSTNAME_MISMATCH",
+    "OTHER_CONTROLLER",
+    "AUTHENTICATED",
+    "NO_STLT_CONN",
+];
+
+/// The node types a scenario may give a LINSTOR node.
+pub const LINSTOR_NODE_TYPES: [&str; 4] = ["SATELLITE", "COMBINED", "CONTROLLER", "AUXILIARY"];
 
 /// A LINSTOR satellite.
 #[derive(Debug, Clone, Deserialize)]
@@ -958,13 +983,37 @@ pub struct Linstor {
 pub struct LinstorNode {
     /// Node name.
     pub name: String,
-    /// `ONLINE`, `OFFLINE`, ...
+    /// `ONLINE`, `OFFLINE`, ... (the values of LINSTOR's `connection_status`).
     #[serde(default = "online")]
     pub connection_status: String,
+    /// `SATELLITE`, `COMBINED`, ...
+    #[serde(rename = "type", default = "satellite")]
+    pub kind: String,
+    /// Whether DRBD peers still reach the node; left out: whether it is `ONLINE`. `true` on an
+    /// `OFFLINE` node is a satellite the controller lost while DRBD replication goes on.
+    #[serde(default)]
+    pub drbd_connected: Option<bool>,
 }
 
 fn online() -> String {
     "ONLINE".to_owned()
+}
+
+fn satellite() -> String {
+    "SATELLITE".to_owned()
+}
+
+/// What a replica holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplicaKind {
+    /// A replica with a disk (a quorum voter).
+    #[default]
+    Diskful,
+    /// A DRBD client without a disk (what linstor-csi creates to attach elsewhere).
+    Diskless,
+    /// A diskless replica LINSTOR keeps for quorum only (a voter).
+    TieBreaker,
 }
 
 /// One replica of a LINSTOR resource.
@@ -975,22 +1024,27 @@ pub struct LinstorResource {
     pub name: String,
     /// Node holding the replica.
     pub node: Ref,
+    /// `diskful`, `diskless` or `tie-breaker`.
+    #[serde(default)]
+    pub kind: ReplicaKind,
     /// Whether DRBD is Primary (the device is open) here.
     #[serde(default)]
     pub in_use: bool,
-    /// Whether this replica may become Primary.
+    /// Whether this replica may become Primary; left out: as DRBD decides it (see
+    /// `docs/scenarios.md`).
     #[serde(default)]
-    pub may_promote: bool,
-    /// DRBD disk state, e.g. `UpToDate`.
-    #[serde(default = "up_to_date")]
-    pub disk_state: String,
-    /// Peer node name -> whether the DRBD connection to it is up.
+    pub may_promote: Option<bool>,
+    /// DRBD's promotion score; left out: 10102 when the replica may promote, else 0.
+    #[serde(default)]
+    pub promotion_score: Option<u32>,
+    /// DRBD disk state, e.g. `UpToDate`; left out: `UpToDate`, `Diskless` for a replica
+    /// without a disk.
+    #[serde(default)]
+    pub disk_state: Option<String>,
+    /// Peer node name -> whether the DRBD connection to it is up; a peer left out is connected
+    /// while both ends are reachable.
     #[serde(default)]
     pub connections: BTreeMap<String, bool>,
-}
-
-fn up_to_date() -> String {
-    "UpToDate".to_owned()
 }
 
 /// One timeline entry: at `at`, exactly one change.
@@ -1063,6 +1117,9 @@ pub struct LinstorNodeChange {
     pub node: Ref,
     /// The new connection status.
     pub connection_status: String,
+    /// Whether DRBD peers still reach the node; left out: whether it is `ONLINE`.
+    #[serde(default)]
+    pub drbd_connected: Option<bool>,
 }
 
 /// What a correct remediator achieves.
@@ -1429,17 +1486,7 @@ impl Scenario {
         }
 
         let linstor_nodes: BTreeSet<&str> = match &self.linstor {
-            Some(linstor) => {
-                let names = unique(
-                    linstor.nodes.iter().map(|n| n.name.as_str()),
-                    "LINSTOR node name",
-                )?;
-                for (i, resource) in linstor.resources.iter().enumerate() {
-                    let key = format!("linstor.resources[{i}].node");
-                    known(&names, &resource.node, &key, "linstor.nodes")?;
-                }
-                names
-            }
+            Some(linstor) => validate_linstor(linstor)?,
             None => BTreeSet::new(),
         };
 
@@ -1488,6 +1535,10 @@ impl Scenario {
                     &change.node,
                     &format!("{key}.linstor_node.node"),
                     "linstor.nodes",
+                )?;
+                connection_status(
+                    &change.connection_status,
+                    &format!("{key}.linstor_node.connection_status"),
                 )?;
             }
         }
@@ -1642,6 +1693,153 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+}
+
+/// Checks the `linstor` block; returns its node names.
+fn validate_linstor(linstor: &Linstor) -> Result<BTreeSet<&str>, Problem> {
+    let names = unique(
+        linstor.nodes.iter().map(|n| n.name.as_str()),
+        "LINSTOR node name",
+    )?;
+    for (i, node) in linstor.nodes.iter().enumerate() {
+        let key = format!("linstor.nodes[{i}]");
+        linstor_name(&node.name, &format!("{key}.name"), true)?;
+        connection_status(&node.connection_status, &format!("{key}.connection_status"))?;
+        if !LINSTOR_NODE_TYPES.contains(&node.kind.as_str()) {
+            return Err(Problem {
+                at: None,
+                key: format!("{key}.type"),
+                message: format!(
+                    "{:?} is not one of {}",
+                    node.kind,
+                    LINSTOR_NODE_TYPES.join(", ")
+                ),
+            });
+        }
+    }
+    let mut replicas = BTreeSet::new();
+    for (i, resource) in linstor.resources.iter().enumerate() {
+        let key = format!("linstor.resources[{i}]");
+        linstor_name(&resource.name, &format!("{key}.name"), false)?;
+        known(
+            &names,
+            &resource.node,
+            &format!("{key}.node"),
+            "linstor.nodes",
+        )?;
+        if !replicas.insert((resource.name.to_lowercase(), resource.node.value.as_str())) {
+            return Err(Problem {
+                at: Some(resource.node.referenced),
+                key: format!("{key}.node"),
+                message: format!(
+                    "resource {} has two replicas on {}; LINSTOR keeps one per node",
+                    resource.name, resource.node.value
+                ),
+            });
+        }
+        for peer in resource.connections.keys() {
+            if !names.contains(peer.as_str()) || *peer == resource.node.value {
+                return Err(Problem {
+                    at: None,
+                    key: format!("{key}.connections"),
+                    message: format!(
+                        "{peer:?} is not another entry of linstor.nodes (a peer of the replica)"
+                    ),
+                });
+            }
+        }
+        if resource.kind != ReplicaKind::Diskful
+            && resource
+                .disk_state
+                .as_deref()
+                .is_some_and(|state| state != "Diskless")
+        {
+            return Err(Problem {
+                at: None,
+                key: format!("{key}.disk_state"),
+                message: "a diskless or tie-breaker replica has disk_state Diskless (or leave it \
+                          out)"
+                    .into(),
+            });
+        }
+        if resource
+            .promotion_score
+            .is_some_and(|score| score > 1_000_000)
+        {
+            return Err(Problem {
+                at: None,
+                key: format!("{key}.promotion_score"),
+                message: "must be 0 to 1000000 (DRBD gives about 10000 per UpToDate disk)".into(),
+            });
+        }
+    }
+    Ok(names)
+}
+
+/// A LINSTOR node name: a host name (dot-separated labels of letters, digits and inner `-`),
+/// as LINSTOR's `NodeName` checks it; compared without case.
+#[must_use]
+pub fn is_linstor_node_name(name: &str) -> bool {
+    (2..=255).contains(&name.len())
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+/// A LINSTOR resource name: 2 to 48 letters, digits, `_` and inner `-`, starting with a letter
+/// or `_`, as LINSTOR's `ResourceName` checks it; compared without case.
+#[must_use]
+pub fn is_linstor_resource_name(name: &str) -> bool {
+    (2..=48).contains(&name.len())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+}
+
+fn linstor_name(name: &str, key: &str, node: bool) -> Result<(), Problem> {
+    let (valid, rule) = if node {
+        (
+            is_linstor_node_name(name),
+            "a host name: labels of letters, digits and inner -, joined by .",
+        )
+    } else {
+        (
+            is_linstor_resource_name(name),
+            "2 to 48 letters, digits, _ and inner -, starting with a letter or _",
+        )
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(Problem {
+            at: None,
+            key: key.to_owned(),
+            message: format!("{name:?} is not a LINSTOR name ({rule})"),
+        })
+    }
+}
+
+fn connection_status(status: &str, key: &str) -> Result<(), Problem> {
+    if LINSTOR_CONNECTION_STATUSES.contains(&status) {
+        Ok(())
+    } else {
+        Err(Problem {
+            at: None,
+            key: key.to_owned(),
+            message: format!(
+                "{status:?} is not one of {}",
+                LINSTOR_CONNECTION_STATUSES.join(", ")
+            ),
+        })
     }
 }
 

@@ -58,8 +58,11 @@ pub struct Endpoints {
     pub nova: String,
     /// Cinder root (the catalog URL is this plus `/v3/{project_id}`).
     pub cinder: String,
-    /// LINSTOR controller, for LINSTOR scenarios.
+    /// LINSTOR controller, for LINSTOR scenarios (a closed port with `linstor.controller_down`).
     pub linstor: Option<String>,
+    /// A second LINSTOR controller endpoint serving the same cluster, with
+    /// `linstor.backup_controller`.
+    pub linstor_backup: Option<String>,
     /// The request log.
     pub requests: String,
     /// When the run started (the log's `at_ms` 0, the timeline's `at` 0), wall clock.
@@ -163,7 +166,11 @@ impl State {
                 .set_host_state(&change.host.value, change.state, change.forced_down, now_ms);
         }
         if let (Some(change), Some(linstor)) = (&step.linstor_node, self.linstor.as_mut()) {
-            linstor.set_node_status(&change.node.value, &change.connection_status);
+            linstor.set_node_status(
+                &change.node.value,
+                &change.connection_status,
+                change.drbd_connected,
+            );
         }
     }
 

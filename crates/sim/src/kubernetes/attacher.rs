@@ -14,11 +14,15 @@
 //! into `status.attachError`, retried about once a second; otherwise the cloud is asked to
 //! attach it (Nova's `os-volume_attachments`), and `status.attached` is set once Cinder shows
 //! the attachment complete.
+//!
+//! VolumeAttachments of `linstor.csi.linbit.com` go to the LINSTOR attacher ([`linstor`]).
+
+mod linstor;
 
 use serde_json::{Value, json};
 
 use super::resource;
-use super::seed::{CINDER_DRIVER, attacher_finalizer};
+use super::seed::{CINDER_DRIVER, LINSTOR_DRIVER, attacher_finalizer};
 use super::store::{Key, Part, Store, finalizers, str_at, time};
 use crate::scenario::Service;
 use crate::world::State;
@@ -48,7 +52,11 @@ pub fn reconcile(state: &mut State, now_ms: u64) {
     if !state.kube.attaching_attachments().is_empty() {
         let names: Vec<String> = state.kube.attaching_attachments().iter().cloned().collect();
         for name in names {
-            attach(state, &name, now_ms);
+            if is_linstor(&state.kube, &name) {
+                linstor::attach(state, &name, now_ms);
+            } else {
+                attach(state, &name, now_ms);
+            }
         }
     }
     if state.kube.deleting_attachments().is_empty() {
@@ -56,8 +64,19 @@ pub fn reconcile(state: &mut State, now_ms: u64) {
     }
     let names: Vec<String> = state.kube.deleting_attachments().iter().cloned().collect();
     for name in names {
-        step(state, &name, now_ms);
+        if is_linstor(&state.kube, &name) {
+            linstor::detach(state, &name, now_ms);
+        } else {
+            step(state, &name, now_ms);
+        }
     }
+}
+
+fn is_linstor(store: &Store, name: &str) -> bool {
+    store
+        .get("volumeattachments", None, name)
+        .and_then(|va| str_at(va, &["spec", "attacher"]))
+        == Some(LINSTOR_DRIVER)
 }
 
 /// One attach step for a VolumeAttachment waiting to be attached.
@@ -308,16 +327,21 @@ fn set_error(store: &mut Store, va: &Value, field: &str, message: &str) {
 }
 
 fn release(store: &mut Store, va: &Value) {
+    let driver = str_at(va, &["spec", "attacher"]).unwrap_or(CINDER_DRIVER);
+    release_finalizer(store, va, &attacher_finalizer(driver));
+}
+
+/// Removes `finalizer` from the VolumeAttachment.
+fn release_finalizer(store: &mut Store, va: &Value, finalizer: &str) {
     let Some(resource) = resource::find("storage.k8s.io", "v1", "volumeattachments") else {
         return;
     };
     let Some(name) = str_at(va, &["metadata", "name"]) else {
         return;
     };
-    let finalizer = attacher_finalizer(CINDER_DRIVER);
     let rest: Vec<Value> = finalizers(va)
         .into_iter()
-        .filter(|f| *f != finalizer)
+        .filter(|f| f != finalizer)
         .map(Value::from)
         .collect();
     let mut updated = va.clone();

@@ -25,7 +25,7 @@ mod watch;
 use axum::Router;
 
 pub use controllers::Controllers;
-pub use seed::{CINDER_DRIVER, attacher_finalizer, attachment_name, uid};
+pub use seed::{CINDER_DRIVER, LINSTOR_DRIVER, attacher_finalizer, attachment_name, uid};
 pub use store::{ApiError, Store};
 
 use super::world::World;

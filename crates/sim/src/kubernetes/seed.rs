@@ -11,6 +11,8 @@ use crate::scenario::{self, Readiness, Scenario};
 
 /// The CSI driver of OpenStack Cinder; in-tree Cinder PVs migrate to it.
 pub const CINDER_DRIVER: &str = "cinder.csi.openstack.org";
+/// The CSI driver of LINSTOR (Piraeus); its node id is the node name.
+pub const LINSTOR_DRIVER: &str = "linstor.csi.linbit.com";
 /// The storage class seeded PVs and PVCs name.
 const STORAGE_CLASS: &str = "csi-cinder-sc-delete";
 /// The kubelet version nodes report.
@@ -271,6 +273,14 @@ impl Seeder<'_> {
     /// The server id of a scenario node: from its providerID, else the server with its name,
     /// else the server with its address (the CSI node plugin reads the id from the metadata
     /// service, whatever the names).
+    /// Whether the scenario's LINSTOR cluster has a satellite of this name.
+    fn linstor_node(&self, name: &str) -> bool {
+        self.scenario
+            .linstor
+            .as_ref()
+            .is_some_and(|l| l.nodes.iter().any(|n| n.name.eq_ignore_ascii_case(name)))
+    }
+
     fn server_of(&self, node: &scenario::Node) -> Option<String> {
         node.provider_id
             .as_deref()
@@ -406,16 +416,24 @@ impl Seeder<'_> {
             let mut meta = self.meta("CSINode", None, &node.name, self.start);
             meta["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "Node", "name": node.name,
                                              "uid": uid("Node", "", &node.name)}]);
+            let mut drivers = vec![json!({
+                "name": CINDER_DRIVER,
+                "nodeID": server.unwrap_or_else(|| node.name.clone()),
+                "topologyKeys": ["topology.cinder.csi.openstack.org/zone"],
+                "allocatable": {"count": 256},
+            })];
+            if self.linstor_node(&node.name) {
+                drivers.push(json!({
+                    "name": LINSTOR_DRIVER,
+                    "nodeID": node.name,
+                    "topologyKeys": ["linbit.com/hostname"],
+                }));
+            }
             let csinode = json!({
                 "apiVersion": "storage.k8s.io/v1",
                 "kind": "CSINode",
                 "metadata": meta,
-                "spec": {"drivers": [{
-                    "name": CINDER_DRIVER,
-                    "nodeID": server.unwrap_or_else(|| node.name.clone()),
-                    "topologyKeys": ["topology.cinder.csi.openstack.org/zone"],
-                    "allocatable": {"count": 256},
-                }]},
+                "spec": {"drivers": drivers},
             });
             self.add("csinodes", None, csinode);
         }
@@ -761,7 +779,9 @@ impl Seeder<'_> {
             let mut meta = self.meta("VolumeAttachment", None, &name, self.start);
             meta["finalizers"] = json!([attacher_finalizer(driver)]);
             let scenario_node = self.index.node(node);
-            if let Some(server) = scenario_node.and_then(|n| self.server_of(n)) {
+            if driver == LINSTOR_DRIVER {
+                meta["annotations"] = json!({"csi.alpha.kubernetes.io/node-id": node});
+            } else if let Some(server) = scenario_node.and_then(|n| self.server_of(n)) {
                 meta["annotations"] = json!({"csi.alpha.kubernetes.io/node-id": server});
             }
             let mut status = json!({"attached": va.attached});

@@ -212,11 +212,11 @@ pub struct Store {
     epoch: u64,
     closed: bool,
     notify: tokio::sync::watch::Sender<u64>,
-    /// Cinder VolumeAttachments marked for deletion that still carry the attacher's finalizer:
-    /// the emulated attacher's queue.
+    /// Cinder and LINSTOR VolumeAttachments marked for deletion that still carry their
+    /// attacher's finalizer: the emulated attachers' queue.
     deleting_attachments: BTreeSet<String>,
-    /// Cinder VolumeAttachments not marked for deletion and not attached: the attacher's
-    /// attach queue.
+    /// Cinder and LINSTOR VolumeAttachments not marked for deletion and not attached: the
+    /// attachers' attach queue.
     attaching_attachments: BTreeSet<String>,
     /// What the emulated external-attacher has done per VolumeAttachment.
     pub(super) attacher: BTreeMap<String, attacher::Progress>,
@@ -488,15 +488,16 @@ impl Store {
         if key.storage != "volumeattachments" {
             return;
         }
-        let finalizer = super::seed::attacher_finalizer(super::seed::CINDER_DRIVER);
-        let waiting = object.is_some_and(|o| {
+        // The drivers whose external-attacher the emulator plays.
+        let attacher = object
+            .and_then(|o| str_at(o, &["spec", "attacher"]))
+            .filter(|a| [super::seed::CINDER_DRIVER, super::seed::LINSTOR_DRIVER].contains(a));
+        let waiting = object.zip(attacher).is_some_and(|(o, attacher)| {
             o.pointer("/metadata/deletionTimestamp").is_some()
-                && str_at(o, &["spec", "attacher"]) == Some(super::seed::CINDER_DRIVER)
-                && finalizers(o).contains(&finalizer)
+                && finalizers(o).contains(&super::seed::attacher_finalizer(attacher))
         });
-        let attaching = object.is_some_and(|o| {
+        let attaching = object.zip(attacher).is_some_and(|(o, _)| {
             o.pointer("/metadata/deletionTimestamp").is_none()
-                && str_at(o, &["spec", "attacher"]) == Some(super::seed::CINDER_DRIVER)
                 && o.pointer("/status/attached").and_then(Value::as_bool) != Some(true)
         });
         if attaching {

@@ -21,7 +21,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::resource::{self, Resource};
-use super::seed::{CINDER_DRIVER, uid};
+use super::seed::{CINDER_DRIVER, LINSTOR_DRIVER, uid};
 use super::store::{Key, Part, Store, str_at, time};
 use crate::scenario::Scenario;
 use crate::world::State;
@@ -326,9 +326,10 @@ impl PodVolume {
         super::seed::attachment_name(&self.handle, &self.driver, node)
     }
 
-    /// Whether the emulator attaches it (a Cinder volume; other drivers need no attach here).
+    /// Whether the emulator attaches it (a Cinder or LINSTOR volume; other drivers need no
+    /// attach here).
     fn attachable(&self) -> bool {
-        self.driver == CINDER_DRIVER
+        self.driver == CINDER_DRIVER || self.driver == LINSTOR_DRIVER
     }
 }
 
