@@ -553,7 +553,7 @@ fn describe_replicas(failed: &NodeName, resource: &LinstorResourceView) -> Strin
                 replica
                     .disk_state
                     .clone()
-                    .unwrap_or_else(|| "disk ?".to_owned()),
+                    .unwrap_or_else(|| "disk state: unknown".to_owned()),
                 known(replica.in_use, "in use", "not in use"),
                 known(replica.may_promote, "may promote", "may not promote"),
             ];

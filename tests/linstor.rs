@@ -310,7 +310,7 @@ async fn diagnose_shows_each_replica_as_the_verdict_reads_it() {
         "storage   LINSTOR satellite OFFLINE",
         "node-a [UpToDate, not in use, may promote, disconnected from node-b]",
         "node-c [UpToDate, not in use, may promote, disconnected from node-b]",
-        "node-b [UpToDate, in use: unknown, may not promote]",
+        "node-b [disk state: unknown, in use: unknown, may promote: unknown]",
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }

@@ -571,11 +571,16 @@ async fn the_attacher_finalizer_goes_once_linstor_allows() {
 }
 
 #[tokio::test]
-async fn the_proposed_linstor_scenarios_load_and_serve() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/linstor-scenarios");
+async fn the_linstor_scenarios_load_and_serve() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("the fixtures")
+        .expect("the catalogue")
         .map(|entry| entry.expect("an entry").path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("linstor-"))
+        })
         .collect();
     files.sort();
     assert_eq!(files.len(), 5, "one file per situation of issue 11");

@@ -245,19 +245,37 @@ pub fn linstor_satellite(node: &NodeName, satellite: &LinstorNodeView) -> Verdic
     }
 }
 
-/// The LINSTOR verdict for one resource of a node: the satellite is not `ONLINE`, every
-/// surviving replica reports its connection to that node down, at least one survivor may
-/// promote, and no survivor is in use.
+/// The LINSTOR verdict for one resource of a node: the satellite is not `ONLINE`, the volume was
+/// in use on the node (its replica there last reported Primary, or a pod of the node that uses
+/// it ran), every surviving replica reports its connection to that node down, at least one
+/// survivor may promote, and no survivor is in use.
 #[must_use]
 pub fn linstor_resource(
     node: &NodeName,
     satellite: &LinstorNodeView,
     resource_name: &str,
     resource: &LinstorResourceView,
+    run_on_node: bool,
 ) -> Verdict {
     let gate = linstor_satellite(node, satellite);
     if !gate.is_fenced() {
         return gate;
+    }
+    // A volume never used on the node (its replica there not last seen Primary, and no pod of
+    // the node that uses it ever ran: a new volume) has nothing to fail over; acting on it is
+    // the Piraeus HA controller's eviction loop. A lost satellite's own state is not reported,
+    // so the pod's phase says whether the device was ever opened there.
+    let primary_here = resource
+        .replicas
+        .iter()
+        .any(|r| r.node == *node && r.in_use == Some(true));
+    if !primary_here && !run_on_node {
+        return Verdict::NotFenced {
+            detail: format!(
+                "resource {resource_name} was never Primary on {node} and no pod using it ran \
+                 there (a new volume?): nothing to fail over"
+            ),
+        };
     }
     let mut survivors: Vec<_> = resource
         .replicas

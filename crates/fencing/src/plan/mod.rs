@@ -1026,7 +1026,12 @@ impl<'a> Index<'a> {
         let mut released_attachment: BTreeMap<&PvName, &AttachmentId> = BTreeMap::new();
         let mut held: BTreeSet<&PvName> = BTreeSet::new();
         for pv in stuck {
-            let (disposition, proof) = dispose(node, fenced, pv);
+            let ran = self.pods.iter().any(|pod| {
+                pod.node.as_ref() == Some(&node.name)
+                    && pod.phase == "Running"
+                    && self.pod_pvs(pod).contains(&pv.name)
+            });
+            let (disposition, proof) = dispose(node, fenced, pv, ran);
             match disposition {
                 Disposition::Release(attachment) => {
                     releases
@@ -1626,7 +1631,12 @@ pub(crate) fn evidence<'a>(
 
 /// What becomes of one stuck PV of a fenced node, and the proof that lets it go (for a held
 /// PV, the proof is that of the node and is not used).
-fn dispose<'a>(node: &NodeView, fenced: &Fenced<'_>, pv: &'a PvView) -> (Disposition<'a>, Proof) {
+fn dispose<'a>(
+    node: &NodeView,
+    fenced: &Fenced<'_>,
+    pv: &'a PvView,
+    ran: bool,
+) -> (Disposition<'a>, Proof) {
     match (fenced, &pv.backend) {
         (
             Fenced::Server {
@@ -1653,7 +1663,7 @@ fn dispose<'a>(node: &NodeView, fenced: &Fenced<'_>, pv: &'a PvView) -> (Disposi
         (Fenced::Satellite(satellite), Some(BackendVolume::Linstor(resource)))
             if pv.driver.backend() == Some(Backend::Linstor) =>
         {
-            dispose_linstor(&node.name, satellite, &pv.volume_id, resource)
+            dispose_linstor(&node.name, satellite, &pv.volume_id, resource, ran)
         }
         // A node with Cinder and LINSTOR volumes, its server fenced: each LINSTOR volume is
         // judged by its replicas, as on a LINSTOR-only node.
@@ -1661,7 +1671,9 @@ fn dispose<'a>(node: &NodeView, fenced: &Fenced<'_>, pv: &'a PvView) -> (Disposi
             if pv.driver.backend() == Some(Backend::Linstor) =>
         {
             match &node.satellite {
-                Some(satellite) => dispose_linstor(&node.name, satellite, &pv.volume_id, resource),
+                Some(satellite) => {
+                    dispose_linstor(&node.name, satellite, &pv.volume_id, resource, ran)
+                }
                 None => (
                     Disposition::Held(Hold::SatelliteUnread),
                     Proof {
@@ -1777,8 +1789,9 @@ fn dispose_linstor<'a>(
     satellite: &LinstorNodeView,
     resource_name: &VolumeId,
     resource: &LinstorResourceView,
+    ran: bool,
 ) -> (Disposition<'a>, Proof) {
-    match fence::linstor_resource(node, satellite, resource_name.as_str(), resource) {
+    match fence::linstor_resource(node, satellite, resource_name.as_str(), resource, ran) {
         Verdict::Fenced { reason, detail } => (Disposition::Free, Proof { reason, detail }),
         Verdict::Stoppable { detail }
         | Verdict::NotFenced { detail }

@@ -186,6 +186,7 @@ fn unknown_in_use_state_of_a_survivor_is_not_a_proof() {
         },
         RESOURCE,
         &resource,
+        true,
     );
     assert!(matches!(verdict, Verdict::Unknown { .. }), "{verdict:?}");
 }
@@ -330,4 +331,26 @@ fn a_node_with_cinder_and_linstor_volumes_frees_each_by_its_own_backend() {
         "{:?}",
         plan.held
     );
+}
+
+#[test]
+fn a_new_volume_never_used_on_the_lost_node_is_left_alone() {
+    // Never Primary on node03 (its last state unknown) and its pod never ran there: nothing to
+    // fail over (the Piraeus HA controller's eviction loop).
+    let observation = piraeus().build();
+    let mut fresh = observation.clone();
+    for pod in &mut fresh.pods {
+        "Pending".clone_into(&mut pod.phase);
+    }
+    let plan = plan_default(&fresh);
+    assert!(plan.steps.is_empty(), "{plan}");
+    assert!(
+        plan.held
+            .iter()
+            .any(|h| matches!(&h.hold, Hold::ReplicaNotFenced { detail } if detail.contains("never Primary"))),
+        "{:?}",
+        plan.held
+    );
+    // Its pod ran there: acted on.
+    assert!(!plan_default(&observation).steps.is_empty());
 }

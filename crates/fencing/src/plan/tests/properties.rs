@@ -705,9 +705,35 @@ fn assert_touchable_pv<'o>(
                 (StorageView::Linstor(satellite), _) | (_, Some(satellite)) => satellite,
                 _ => panic!("LINSTOR PV {name} on a node LINSTOR was not read for"),
             };
-            let verdict =
-                fence::linstor_resource(&node.name, satellite, pv.volume_id.as_str(), resource);
-            assert!(verdict.is_fenced(), "{name}: {verdict:?}");
+            // Independently of the planner: a lost satellite, the volume in use on the node
+            // (Primary there, or a pod of the node on it ran), every survivor disconnected from
+            // it and not in use, one may promote.
+            let ran = observation.pods.iter().any(|pod| {
+                pod.node.as_ref() == Some(&node.name)
+                    && pod.phase == "Running"
+                    && pvs_of(observation, pod).contains(&&pv.name)
+            });
+            let used_here = ran
+                || resource
+                    .replicas
+                    .iter()
+                    .any(|r| r.node == node.name && r.in_use == Some(true));
+            let survivors: Vec<_> = resource
+                .replicas
+                .iter()
+                .filter(|r| r.node != node.name)
+                .collect();
+            assert!(
+                satellite.connection_status != "ONLINE"
+                    && used_here
+                    && !survivors.is_empty()
+                    && survivors.iter().all(|r| {
+                        r.connections.get(&node.name) == Some(&false) && r.in_use == Some(false)
+                    })
+                    && survivors.iter().any(|r| r.may_promote == Some(true)),
+                "{name}: LINSTOR does not prove {} cut off: {resource:?}",
+                node.name
+            );
         }
         other => panic!("step touching PV {name} with backend {other:?}"),
     }
