@@ -366,3 +366,96 @@ async fn the_piraeus_label_opts_pods_in_and_the_keep_annotation_out() {
     );
     setup.running.shutdown().await;
 }
+
+fn tls_fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name)
+}
+
+/// A LINSTOR controller on loopback HTTPS (the test CA's certificate for 127.0.0.1) that asks
+/// for a client certificate of the test client CA and lists one satellite, OFFLINE.
+async fn https_controller() -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certs = CertificateDer::pem_file_iter(tls_fixture("server.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(tls_fixture("server-key.pem")).unwrap();
+    let mut clients = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(tls_fixture("client-ca.pem")).unwrap() {
+        clients.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        std::sync::Arc::new(clients),
+        std::sync::Arc::clone(&provider),
+    )
+    .build()
+    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buffer = [0_u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => request.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let body =
+                    r#"[{"name": "node-b", "type": "SATELLITE", "connection_status": "OFFLINE"}]"#;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(response.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn an_https_controller_is_reached_with_its_ca_and_a_client_certificate() {
+    let url = https_controller().await;
+    let settings = |ca: bool, client: bool| LinstorSettings {
+        controllers: url.clone(),
+        ca_file: ca.then(|| tls_fixture("ca.pem")),
+        client_cert: client.then(|| tls_fixture("client.pem")),
+        client_key: client.then(|| tls_fixture("client-key.pem")),
+    };
+    let nodes = Controllers::new(&settings(true, true))
+        .unwrap()
+        .nodes(&["node-b"])
+        .await
+        .unwrap();
+    assert_eq!(nodes[0].connection_status, "OFFLINE");
+    // Without the CA the server is not trusted; without the client certificate it refuses us.
+    for (ca, client) in [(false, true), (true, false)] {
+        let err = Controllers::new(&settings(ca, client))
+            .unwrap()
+            .nodes(&["node-b"])
+            .await
+            .unwrap_err();
+        assert!(err.is_transient(), "ca {ca}, client {client}: {err}");
+    }
+}
