@@ -115,18 +115,7 @@ fn attach(state: &mut State, name: &str, now_ms: u64) {
     let server = locate(&state.kube, &va)
         .map(|(server, _)| server)
         .or_else(|| state.cloud.server_for_node(provider.as_deref(), &node));
-    let finalizer = attacher_finalizer(CINDER_DRIVER);
-    if !finalizers(&va).contains(&finalizer) {
-        let mut list: Vec<Value> = finalizers(&va).into_iter().map(Value::from).collect();
-        list.push(finalizer.into());
-        va["metadata"]["finalizers"] = Value::Array(list);
-        if let Some(server) = &server {
-            va["metadata"]["annotations"]["csi.alpha.kubernetes.io/node-id"] =
-                server.clone().into();
-        }
-        if let Some(resource) = resource::find("storage.k8s.io", "v1", "volumeattachments") {
-            let _ = state.kube.update(resource, None, name, va, Part::Main);
-        }
+    if take(state, name, &mut va, CINDER_DRIVER, server.clone()) {
         return;
     }
     let outcome = publish(state, &va, server, now_ms);
@@ -145,6 +134,34 @@ fn attach(state: &mut State, name: &str, now_ms: u64) {
 
 /// cinder-csi's ControllerPublishVolume: the (server, volume, device) it attached, or the
 /// gRPC error the external-attacher writes into `status.attachError`.
+/// The external-attacher's first step on a VolumeAttachment of `driver`: its finalizer and,
+/// when known, the CSI node id, written back. Whether it was taken now (the next step comes at
+/// the next pass).
+fn take(
+    state: &mut State,
+    name: &str,
+    va: &mut Value,
+    driver: &str,
+    node_id: Option<String>,
+) -> bool {
+    let finalizer = attacher_finalizer(driver);
+    if finalizers(va).contains(&finalizer) {
+        return false;
+    }
+    let mut list: Vec<Value> = finalizers(va).into_iter().map(Value::from).collect();
+    list.push(finalizer.into());
+    va["metadata"]["finalizers"] = Value::Array(list);
+    if let Some(node_id) = node_id {
+        va["metadata"]["annotations"]["csi.alpha.kubernetes.io/node-id"] = node_id.into();
+    }
+    if let Some(resource) = resource::find("storage.k8s.io", "v1", "volumeattachments") {
+        let _ = state
+            .kube
+            .update(resource, None, name, va.clone(), Part::Main);
+    }
+    true
+}
+
 fn publish(
     state: &mut State,
     va: &Value,

@@ -15,12 +15,9 @@
 //! reached (`linstor.controller_down` without `backup_controller`) makes either fail; injected
 //! HTTP faults apply to clients of the REST API, not to this in-cluster component.
 
-use serde_json::Value;
-
-use super::{RETRY_MS, release, set_attached, set_error, volume_of};
-use crate::kubernetes::resource;
-use crate::kubernetes::seed::{LINSTOR_DRIVER, attacher_finalizer};
-use crate::kubernetes::store::{Key, Part, finalizers, str_at};
+use super::{RETRY_MS, release, set_attached, set_error, take, volume_of};
+use crate::kubernetes::seed::LINSTOR_DRIVER;
+use crate::kubernetes::store::{Key, str_at};
 use crate::world::State;
 
 /// Why the controller cannot be asked, as linstor-csi reports a refused connection.
@@ -44,15 +41,7 @@ pub(super) fn attach(state: &mut State, name: &str, now_ms: u64) {
     let node = str_at(&va, &["spec", "nodeName"])
         .unwrap_or_default()
         .to_owned();
-    let finalizer = attacher_finalizer(LINSTOR_DRIVER);
-    if !finalizers(&va).contains(&finalizer) {
-        let mut list: Vec<Value> = finalizers(&va).into_iter().map(Value::from).collect();
-        list.push(finalizer.into());
-        va["metadata"]["finalizers"] = Value::Array(list);
-        va["metadata"]["annotations"]["csi.alpha.kubernetes.io/node-id"] = node.into();
-        if let Some(resource) = resource::find("storage.k8s.io", "v1", "volumeattachments") {
-            let _ = state.kube.update(resource, None, name, va, Part::Main);
-        }
+    if take(state, name, &mut va, LINSTOR_DRIVER, Some(node.clone())) {
         return;
     }
     let volume = volume_of(&state.kube, &va);
