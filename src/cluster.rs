@@ -28,9 +28,10 @@ use fencing::model::{
 /// The name the remediator reports Events and field ownership under.
 pub const FIELD_MANAGER: &str = "cinder-remediator";
 
-/// The Kubernetes permissions this module uses, as (API group, resource, verbs).
-/// `manifests/rbac.yaml` grants exactly these; a test keeps the two in step.
-/// (`run` adds the Node and VolumeAttachment watches and its Lease, `controller::lease`.)
+/// The cluster-wide Kubernetes permissions the remediator uses, as (API group, resource,
+/// verbs): the ClusterRole of `manifests/base/clusterrole.yaml` grants exactly these (a test
+/// keeps the two in step; the end-to-end tests run under that role, enforced by the emulator).
+/// `run` adds its Lease, in its own namespace ([`crate::controller::lease::PERMISSIONS`]).
 pub const PERMISSIONS: &[(&str, &str, &[&str])] = &[
     ("", "events", &["list"]),
     ("", "nodes", &["delete", "get", "list", "update", "watch"]),
@@ -38,11 +39,6 @@ pub const PERMISSIONS: &[(&str, &str, &[&str])] = &[
     ("", "persistentvolumes", &["get", "list"]),
     ("", "pods", &["delete", "list"]),
     ("apps", "deployments", &["list"]),
-    (
-        "coordination.k8s.io",
-        "leases",
-        &["create", "get", "update"],
-    ),
     ("events.k8s.io", "events", &["create", "patch"]),
     (
         "storage.k8s.io",

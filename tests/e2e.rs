@@ -872,6 +872,7 @@ fn rbac_of(record: &RequestRecord) -> Option<(String, String, String)> {
 async fn every_kubernetes_request_is_covered_by_the_declared_permissions() {
     let declared: BTreeSet<(String, String, String)> = cinder_remediator::cluster::PERMISSIONS
         .iter()
+        .chain([&cinder_remediator::controller::lease::PERMISSIONS])
         .flat_map(|(group, resource, verbs)| {
             verbs.iter().map(move |verb| {
                 (

@@ -1,52 +1,68 @@
-//! The manifests grant exactly the Kubernetes permissions the code uses: no more (least
-//! privilege), no less (a missing verb would fail in production, not in the emulator).
+//! The shipped manifests (`manifests/`, a kustomize base and its overlays) grant exactly the
+//! Kubernetes permissions the code uses: no more (least privilege), no less (a missing verb would
+//! fail in production). Their workloads run command lines and environments the binary accepts,
+//! hardened as the operator's guide promises.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use cinder_remediator::cluster::PERMISSIONS;
-use serde::Deserialize;
+use cinder_remediator::cli::{Cli, Command};
+use clap::{CommandFactory, Parser};
+use serde_json::Value;
 
-#[derive(Deserialize)]
-struct Document {
-    kind: String,
-    #[serde(default)]
-    rules: Vec<Rule>,
+type Grant = (String, String, String);
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests")
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Rule {
-    api_groups: Vec<String>,
-    resources: Vec<String>,
-    verbs: Vec<String>,
+fn documents(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_saphyr::from_multiple(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-#[test]
-fn the_cluster_role_grants_exactly_what_the_code_uses() {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/rbac.yaml"))
-            .unwrap();
-    let documents: Vec<Document> = serde_saphyr::from_multiple(&text).unwrap();
-    let kinds: Vec<&str> = documents.iter().map(|d| d.kind.as_str()).collect();
-    assert_eq!(
-        kinds,
-        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"]
-    );
-    let granted: BTreeSet<(String, String, String)> = documents
+/// The base's objects: every file its kustomization lists (the base has no patches, so this is
+/// what `kubectl kustomize manifests/` renders, but for the common labels).
+fn base() -> Vec<Value> {
+    let dir = root().join("base");
+    let kustomization = &documents(&dir.join("kustomization.yaml"))[0];
+    kustomization["resources"]
+        .as_array()
+        .expect("resources")
         .iter()
-        .flat_map(|d| &d.rules)
-        .flat_map(|rule| {
-            rule.api_groups.iter().flat_map(move |group| {
-                rule.resources.iter().flat_map(move |resource| {
-                    rule.verbs
-                        .iter()
-                        .map(move |verb| (group.clone(), resource.clone(), verb.clone()))
-                })
-            })
-        })
-        .collect();
-    let used: BTreeSet<(String, String, String)> = PERMISSIONS
+        .flat_map(|file| documents(&dir.join(file.as_str().unwrap())))
+        .collect()
+}
+
+fn object<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+    let found: Vec<&Value> = objects.iter().filter(|o| o["kind"] == kind).collect();
+    assert_eq!(found.len(), 1, "one {kind} in the base");
+    found[0]
+}
+
+fn grants(rules: &Value) -> BTreeSet<Grant> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .expect("a list")
+            .iter()
+            .map(|s| s.as_str().expect("a string").to_owned())
+            .collect()
+    };
+    let mut granted = BTreeSet::new();
+    for rule in rules.as_array().expect("rules") {
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    granted.insert((group.clone(), resource.clone(), verb));
+                }
+            }
+        }
+    }
+    granted
+}
+
+fn declared(permissions: &[(&str, &str, &[&str])]) -> BTreeSet<Grant> {
+    permissions
         .iter()
         .flat_map(|(group, resource, verbs)| {
             verbs.iter().map(move |verb| {
@@ -57,142 +73,218 @@ fn the_cluster_role_grants_exactly_what_the_code_uses() {
                 )
             })
         })
+        .collect()
+}
+
+#[test]
+fn the_roles_grant_exactly_what_the_code_uses_and_no_wildcard() {
+    let objects = base();
+    let cluster_role = object(&objects, "ClusterRole");
+    assert_eq!(
+        grants(&cluster_role["rules"]),
+        declared(cinder_remediator::cluster::PERMISSIONS)
+    );
+    let role = object(&objects, "Role");
+    assert_eq!(role["metadata"]["namespace"], "kube-system");
+    assert_eq!(
+        grants(&role["rules"]),
+        declared(&[cinder_remediator::controller::lease::PERMISSIONS])
+    );
+    for (group, resource, verb) in grants(&cluster_role["rules"]).union(&grants(&role["rules"])) {
+        assert!(
+            ![group, resource, verb].iter().any(|s| s.contains('*')),
+            "a wildcard in {group}/{resource}/{verb}"
+        );
+    }
+    // Each binding gives its role to the controller's ServiceAccount.
+    let account = object(&objects, "ServiceAccount");
+    for (binding, role) in [("ClusterRoleBinding", cluster_role), ("RoleBinding", role)] {
+        let binding = object(&objects, binding);
+        assert_eq!(binding["roleRef"]["kind"], role["kind"]);
+        assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+        assert_eq!(
+            binding["subjects"],
+            serde_json::json!([{
+                "kind": "ServiceAccount",
+                "name": account["metadata"]["name"],
+                "namespace": account["metadata"]["namespace"],
+            }])
+        );
+    }
+}
+
+#[test]
+fn the_observe_only_role_is_the_base_role_read_only_but_for_events() {
+    let patch = &documents(&root().join("overlays/observe-only/read-only-role.yaml"))[0];
+    let read_only = grants(&patch[0]["value"]);
+    let expected: BTreeSet<Grant> = declared(cinder_remediator::cluster::PERMISSIONS)
+        .into_iter()
+        .filter(|(group, _, verb)| {
+            ["get", "list", "watch"].contains(&verb.as_str()) || group == "events.k8s.io"
+        })
         .collect();
-    assert_eq!(granted, used);
+    assert_eq!(read_only, expected);
+    assert!(
+        !read_only
+            .iter()
+            .any(|(_, resource, verb)| resource != "events"
+                && !["get", "list", "watch"].contains(&verb.as_str())),
+        "observe-only may write nothing but Events"
+    );
 }
 
-#[derive(Deserialize)]
-struct Workload {
-    spec: WorkloadSpec,
+/// The command line a container runs: its args, then each environment variable the CLI reads
+/// turned into its flag (so clap checks the value as it would from the environment). A
+/// variable the CLI does not know fails the test: a misspelt setting would be ignored.
+fn argv(container: &Value, extra_env: &[(String, String)]) -> Vec<String> {
+    let mut argv = vec!["cinder-remediator".to_owned()];
+    argv.extend(
+        container["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned()),
+    );
+    let mut command = Cli::command();
+    command.build();
+    let subcommand = command
+        .find_subcommand(&argv[1])
+        .unwrap_or_else(|| panic!("no subcommand {}", argv[1]));
+    let mut env: Vec<(String, String)> = container["env"]
+        .as_array()
+        .map(|env| {
+            env.iter()
+                .filter_map(|e| {
+                    Some((
+                        e["name"].as_str()?.to_owned(),
+                        e["value"].as_str()?.to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    env.extend(extra_env.iter().cloned());
+    for (name, value) in env {
+        let arg = subcommand
+            .get_arguments()
+            .chain(command.get_arguments())
+            .find(|a| a.get_env().is_some_and(|e| e == name.as_str()))
+            .unwrap_or_else(|| panic!("`{name}` is no setting of `{}`", argv[1]));
+        let flag = format!("--{}", arg.get_long().unwrap());
+        if arg.get_action().takes_values() {
+            argv.extend([flag, value]);
+        } else {
+            assert_eq!(value, "true", "{name} is a switch: \"true\" or absent");
+            argv.push(flag);
+        }
+    }
+    argv
 }
 
-#[derive(Deserialize)]
-struct WorkloadSpec {
-    template: PodTemplate,
+fn patch_env(path: &str) -> Vec<(String, String)> {
+    let patch = &documents(&root().join(path))[0];
+    patch["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
 }
 
-#[derive(Deserialize)]
-struct PodTemplate {
-    spec: PodSpec,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PodSpec {
-    service_account_name: String,
-    containers: Vec<Container>,
-    volumes: Vec<Volume>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Container {
-    args: Vec<String>,
-    volume_mounts: Vec<Mount>,
-    #[serde(default)]
-    env: Vec<EnvVar>,
-    #[serde(default)]
-    liveness_probe: Option<Probe>,
-    #[serde(default)]
-    readiness_probe: Option<Probe>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EnvVar {
-    name: String,
-    value_from: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Probe {
-    http_get: HttpGet,
-}
-
-#[derive(Deserialize)]
-struct HttpGet {
-    path: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Mount {
-    name: String,
-    mount_path: String,
-}
-
-#[derive(Deserialize)]
-struct Volume {
-    name: String,
+#[test]
+fn the_deployment_runs_the_controller_hardened_with_its_identity_probes_and_cloud_conf() {
+    let objects = base();
+    let deployment = object(&objects, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2, "two replicas, one Lease");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "cinder-remediator");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let container = &pod["containers"][0];
+    let security = &container["securityContext"];
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    for kind in ["requests", "limits"] {
+        assert!(
+            container["resources"][kind]["memory"].is_string(),
+            "no memory {kind}"
+        );
+    }
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/livez");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    // The Lease identity and namespace come from the downward API.
+    for name in ["POD_NAME", "POD_NAMESPACE"] {
+        assert!(
+            container["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["name"] == name && e["valueFrom"]["fieldRef"].is_object()),
+            "{name} is not set from the downward API"
+        );
+    }
+    let variables: Vec<(String, String)> = Vec::new();
+    let cli = Cli::try_parse_from(argv(container, &variables)).unwrap();
+    let Command::Run(args) = cli.command else {
+        panic!("the Deployment does not run `run`");
+    };
+    assert!(!args.dry_run && !args.no_leader_election);
+    let cloud_conf = args.openstack.cloud_config.expect("--cloud-config");
+    let mount = &container["volumeMounts"][0];
+    assert!(cloud_conf.starts_with(mount["mountPath"].as_str().unwrap()));
+    assert_eq!(mount["readOnly"], true);
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .expect("the mounted volume");
+    assert_eq!(volume["secret"]["secretName"], "cloud-config");
+    // The overlays' settings are settings the controller has.
+    let dry_run = Cli::try_parse_from(argv(
+        container,
+        &patch_env("overlays/observe-only/dry-run.yaml"),
+    ))
+    .unwrap();
+    assert!(matches!(dry_run.command, Command::Run(args) if args.dry_run));
+    let linstor = Cli::try_parse_from(argv(
+        container,
+        &patch_env("overlays/linstor/linstor-controllers.yaml"),
+    ))
+    .unwrap();
+    assert!(
+        matches!(linstor.command, Command::Run(args) if args.linstor.linstor_controllers.is_some())
+    );
 }
 
 #[test]
 fn the_job_runs_a_command_line_the_binary_accepts_with_the_mounted_cloud_conf() {
-    use clap::Parser;
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/remediate-job.yaml"),
-    )
-    .unwrap();
-    let job: Workload = serde_saphyr::from_str(&text).unwrap();
-    let pod = job.spec.template.spec;
-    assert_eq!(pod.service_account_name, "cinder-remediator");
-    let container = &pod.containers[0];
-    let argv =
-        std::iter::once("cinder-remediator".to_owned()).chain(container.args.iter().cloned());
-    let cli = cinder_remediator::cli::Cli::try_parse_from(argv).unwrap();
-    let cinder_remediator::cli::Command::Remediate(args) = cli.command else {
+    let job = &documents(&root().join("jobs/remediate.yaml"))[0];
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "cinder-remediator");
+    let container = &pod["containers"][0];
+    let cli = Cli::try_parse_from(argv(container, &[])).unwrap();
+    let Command::Remediate(args) = cli.command else {
         panic!("the Job does not run remediate");
     };
     assert!(args.all && args.yes && !args.dry_run);
     let cloud_conf = args.openstack.cloud_config.unwrap();
-    let mount = &container.volume_mounts[0];
+    let mount = &container["volumeMounts"][0];
+    assert!(cloud_conf.starts_with(mount["mountPath"].as_str().unwrap()));
     assert!(
-        cloud_conf.starts_with(&mount.mount_path),
-        "{cloud_conf:?} is not under {}",
-        mount.mount_path
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == mount["name"])
     );
-    assert!(pod.volumes.iter().any(|v| v.name == mount.name));
-}
-
-#[test]
-fn the_controller_deployment_runs_run_with_its_identity_probes_and_cloud_conf() {
-    use clap::Parser;
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/controller.yaml"),
-    )
-    .unwrap();
-    let deployment: Workload = serde_saphyr::from_str(&text).unwrap();
-    let pod = deployment.spec.template.spec;
-    assert_eq!(pod.service_account_name, "cinder-remediator");
-    let container = &pod.containers[0];
-    let argv =
-        std::iter::once("cinder-remediator".to_owned()).chain(container.args.iter().cloned());
-    let cli = cinder_remediator::cli::Cli::try_parse_from(argv).unwrap();
-    let cinder_remediator::cli::Command::Run(args) = cli.command else {
-        panic!("the Deployment does not run `run`");
-    };
-    assert!(!args.dry_run && !args.no_leader_election);
-    // The Lease identity and namespace come from the downward API.
-    for name in ["POD_NAME", "POD_NAMESPACE"] {
-        assert!(
-            container
-                .env
-                .iter()
-                .any(|e| e.name == name && e.value_from.is_some()),
-            "{name} is not set from the downward API"
-        );
-    }
-    assert_eq!(
-        container.liveness_probe.as_ref().unwrap().http_get.path,
-        "/livez"
-    );
-    assert_eq!(
-        container.readiness_probe.as_ref().unwrap().http_get.path,
-        "/readyz"
-    );
-    let cloud_conf = args.openstack.cloud_config.unwrap();
-    let mount = &container.volume_mounts[0];
-    assert!(cloud_conf.starts_with(&mount.mount_path));
-    assert!(pod.volumes.iter().any(|v| v.name == mount.name));
 }

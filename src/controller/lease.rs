@@ -17,6 +17,14 @@ use kube::api::{Api, PostParams};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+/// The permissions on the Lease, in its namespace, as (API group, resource, verbs): the Role of
+/// `manifests/base/role.yaml` grants exactly these (a test keeps the two in step).
+pub const PERMISSIONS: (&str, &str, &[&str]) = (
+    "coordination.k8s.io",
+    "leases",
+    &["create", "get", "update"],
+);
+
 /// Where the Lease is and who competes for it.
 #[derive(Debug, Clone)]
 pub struct Settings {

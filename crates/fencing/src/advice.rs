@@ -93,7 +93,7 @@ impl fmt::Display for Advice {
             Self::DeploymentsUnread { why } => write!(
                 f,
                 "Deployments not checked for RollingUpdate on ReadWriteOnce volumes: {why}; grant \
-                 `list` on `deployments` in API group `apps` (manifests/rbac.yaml)"
+                 `list` on `deployments` in API group `apps` (manifests/base/clusterrole.yaml)"
             ),
         }
     }
