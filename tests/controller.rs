@@ -2,7 +2,8 @@
 //! remediated within grace + detach + 1 s; a flapping node is left alone; a storm is held back
 //! with an Event and the metric; of two replicas exactly one acts, and the other takes over when
 //! the leader dies; a controller killed mid-remediation and restarted never releases a verified
-//! attachment twice; a node Ready again loses exactly our taint; /metrics and /readyz.
+//! attachment twice; a node Ready again loses exactly our taint; a dry run acts on nothing and
+//! says what it would do in Events; /metrics and /readyz.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -529,14 +530,29 @@ async fn a_dry_run_controller_plans_and_never_acts() {
             .any(|r| r.service == Emulator::Nova && r.path.contains(SERVER_2)),
         "the dead node was never looked at"
     );
-    // ... and changed nothing, not even an Event.
+    // ... changed nothing ...
     assert_eq!(cloud_writes(&log), Vec::<String>::new());
-    let writes: Vec<&RequestRecord> = log
-        .iter()
-        .filter(|r| r.service == Emulator::Kubernetes && r.is_mutating())
-        .collect();
-    assert!(writes.is_empty(), "{writes:?}");
+    assert_eq!(kube_writes(&log), Vec::<String>::new());
     assert_eq!(volume_status(&running, VOLUME_2), "in-use");
+    // ... and said on the Node what it would do (the observe-only deployment's output).
+    let events: Vec<serde_json::Value> = running
+        .world
+        .lock()
+        .kube
+        .list("events")
+        .into_iter()
+        .cloned()
+        .collect();
+    let would: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["reason"] == "WouldRemediate" && e["involvedObject"]["name"] == "node-2")
+        .collect();
+    assert_eq!(would.len(), 1, "{events:#?}");
+    let note = would[0]["message"].as_str().unwrap();
+    assert!(
+        note.starts_with("Dry run: would ") && note.contains(&format!("release volume {VOLUME_2}")),
+        "{note}"
+    );
     replica.stop().await;
     running.shutdown().await;
 }

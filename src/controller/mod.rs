@@ -367,7 +367,8 @@ impl<B: Backend> Controller<'_, B> {
         let Some(node) = due.first() else {
             return false;
         };
-        if !*self.leader.borrow() || self.settings.dry_run {
+        // Said in a dry run too: it is an Event, not an action.
+        if !*self.leader.borrow() {
             return false;
         }
         let note = format!(
@@ -387,18 +388,57 @@ impl<B: Backend> Controller<'_, B> {
         true
     }
 
-    /// Logs and Events for what needs an operator: unreadable progress records, refusals.
+    /// Logs and Events for what needs an operator: unreadable progress records, refusals. In a
+    /// dry run, the leader also says on each Node what it would do (`WouldRemediate`) or why it
+    /// would not (`NoAction`): the observe-only deployment's whole output, beside the metrics.
     async fn say(&self, plan: &Plan, names: &BTreeSet<NodeName>, leader: bool) {
-        if !leader || self.settings.dry_run {
+        if !leader {
             return;
         }
-        crate::oneshot::report_unreadable_progress(self.cluster, plan).await;
+        if !self.settings.dry_run {
+            crate::oneshot::report_unreadable_progress(self.cluster, plan).await;
+        }
         for skipped in plan.skipped.iter().filter(|s| names.contains(&s.node)) {
             if !matches!(
                 skipped.skip,
                 Skip::WithinGrace { .. } | Skip::StormGuard { .. }
             ) {
                 tracing::info!(node = %skipped.node, "No action: {}", skipped.skip);
+                if self.settings.dry_run {
+                    let note = format!("Dry run: no action: {}", skipped.skip);
+                    self.cluster
+                        .event(
+                            &Target::Node(skipped.node.clone()),
+                            false,
+                            "NoAction",
+                            "DryRun",
+                            event_note(note),
+                        )
+                        .await;
+                }
+            }
+        }
+        if self.settings.dry_run {
+            for node in names {
+                let steps: Vec<String> = plan
+                    .steps
+                    .iter()
+                    .filter(|step| step.node.as_ref() == Some(node))
+                    .map(|step| step.action.to_string())
+                    .collect();
+                if steps.is_empty() {
+                    continue;
+                }
+                let note = format!("Dry run: would {}", steps.join("; "));
+                self.cluster
+                    .event(
+                        &Target::Node(node.clone()),
+                        false,
+                        "WouldRemediate",
+                        "DryRun",
+                        event_note(note),
+                    )
+                    .await;
             }
         }
     }
@@ -453,6 +493,20 @@ impl<B: Backend> Controller<'_, B> {
         }
         looks
     }
+}
+
+/// An Event note within the API's limit (events.k8s.io/v1 `note`: 1 kB), cut at a character
+/// boundary with an ellipsis.
+fn event_note(note: String) -> String {
+    const LIMIT: usize = 1024;
+    if note.len() <= LIMIT {
+        return note;
+    }
+    let mut end = LIMIT - '…'.len_utf8();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &note[..end])
 }
 
 /// The fence verdict of a node as the plan took it, as a metric label: a proof the evidence
@@ -600,5 +654,14 @@ mod tests {
             })),
             None
         );
+    }
+
+    #[test]
+    fn event_notes_are_cut_to_the_api_limit_at_a_character() {
+        assert_eq!(super::event_note("short".to_owned()), "short");
+        let long = "é".repeat(600);
+        let cut = super::event_note(long);
+        assert!(cut.len() <= 1024, "{}", cut.len());
+        assert!(cut.ends_with("é…"));
     }
 }
