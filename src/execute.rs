@@ -1011,6 +1011,10 @@ fn backend_failure(err: &backend::Error, step: &Step) -> Failure {
                 "the volume is not detachable as it stands (a root disk, or not in-use): check \
                  `openstack volume show` before doing anything by hand ({manual})"
             ),
+            ErrorKind::Unauthorized(_) => format!(
+                "Keystone refuses the credentials: fix them in cloud.conf (the cloud provider's \
+                 Secret), then restart ({manual})"
+            ),
             ErrorKind::Denied(_) => format!(
                 "the OpenStack user lacks the right: grant it, or do it as an admin ({manual})"
             ),
@@ -1029,7 +1033,8 @@ fn backend_failure(err: &backend::Error, step: &Step) -> Failure {
         next_step,
         refused: matches!(
             err,
-            backend::Error::OpenStack(api) if matches!(api.kind, ErrorKind::Denied(_))
+            backend::Error::OpenStack(api)
+                if matches!(api.kind, ErrorKind::Denied(_) | ErrorKind::Unauthorized(_))
         ),
     }
 }

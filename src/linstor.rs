@@ -265,7 +265,8 @@ impl Controllers {
             if !status.is_success() {
                 let message = format!("HTTP {} from {controller}", status.as_u16());
                 return Err(failed(match status.as_u16() {
-                    401 | 403 => ErrorKind::Denied(message),
+                    401 => ErrorKind::Unauthorized(message),
+                    403 => ErrorKind::Denied(message),
                     404 => ErrorKind::NotFound,
                     409 => ErrorKind::Conflict(message),
                     _ => ErrorKind::BadRequest(message),

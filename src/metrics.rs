@@ -95,6 +95,12 @@ struct OpenStackLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    service: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KubernetesLabels {
     verb: &'static str,
     resource: &'static str,
@@ -118,6 +124,7 @@ pub struct Metrics {
     storm_guard: Gauge,
     leader: Gauge,
     openstack: Durations<OpenStackLabels>,
+    openstack_failures: Family<FailureLabels, Counter>,
     kubernetes: Durations<KubernetesLabels>,
 }
 
@@ -140,6 +147,7 @@ impl Metrics {
             storm_guard: Gauge::default(),
             leader: Gauge::default(),
             openstack: Family::new_with_constructor(request_histogram),
+            openstack_failures: Family::default(),
             kubernetes: Family::new_with_constructor(request_histogram),
             registry: Registry::default(),
         };
@@ -177,6 +185,12 @@ impl Metrics {
             "openstack_request_duration_seconds",
             "Duration of Keystone, Nova and Cinder requests",
             metrics.openstack.clone(),
+        );
+        registry.register(
+            "openstack_request_failures",
+            "Failed Nova and Cinder requests, by service and reason (`unauthorized`: Keystone \
+             refuses the credentials)",
+            metrics.openstack_failures.clone(),
         );
         registry.register(
             "kubernetes_request_duration_seconds",
@@ -259,6 +273,13 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// An OpenStack request failed (`reason`: the error's bounded label).
+    pub fn openstack_failure(&self, service: &'static str, reason: &'static str) {
+        self.openstack_failures
+            .get_or_create(&FailureLabels { service, reason })
+            .inc();
+    }
+
     /// A Kubernetes request took `seconds`.
     pub fn kubernetes_request(&self, verb: &'static str, resource: &'static str, seconds: f64) {
         self.kubernetes
@@ -312,6 +333,7 @@ mod tests {
         metrics.set_nodes_not_ready(3);
         metrics.set_storm_guard(true);
         metrics.set_leader(true);
+        metrics.openstack_failure("nova", "unauthorized");
         metrics.openstack_request("nova", "GET /servers/{id}", 0.02);
         metrics.kubernetes_request("list", "pods", 0.3);
         let text = metrics.encode();
@@ -324,6 +346,7 @@ mod tests {
             "cinder_remediator_nodes_not_ready 3",
             "cinder_remediator_storm_guard_active 1",
             "cinder_remediator_is_leader 1",
+            "cinder_remediator_openstack_request_failures_total{service=\"nova\",reason=\"unauthorized\"} 1",
             "cinder_remediator_openstack_request_duration_seconds_count{service=\"nova\",operation=\"GET /servers/{id}\"} 1",
             "cinder_remediator_kubernetes_request_duration_seconds_count{verb=\"list\",resource=\"pods\"} 1",
         ] {

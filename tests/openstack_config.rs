@@ -1014,3 +1014,47 @@ fn cloud_conf_unknown_keys_and_sections_warn_and_a_misspelt_global_is_named() {
     );
     assert!(!message.contains("Temp-Secret-9"), "{message}");
 }
+
+/// A token Keystone revoked before it expired (a role or password change) is renewed once and
+/// the request sent again; credentials Keystone refuses are counted as `unauthorized` failures,
+/// the metric the shipped alert `CinderRemediatorOpenStackAuthFailing` watches.
+#[tokio::test]
+async fn a_revoked_token_is_renewed_and_refused_credentials_are_counted() {
+    use cinder_remediator::metrics::Metrics;
+    use cinder_remediator::openstack::error::ErrorKind;
+    use cinder_remediator::openstack::nova::Nova;
+
+    let running = sim::serve(&sim::Scenario::seed()).await.unwrap();
+    let settings = config::load(&cinder_remediator::demo::openstack_source(&running)).unwrap();
+    let session = session::connect_with(&settings, &ConnectOptions::default())
+        .await
+        .unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let nova = Nova::new(session).with_metrics(Arc::clone(&metrics));
+    let server = "3901d974-751e-4ba7-acfa-9cd583c6729d";
+    let logins = || {
+        running
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/auth/tokens"))
+            .count()
+    };
+    assert!(nova.server(server).await.unwrap().is_some());
+    let before = logins();
+    running.world.lock().cloud.revoke_tokens();
+    assert!(nova.server(server).await.unwrap().is_some());
+    assert_eq!(logins(), before + 1, "one new token");
+    assert!(!metrics.encode().contains("reason=\"unauthorized\""));
+
+    running.world.lock().credentials.password = "rotated-elsewhere".to_owned();
+    running.world.lock().cloud.revoke_tokens();
+    let err = nova.server(server).await.unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::Unauthorized(_)), "{err}");
+    assert!(
+        metrics.encode().lines().any(|l| l
+            == "cinder_remediator_openstack_request_failures_total{service=\"nova\",reason=\"unauthorized\"} 1"),
+        "{}",
+        metrics.encode()
+    );
+    running.shutdown().await;
+}

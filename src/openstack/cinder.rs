@@ -247,18 +247,20 @@ impl Cinder {
         operation: &str,
     ) -> Result<String, ApiError> {
         let route = self.metrics.is_some().then(|| super::route(&method, path));
-        let mut request = self
-            .session
-            .request(BlockStorage, method, path)
-            .api_version(MICROVERSION);
-        if !query.is_empty() {
-            request = request.query(query);
-        }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
+        let build = |session: &Session| {
+            let mut request = session
+                .request(BlockStorage, method.clone(), path)
+                .api_version(MICROVERSION);
+            if !query.is_empty() {
+                request = request.query(query);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            request
+        };
         let timing = self.metrics.as_deref().zip(route);
-        super::send(request, "cinder", operation, timing).await
+        super::send(&self.session, build, "cinder", operation, timing).await
     }
 }
 

@@ -19,7 +19,9 @@ pub struct ApiError {
 pub enum ErrorKind {
     /// The service refused the request as it stands (400), with its message.
     BadRequest(String),
-    /// The credentials were refused (401/403).
+    /// Keystone refused the credentials, or the service the token (401).
+    Unauthorized(String),
+    /// The user may not do this (403): a policy, a missing role.
     Denied(String),
     /// The object does not exist (404).
     NotFound,
@@ -35,6 +37,10 @@ impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::BadRequest(message) => write!(f, "refused (400): {message}"),
+            Self::Unauthorized(message) => write!(
+                f,
+                "credentials refused (401): {message}; check the cloud.conf credentials"
+            ),
             Self::Denied(message) => write!(f, "access denied: {message}"),
             Self::NotFound => f.write_str("not found (404)"),
             Self::Conflict(message) => write!(f, "conflict (409): {message}"),
@@ -56,6 +62,7 @@ impl ApiError {
     pub fn metric_label(&self) -> &'static str {
         match self.kind {
             ErrorKind::BadRequest(_) => "bad_request",
+            ErrorKind::Unauthorized(_) => "unauthorized",
             ErrorKind::Denied(_) => "denied",
             ErrorKind::NotFound => "not_found",
             ErrorKind::Conflict(_) => "conflict",
@@ -72,7 +79,8 @@ pub fn classify(status: u16, body: &str) -> ErrorKind {
     let message = fault_message(body);
     match status {
         400 => ErrorKind::BadRequest(message),
-        401 | 403 => ErrorKind::Denied(message),
+        401 => ErrorKind::Unauthorized(message),
+        403 => ErrorKind::Denied(message),
         // Only the service's own fault is an answer about the object; a 404 from a proxy, a
         // wrong endpoint or an unknown route says nothing about it.
         404 if is_item_not_found(body) => ErrorKind::NotFound,

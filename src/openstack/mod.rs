@@ -21,19 +21,40 @@ pub const CONCURRENT_CALLS: usize = 16;
 
 static IN_FLIGHT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_CALLS);
 
-/// Sends a request (waiting for one of the [`CONCURRENT_CALLS`] slots) and returns the body of
-/// a 2xx answer; anything else becomes an [`ApiError`] that says which call failed and how.
+/// Sends the request `build` makes (waiting for one of the [`CONCURRENT_CALLS`] slots) and
+/// returns the body of a 2xx answer; anything else becomes an [`ApiError`] that says which call
+/// failed and how. A 401 from the service means Keystone revoked the token before it expired (a
+/// password or role change, an operator's revocation): the request is built again once on a
+/// new token. The service's auth middleware refused it before doing anything, so sending it
+/// again cannot do twice what was asked.
 async fn send<S: ServiceType + Send>(
-    request: ServiceRequestBuilder<S>,
+    session: &osauth::Session,
+    build: impl Fn(&osauth::Session) -> ServiceRequestBuilder<S>,
     service: &'static str,
     operation: &str,
     timing: Option<(&Metrics, String)>,
 ) -> Result<String, ApiError> {
     let _slot = IN_FLIGHT.acquire().await;
     let started = std::time::Instant::now();
-    let result = send_unmeasured(request, service, operation).await;
+    let mut result = send_unmeasured(build(session), service, operation).await;
+    if matches!(&result, Err(err) if matches!(err.kind, ErrorKind::Unauthorized(_))) {
+        let mut renewed = session.clone();
+        match renewed.refresh().await {
+            Ok(()) => result = send_unmeasured(build(&renewed), service, operation).await,
+            Err(err) => {
+                result = Err(ApiError {
+                    service,
+                    operation: operation.to_owned(),
+                    kind: ErrorKind::Unauthorized(err.to_string()),
+                });
+            }
+        }
+    }
     if let Some((metrics, route)) = timing {
         metrics.openstack_request(service, &route, started.elapsed().as_secs_f64());
+        if let Err(err) = &result {
+            metrics.openstack_failure(service, err.metric_label());
+        }
     }
     result
 }
@@ -75,9 +96,8 @@ async fn send_unmeasured<S: ServiceType + Send>(
     };
     let response = request.send_unchecked().await.map_err(|err| {
         failed(match err.kind() {
-            osauth::ErrorKind::AuthenticationFailed | osauth::ErrorKind::AccessDenied => {
-                ErrorKind::Denied(err.to_string())
-            }
+            osauth::ErrorKind::AuthenticationFailed => ErrorKind::Unauthorized(err.to_string()),
+            osauth::ErrorKind::AccessDenied => ErrorKind::Denied(err.to_string()),
             osauth::ErrorKind::EndpointNotFound | osauth::ErrorKind::InvalidConfig => {
                 ErrorKind::Invalid(err.to_string())
             }

@@ -397,18 +397,20 @@ impl Nova {
         operation: &str,
     ) -> Result<String, ApiError> {
         let route = self.metrics.is_some().then(|| super::route(&method, path));
-        let mut request = self
-            .session
-            .request(Compute, method, path)
-            .api_version(MICROVERSION);
-        if !query.is_empty() {
-            request = request.query(query);
-        }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
+        let build = |session: &Session| {
+            let mut request = session
+                .request(Compute, method.clone(), path)
+                .api_version(MICROVERSION);
+            if !query.is_empty() {
+                request = request.query(query);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            request
+        };
         let timing = self.metrics.as_deref().zip(route);
-        super::send(request, "nova", operation, timing).await
+        super::send(&self.session, build, "nova", operation, timing).await
     }
 }
 

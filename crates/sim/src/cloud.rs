@@ -725,6 +725,12 @@ impl Cloud {
         id
     }
 
+    /// Revokes every token, as Keystone does for a user whose password changes or whose role
+    /// is removed: services answer 401 to them from now on, before they expire.
+    pub fn revoke_tokens(&mut self) {
+        self.tokens.clear();
+    }
+
     /// A token that is known and not expired at `now_ms`.
     #[must_use]
     pub fn token(&self, id: &str, now_ms: u64) -> Option<&Token> {
