@@ -98,6 +98,11 @@ pub enum Command {
     Demo(DemoArgs),
     /// Serve an emulated OpenStack + Kubernetes (+ LINSTOR) described by a scenario file.
     Sim(SimArgs),
+    /// Print the shell completion script (e.g. `cinder-remediator completions bash >
+    /// /etc/bash_completion.d/cinder-remediator`).
+    Completions(CompletionsArgs),
+    /// Print the man page, or write one page per command into --out-dir.
+    Man(ManArgs),
 }
 
 /// How to reach Kubernetes.
@@ -402,6 +407,21 @@ pub struct SimArgs {
     pub port_base: Option<u16>,
 }
 
+/// Arguments of `completions`.
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+/// Arguments of `man`.
+#[derive(Debug, clap::Args)]
+pub struct ManArgs {
+    /// Write `cinder-remediator.1` and one page per subcommand here instead of printing.
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+}
+
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -432,6 +452,11 @@ impl Cli {
             _ => &self.log_level,
         };
         init_logging(log_level, self.log_format == "json");
+        match &self.command {
+            Command::Completions(args) => return write_manual(args.shell),
+            Command::Man(args) => return write_man(args.out_dir.as_deref()),
+            _ => {}
+        }
         let runtime = match tokio::runtime::Runtime::new() {
             Ok(runtime) => runtime,
             Err(err) => {
@@ -446,9 +471,38 @@ impl Cli {
                 Command::Run(args) => run_controller(&args).await,
                 Command::Demo(args) => run_demo(&args).await,
                 Command::Sim(args) => run_sim(&args).await,
+                Command::Completions(_) | Command::Man(_) => Outcome::Done,
             }
         });
         outcome.into()
+    }
+}
+
+fn write_manual(shell: clap_complete::Shell) -> ExitCode {
+    match crate::manual::completions(shell, &mut std::io::stdout()) {
+        Ok(()) => Outcome::Done.into(),
+        Err(err) => {
+            eprintln!("error: cannot write the completions: {err}");
+            Outcome::Failed.into()
+        }
+    }
+}
+
+fn write_man(out_dir: Option<&Path>) -> ExitCode {
+    let written = match out_dir {
+        None => crate::manual::man_page(&mut std::io::stdout()).map_err(|err| err.to_string()),
+        Some(dir) => crate::manual::man_pages(dir).map(|pages| {
+            for page in pages {
+                println!("{}", page.display());
+            }
+        }),
+    };
+    match written {
+        Ok(()) => Outcome::Done.into(),
+        Err(err) => {
+            eprintln!("error: cannot write the man page: {err}");
+            Outcome::Failed.into()
+        }
     }
 }
 

@@ -19,7 +19,7 @@
 //! - [`metrics`], [`admin`]: the controller's Prometheus metrics and its /livez, /readyz and
 //!   /metrics server.
 //! - [`cli`], [`config`], [`oneshot`], [`report`], [`demo`]: the command line (`sim`, `demo`,
-//!   `diagnose`, `remediate`, `run`).
+//!   `diagnose`, `remediate`, `run`); [`manual`]: its completions and man pages.
 
 pub mod admin;
 pub mod backend;
@@ -31,6 +31,7 @@ pub mod controller;
 pub mod demo;
 pub mod execute;
 pub mod linstor;
+pub mod manual;
 pub mod metrics;
 pub mod observe;
 pub mod oneshot;
