@@ -47,6 +47,20 @@ pub const PERMISSIONS: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
+/// An Event note within the API's limit (events.k8s.io/v1 `note`: 1 kB), cut at a character
+/// boundary with an ellipsis.
+fn event_note(note: String) -> String {
+    const LIMIT: usize = 1024;
+    if note.len() <= LIMIT {
+        return note;
+    }
+    let mut end = LIMIT - '…'.len_utf8();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &note[..end])
+}
+
 /// Objects per page of a list (kubectl's default chunk size).
 const PAGE: u32 = 500;
 
@@ -817,6 +831,7 @@ impl Cluster {
         note: String,
     ) {
         let reference = object_reference(target);
+        let note = event_note(note);
         let event = Event {
             type_: if warning {
                 EventType::Warning
@@ -1157,6 +1172,15 @@ fn volumes_named_in(message: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn event_notes_are_cut_to_the_api_limit_at_a_character() {
+        assert_eq!(super::event_note("short".to_owned()), "short");
+        let long = "é".repeat(600);
+        let cut = super::event_note(long);
+        assert!(cut.len() <= 1024, "{}", cut.len());
+        assert!(cut.ends_with("é…"));
+    }
+
     use super::{deployment_view, volumes_named_in};
 
     #[test]

@@ -262,6 +262,14 @@ impl<'a, B: Backend> Executor<'a, B> {
                                 next_step: failure.next_step,
                             }
                         } else {
+                            if let Some(node) = &step.node {
+                                let note = format!(
+                                    "{} failed: {}; next: {}",
+                                    step.action, failure.error, failure.next_step
+                                );
+                                self.node_event(node, true, "RemediationFailed", "Remediate", note)
+                                    .await;
+                            }
                             Outcome::Failed {
                                 error: failure.error,
                                 next_step: failure.next_step,

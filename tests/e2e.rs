@@ -1125,6 +1125,25 @@ async fn a_refused_detach_says_why_and_what_to_do() {
         "default",
         "test-cinder-56bdb546dd-56mct"
     ));
+    // The operator sees it on the Node: a Warning with the error and the next step.
+    let failed: Vec<serde_json::Value> = setup
+        .running
+        .world
+        .lock()
+        .kube
+        .list("events")
+        .into_iter()
+        .filter(|e| e["reason"] == "RemediationFailed")
+        .cloned()
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(failed[0]["type"], "Warning");
+    assert_eq!(failed[0]["involvedObject"]["kind"], "Node");
+    let message = failed[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("conflict (409)") && message.contains("next: "),
+        "{message}"
+    );
     setup.running.shutdown().await;
 }
 

@@ -412,7 +412,7 @@ impl<B: Backend> Controller<'_, B> {
                             false,
                             "NoAction",
                             "DryRun",
-                            event_note(note),
+                            note,
                         )
                         .await;
                 }
@@ -436,7 +436,7 @@ impl<B: Backend> Controller<'_, B> {
                         false,
                         "WouldRemediate",
                         "DryRun",
-                        event_note(note),
+                        note,
                     )
                     .await;
             }
@@ -493,20 +493,6 @@ impl<B: Backend> Controller<'_, B> {
         }
         looks
     }
-}
-
-/// An Event note within the API's limit (events.k8s.io/v1 `note`: 1 kB), cut at a character
-/// boundary with an ellipsis.
-fn event_note(note: String) -> String {
-    const LIMIT: usize = 1024;
-    if note.len() <= LIMIT {
-        return note;
-    }
-    let mut end = LIMIT - '…'.len_utf8();
-    while !note.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &note[..end])
 }
 
 /// The fence verdict of a node as the plan took it, as a metric label: a proof the evidence
@@ -654,14 +640,5 @@ mod tests {
             })),
             None
         );
-    }
-
-    #[test]
-    fn event_notes_are_cut_to_the_api_limit_at_a_character() {
-        assert_eq!(super::event_note("short".to_owned()), "short");
-        let long = "é".repeat(600);
-        let cut = super::event_note(long);
-        assert!(cut.len() <= 1024, "{}", cut.len());
-        assert!(cut.ends_with("é…"));
     }
 }
