@@ -131,4 +131,29 @@ mod tests {
         }
         assert!(pages.len() >= 6, "{pages:?}");
     }
+
+    /// docs/operations.md's configuration reference names every flag and variable.
+    #[test]
+    fn the_operators_guide_lists_every_setting() {
+        use clap::CommandFactory;
+        let guide = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"),
+        )
+        .unwrap();
+        let mut command = crate::cli::Cli::command();
+        command.build();
+        for sub in command.get_subcommands() {
+            for arg in sub.get_arguments() {
+                let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else {
+                    continue;
+                };
+                let env = env.to_string_lossy();
+                assert!(
+                    guide.contains(&format!("`--{long}`")) && guide.contains(&format!("`{env}`")),
+                    "docs/operations.md does not list --{long} ({env}) of `{}`",
+                    sub.get_name()
+                );
+            }
+        }
+    }
 }
