@@ -397,7 +397,7 @@ pub struct SimArgs {
     #[arg(long, env = "CINDER_REMEDIATOR_SCENARIO")]
     pub scenario: Option<PathBuf>,
 
-    /// Directory to write kubeconfig, clouds.yaml, endpoints.json and ready into.
+    /// Directory to write kubeconfig, clouds.yaml, cloud.conf, endpoints.json and ready into.
     #[arg(long, env = "CINDER_REMEDIATOR_STATE_DIR")]
     pub state_dir: PathBuf,
 

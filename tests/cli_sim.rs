@@ -56,6 +56,11 @@ fn sim_writes_its_state_dir_serves_and_stops_on_sigterm() {
     let clouds = std::fs::read_to_string(dir.path().join("clouds.yaml")).unwrap();
     assert!(clouds.contains("  sim:"));
     assert!(clouds.contains(&format!("{}/v3", endpoints["keystone"].as_str().unwrap())));
+    let cloud_conf = std::fs::read_to_string(dir.path().join("cloud.conf")).unwrap();
+    assert!(cloud_conf.contains(&format!(
+        "auth-url = {}/v3",
+        endpoints["keystone"].as_str().unwrap()
+    )));
 
     let log = get_json(endpoints["requests"].as_str().unwrap());
     assert!(log.is_array(), "request log is not a list: {log}");
@@ -84,7 +89,13 @@ fn sim_writes_its_state_dir_serves_and_stops_on_sigterm() {
         !log.contains('\u{1b}'),
         "colour codes in a redirected log: {log:?}"
     );
-    for name in ["ready", "endpoints.json", "kubeconfig", "clouds.yaml"] {
+    for name in [
+        "ready",
+        "endpoints.json",
+        "kubeconfig",
+        "clouds.yaml",
+        "cloud.conf",
+    ] {
         assert!(
             !dir.path().join(name).exists(),
             "{name} left behind by a stopped sim"

@@ -91,7 +91,9 @@ impl Running {
         while self.tasks.join_next().await.is_some() {}
     }
 
-    /// Writes `kubeconfig`, `clouds.yaml`, `endpoints.json` and, last, `ready` into `dir`.
+    /// Writes `kubeconfig`, `clouds.yaml`, `cloud.conf` (the OpenStack cloud provider's
+    /// format, as its `cloud-config` Secret holds it), `endpoints.json` and, last, `ready` into
+    /// `dir`.
     ///
     /// # Errors
     /// When a file cannot be written.
@@ -107,6 +109,10 @@ impl Running {
             "clouds.yaml",
             clouds_yaml(&self.endpoints.keystone, &region, &credentials),
         )?;
+        write(
+            "cloud.conf",
+            cloud_conf(&self.endpoints.keystone, &region, &credentials),
+        )?;
         let endpoints =
             serde_json::to_string_pretty(&self.endpoints).unwrap_or_else(|_| "{}".to_owned());
         write("endpoints.json", endpoints + "\n")?;
@@ -116,7 +122,13 @@ impl Running {
     /// Removes what [`Self::write_state_dir`] wrote, `ready` first, so a stopped emulator leaves
     /// nothing a client could mistake for a running one.
     pub fn clear_state_dir(dir: &Path) {
-        for name in ["ready", "endpoints.json", "kubeconfig", "clouds.yaml"] {
+        for name in [
+            "ready",
+            "endpoints.json",
+            "kubeconfig",
+            "clouds.yaml",
+            "cloud.conf",
+        ] {
             let _ = std::fs::remove_file(dir.join(name));
         }
     }
@@ -349,6 +361,25 @@ users:
   user:
     token: sim-kubernetes-token
 "
+    )
+}
+
+fn cloud_conf(keystone: &str, region: &str, credentials: &world::Credentials) -> String {
+    format!(
+        "# The emulated cloud's credentials, as the OpenStack cloud provider's cloud.conf.
+[Global]
+auth-url = {keystone}/v3
+username = {username}
+password = \"{password}\"
+user-domain-name = {domain}
+tenant-name = {project}
+tenant-domain-name = {domain}
+region = {region}
+",
+        username = credentials.username,
+        password = credentials.password,
+        project = credentials.project,
+        domain = credentials.domain,
     )
 }
 
