@@ -981,6 +981,8 @@ pub fn node_view(node: &Node) -> NodeView {
         progress_error,
         storage: StorageView::Unobserved,
         satellite: None,
+        cloud_death: None,
+        kubelet_renewed: None,
     }
 }
 

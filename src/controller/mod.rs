@@ -581,6 +581,8 @@ mod tests {
             progress: None,
             progress_error: None,
             satellite: None,
+            cloud_death: None,
+            kubelet_renewed: None,
             storage: StorageView::OpenStack(ServerView {
                 id: ServerId::new("s1"),
                 name: "n1".to_owned(),

@@ -202,6 +202,8 @@ mod tests {
             progress: None,
             progress_error: None,
             satellite: None,
+            cloud_death: None,
+            kubelet_renewed: None,
             storage: StorageView::Unobserved,
         }
     }

@@ -194,6 +194,24 @@ pub struct NodeView {
     /// volumes): its LINSTOR volumes are judged by their replicas, as on a LINSTOR-only node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub satellite: Option<LinstorNodeView>,
+    /// Nova reported the node's server dead before (or without) the kubelet's heartbeat
+    /// expiring: the cloud-side watch (`run --watch-cloud`) saw it change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_death: Option<CloudDeath>,
+    /// `spec.renewTime` of the node's kubelet Lease (`kube-node-lease`), read when the node has a
+    /// [`CloudDeath`]: a kubelet that renewed since contradicts Nova.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubelet_renewed: Option<Timestamp>,
+}
+
+/// Nova reported a node's server dead, seen from the cloud side (a `changes-since` list of
+/// servers), before the node's Ready condition says anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudDeath {
+    /// The server Nova reported; it counts only when the node's providerID names it.
+    pub server: ServerId,
+    /// When Nova recorded the change: the server's `updated_at`. The grace runs from here.
+    pub at: Timestamp,
 }
 
 impl NodeView {
@@ -214,6 +232,21 @@ impl NodeView {
     fn provider_parts(&self) -> Option<(&str, &str)> {
         let rest = self.provider_id.as_deref()?.strip_prefix("openstack://")?;
         rest.rsplit_once('/')
+    }
+
+    /// The node's [`CloudDeath`], when it is about the server the node's providerID names (a
+    /// report about any other server says nothing about this node).
+    #[must_use]
+    pub fn reported_dead(&self) -> Option<&CloudDeath> {
+        let death = self.cloud_death.as_ref()?;
+        (self.provider_server_id().as_ref() == Some(&death.server)).then_some(death)
+    }
+
+    /// Whether the node counts as unhealthy (for the storm guard, and not as a place for
+    /// replacements): not Ready, or its server reported dead from the cloud side.
+    #[must_use]
+    pub fn is_unhealthy(&self) -> bool {
+        !self.ready.is_ready() || self.reported_dead().is_some()
     }
 
     /// Whether the node carries the out-of-service taint (any value or effect).

@@ -7,8 +7,11 @@
 //! list is sorted, so the same observation in any order gives the same plan.
 //!
 //! Per node, in name order:
-//! 1. Ready: recovery only ([`Action::RemoveTaint`] of our own taint, [`Action::ClearProgress`]).
-//! 2. Not Ready for at most the grace period: [`Skip::WithinGrace`] (S3).
+//! 1. Ready, and its server not reported dead from the cloud side: recovery only
+//!    ([`Action::RemoveTaint`] of our own taint, [`Action::ClearProgress`]).
+//! 2. Past the grace period neither as not Ready nor as reported dead ([`detection`]):
+//!    [`Skip::WithinGrace`] (S3). A node detected from the cloud side only ([`Detection::Cloud`])
+//!    also needs its kubelet silent since, and its server itself dead ([`cloud_proof`]).
 //! 3. Backend view: error, ambiguous, no match, unobserved: skip (S2). Otherwise a fence
 //!    [`Verdict`] ([`fence`]); anything but fenced: skip (S1), or [`Action::StopServer`] alone
 //!    with opt-in stop fencing.
@@ -23,6 +26,7 @@
 //! step at all.
 
 pub mod action;
+pub mod detect;
 pub mod fence;
 pub mod recheck;
 #[cfg(test)]
@@ -43,6 +47,7 @@ use crate::model::{
 };
 
 pub use action::{Action, Hold, Reason, ReleaseVia, Skip, Step};
+pub use detect::{Detection, cloud_proof, detection};
 pub use fence::Verdict;
 pub use recheck::{Purpose, recheck};
 
@@ -394,7 +399,7 @@ pub fn storm_guard<'a>(
     let (mut total, mut unhealthy) = (0, 0);
     for node in nodes {
         total += 1;
-        unhealthy += usize::from(!node.ready.is_ready());
+        unhealthy += usize::from(node.is_unhealthy());
     }
     let limit = threshold.limit(total);
     (unhealthy > limit).then_some(StormGuard {
@@ -427,7 +432,7 @@ pub fn plan(observation: &Observation, policy: &Policy) -> Plan {
         plan.skipped = index
             .nodes
             .iter()
-            .filter(|(_, views)| views.iter().any(|n| !n.ready.is_ready()))
+            .filter(|(_, views)| views.iter().any(|n| n.is_unhealthy()))
             .map(|(name, _)| SkippedNode {
                 node: (*name).clone(),
                 skip: Skip::StormGuard {
@@ -450,7 +455,7 @@ pub fn plan(observation: &Observation, policy: &Policy) -> Plan {
             });
             continue;
         };
-        if node.ready.is_ready() {
+        if !node.is_unhealthy() {
             match &node.progress_error {
                 Some(detail) => plan.warnings.push(Warning::ProgressUnreadable {
                     node: node.name.clone(),
@@ -647,7 +652,7 @@ impl<'a> Index<'a> {
     fn is_ready(&self, node: &NodeName) -> bool {
         self.nodes
             .get(node)
-            .is_some_and(|views| matches!(views.as_slice(), [n] if n.ready.is_ready()))
+            .is_some_and(|views| matches!(views.as_slice(), [n] if !n.is_unhealthy()))
     }
 
     /// Recovery of a node Ready again: remove the taint only if we added it; after an
@@ -703,18 +708,19 @@ impl<'a> Index<'a> {
         kicked: &mut BTreeSet<&'a PodUid>,
     ) -> NodeOutcome {
         // S3: not before the grace period has passed.
-        let grace = SignedDuration::try_from(self.policy.grace).unwrap_or(SignedDuration::MAX);
-        let not_ready_for = self.observation.now.duration_since(node.ready_since);
-        if not_ready_for <= grace {
-            let remaining = grace
-                .checked_sub(not_ready_for)
-                .unwrap_or(SignedDuration::MAX);
-            return NodeOutcome::skipped(Skip::WithinGrace { remaining });
-        }
+        let detected = match detection(node, self.observation.now, self.policy.grace) {
+            Ok(detected) => detected,
+            Err(skip) => return NodeOutcome::skipped(skip),
+        };
         if let Some(detail) = &node.progress_error {
             return NodeOutcome::skipped(Skip::ProgressUnreadable {
                 detail: detail.clone(),
             });
+        }
+        if detected == Detection::Cloud
+            && let Err(skip) = cloud_proof(node, self.observation.region.as_deref(), self.policy)
+        {
+            return NodeOutcome::skipped(skip);
         }
         // S1, S2: only a proven fence lets anything through.
         let fenced = match self.fence(node) {
@@ -1510,7 +1516,7 @@ impl<'a> Index<'a> {
         }
         let ready_zones: BTreeSet<&str> = nodes
             .iter()
-            .filter(|n| n.ready.is_ready())
+            .filter(|n| !n.is_unhealthy())
             .filter_map(|n| n.zone.as_deref())
             .collect();
         let mut warnings = Vec::new();

@@ -2,16 +2,17 @@
 //! before acting, the executor reads the Node and its server again, and [`recheck`] says whether
 //! the evidence still holds. Anything changed means the plan is stale for that node.
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 
-use super::{Evidence, Policy, Verdict, evidence};
+use super::{Detection, Evidence, Policy, Skip, Verdict, cloud_proof, detection, evidence};
 use crate::model::NodeView;
 
 /// What the step about to run needs to stay true.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
-    /// A release or a Kubernetes-side step of a failed node: still the same Node, still not
-    /// Ready past the grace, and the same server (or satellite) still proven fenced.
+    /// A release or a Kubernetes-side step of a failed node: still the same Node, still past
+    /// the grace (not Ready, or reported dead from the cloud side with the kubelet silent), and
+    /// the same server (or satellite) still proven fenced.
     Fenced,
     /// Stop fencing: the same Node, still not Ready past the grace, the same server still
     /// stoppable (`ACTIVE`, no task, on a host that is up).
@@ -50,19 +51,26 @@ pub fn recheck(
             Err(format!("node {name} is no longer Ready"))
         };
     }
-    if fresh.ready.is_ready() {
+    if !observed.ready.is_ready() && fresh.ready.is_ready() {
         return Err(format!("node {name} is Ready again"));
     }
-    if fresh.ready_since != observed.ready_since {
+    // Planned not Ready: the same condition. Planned Ready (from the cloud side): its heartbeat
+    // may have expired since, which agrees, but it may not have turned Ready anew.
+    if fresh.ready_since != observed.ready_since
+        && (fresh.ready.is_ready() || !observed.ready.is_ready())
+    {
         return Err(format!(
             "node {name}'s Ready condition changed at {} (observed since {})",
             fresh.ready_since, observed.ready_since
         ));
     }
-    let grace = SignedDuration::try_from(policy.grace).unwrap_or(SignedDuration::MAX);
-    if now.duration_since(fresh.ready_since) <= grace {
-        return Err(format!("node {name} is not past its grace period"));
-    }
+    let detected = match detection(fresh, now, policy.grace) {
+        Ok(detected) => detected,
+        Err(Skip::WithinGrace { .. }) => {
+            return Err(format!("node {name} is not past its grace period"));
+        }
+        Err(skip) => return Err(format!("node {name}, read again: {skip}")),
+    };
     if fresh.provider_id != observed.provider_id {
         return Err(format!("node {name}'s providerID changed"));
     }
@@ -89,6 +97,13 @@ pub fn recheck(
         ));
     }
     match (purpose, verdict) {
+        (Purpose::Fenced, Verdict::Fenced { .. }) if detected == Detection::Cloud => {
+            cloud_proof(fresh, region, policy)
+                .map_err(|skip| format!("node {name}, read again: {skip}"))
+        }
+        (Purpose::Stop, Verdict::Stoppable { .. }) if detected == Detection::Cloud => Err(format!(
+            "node {name} is detected from the cloud side only: no stop before it is not Ready"
+        )),
         (Purpose::Fenced, Verdict::Fenced { .. }) | (Purpose::Stop, Verdict::Stoppable { .. }) => {
             Ok(())
         }

@@ -74,6 +74,8 @@ pub fn ready_node(name: &str, server_id: &str) -> NodeView {
         progress: None,
         progress_error: None,
         satellite: None,
+        cloud_death: None,
+        kubelet_renewed: None,
         storage: StorageView::Unobserved,
     }
 }

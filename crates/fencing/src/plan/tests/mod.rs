@@ -3,6 +3,7 @@
 
 mod apply;
 mod builder;
+mod cloud_side;
 mod dead_host;
 mod evidence;
 mod linstor;

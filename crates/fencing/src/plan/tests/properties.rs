@@ -7,7 +7,9 @@
 //!
 //! - (a) no release, stop or Kubernetes-side step for a node that is not proven fenced, Ready,
 //!   or within grace (S1, S3), judged by an oracle of this file's own ([`proven_fenced`]), not
-//!   by the planner's verdict functions;
+//!   by the planner's verdict functions; a Ready node only when the cloud side reported its
+//!   own server dead past the grace, its kubelet silent since, and the server itself dead
+//!   ([`itself_dead`]);
 //! - (b) no step touching a volume without a managed PV, a bootable volume, or another
 //!   server's attachment (S5); no VolumeAttachment delete or pod force-delete while Cinder shows
 //!   the volume on the node's server (unless this plan releases it first) or, for an attached
@@ -26,10 +28,10 @@ use super::apply::apply;
 use super::builder::{ago, now};
 use crate::model::{
     AttachmentId, Backend, BackendVolume, CinderAttachment, CinderVolumeView, ClaimName, ClaimRef,
-    ClaimView, Driver, HostAction, HostActionKind, HostView, LinstorNodeView, LinstorResourceView,
-    MatchRoute, Namespace, NodeName, NodeUid, NodeView, Observation, OwnerRef, PodName, PodUid,
-    PodView, Progress, PvName, PvView, Readiness, ReleasedVolume, ReplicaView, ServerId,
-    ServerView, StorageView, Taint, VaName, VaUid, VaView, VolumeId,
+    ClaimView, CloudDeath, Driver, HostAction, HostActionKind, HostView, LinstorNodeView,
+    LinstorResourceView, MatchRoute, Namespace, NodeName, NodeUid, NodeView, Observation, OwnerRef,
+    PodName, PodUid, PodView, Progress, PvName, PvView, Readiness, ReleasedVolume, ReplicaView,
+    ServerId, ServerView, StorageView, Taint, VaName, VaUid, VaView, VolumeId,
 };
 use crate::plan::fence::{self, Verdict};
 use crate::plan::{Action, DeadHost, FenceMode, Plan, Policy, Step, Strategy, Threshold, plan};
@@ -262,6 +264,24 @@ fn decode_node(index: usize, g: &[u8; 16]) -> NodeView {
         progress_error: g[15]
             .is_multiple_of(7)
             .then(|| "expected value at line 1 column 1".to_owned()),
+        // Now and then the cloud-side watch reported a server dead: this node's, or another's;
+        // the kubelet's Lease unread, renewed before the report, or after it.
+        cloud_death: match (g[14] >> 3) % 4 {
+            0 | 1 => None,
+            2 => Some(CloudDeath {
+                server: id.clone(),
+                at: ago(pick(AGES, g[1] >> 3)),
+            }),
+            _ => Some(CloudDeath {
+                server: ServerId::new(FOREIGN),
+                at: ago(600),
+            }),
+        },
+        kubelet_renewed: match (g[13] >> 3) % 3 {
+            0 => None,
+            1 => Some(ago(pick(AGES, g[1] >> 3) + 1)),
+            _ => Some(ago(pick(AGES, g[1] >> 3) - 1)),
+        },
         // Now and then a node seen through Nova is a LINSTOR satellite too.
         satellite: (matches!(
             storage,
@@ -489,8 +509,27 @@ fn decode(genes: &Genes) -> (Observation, Policy) {
     (observation, policy)
 }
 
-/// The only node of that name, when it is not Ready for longer than the grace period.
-fn failed_node<'o>(observation: &'o Observation, policy: &Policy, name: &NodeName) -> &'o NodeView {
+/// The cloud-side report about this node's own server (the one its providerID names), this
+/// file's own reading.
+fn reported(node: &NodeView) -> Option<&CloudDeath> {
+    let death = node.cloud_death.as_ref()?;
+    let named = node.provider_id.as_deref()?.rsplit('/').next()?;
+    (named == death.server.as_str()).then_some(death)
+}
+
+/// Healthy: Ready, and no report that its server died.
+fn healthy(node: &NodeView) -> bool {
+    node.ready.is_ready() && reported(node).is_none()
+}
+
+/// The only node of that name, when it is not Ready for longer than the grace period, or
+/// (`true` then) reported dead from the cloud side longer than the grace period ago with its
+/// kubelet's Lease renewed before the report.
+fn failed_node<'o>(
+    observation: &'o Observation,
+    policy: &Policy,
+    name: &NodeName,
+) -> (&'o NodeView, bool) {
     let matching: Vec<&NodeView> = observation
         .nodes
         .iter()
@@ -499,13 +538,47 @@ fn failed_node<'o>(observation: &'o Observation, policy: &Policy, name: &NodeNam
     let [node] = matching.as_slice() else {
         panic!("step for an ambiguous node {name}");
     };
-    assert!(!node.ready.is_ready(), "step for Ready node {name}");
     let grace = SignedDuration::try_from(policy.grace).unwrap();
+    if !node.ready.is_ready() && observation.now.duration_since(node.ready_since) > grace {
+        return (node, false);
+    }
+    let death = reported(node).unwrap_or_else(|| panic!("step for {name}, Ready or within grace"));
     assert!(
-        observation.now.duration_since(node.ready_since) > grace,
-        "step for {name} within grace"
+        observation.now.duration_since(death.at) > grace,
+        "step for {name}, reported dead within grace"
     );
-    node
+    assert!(
+        node.kubelet_renewed
+            .is_some_and(|renewed| renewed < death.at),
+        "step for {name}, reported dead, with its kubelet's Lease unread or renewed since"
+    );
+    (node, true)
+}
+
+/// Detected from the cloud side only: the server itself must be dead (gone, or shut off or
+/// crashed by its own state, no task), on a host that is not down or forced down.
+fn itself_dead(node: &NodeView) -> Result<(), String> {
+    let server = match &node.storage {
+        StorageView::ServerGone { .. } => return Ok(()),
+        StorageView::OpenStack(server) => server,
+        other => return Err(format!("cloud-side only, storage {other:?}")),
+    };
+    if server.task_state.is_some() {
+        return Err("cloud-side only, a task".into());
+    }
+    if server.host_state.is_some_and(|h| !h.up || h.forced_down) {
+        return Err("cloud-side only, host not up".into());
+    }
+    let stopped = matches!(server.status.as_str(), "SHUTOFF" | "SHELVED_OFFLOADED")
+        && !matches!(server.power_state, Some(1 | 3 | 7));
+    if stopped || matches!(server.power_state, Some(4 | 6)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "cloud-side only, server {} power {:?}",
+            server.status, server.power_state
+        ))
+    }
 }
 
 /// The server a node is matched to, when it is one.
@@ -762,7 +835,7 @@ fn assert_safe(observation: &Observation, policy: &Policy, plan: &Plan) {
                 step.action,
                 Action::RemoveTaint { .. } | Action::ClearProgress { .. }
             );
-            let evacuated_back = node.ready.is_ready()
+            let evacuated_back = healthy(node)
                 && matches!(step.action, Action::KickPod { .. })
                 && node
                     .progress
@@ -770,11 +843,14 @@ fn assert_safe(observation: &Observation, policy: &Policy, plan: &Plan) {
                     .and_then(|p| p.host_action.as_ref())
                     .is_some_and(|r| r.kind == HostActionKind::Evacuate);
             if !recovery && !evacuated_back {
-                let node = failed_node(observation, policy, name);
+                let (node, cloud_only) = failed_node(observation, policy, name);
                 if !matches!(step.action, Action::StopServer { .. })
                     && let Err(why) = proven_fenced(observation, policy, node)
                 {
                     panic!("step {step} for {name}, which is not proven fenced: {why}");
+                }
+                if cloud_only && let Err(why) = itself_dead(node) {
+                    panic!("step {step} for {name}, detected from the cloud side: {why}");
                 }
             }
             node
@@ -992,7 +1068,7 @@ fn assert_safe(observation: &Observation, policy: &Policy, plan: &Plan) {
             } => {
                 assert!(policy.kick);
                 let pod = observation.pods.iter().find(|p| p.uid == *uid).unwrap();
-                if let Some(owner) = owner.filter(|o| o.ready.is_ready()) {
+                if let Some(owner) = owner.filter(|o| healthy(o)) {
                     // Back after an evacuate: only for a volume its server kept.
                     let record = owner.progress.as_ref().and_then(|p| p.host_action.as_ref());
                     assert!(record.is_some_and(|r| r.volumes.contains(volume)), "{step}");
@@ -1002,13 +1078,13 @@ fn assert_safe(observation: &Observation, policy: &Policy, plan: &Plan) {
                     observation
                         .nodes
                         .iter()
-                        .any(|n| n.name == *node && n.ready.is_ready())
+                        .any(|n| n.name == *node && healthy(n))
                 );
                 assert!(pod.owner.as_ref().is_some_and(|o| o.controller));
             }
             Action::RemoveTaint { node } => {
                 let node = observation.nodes.iter().find(|n| n.name == *node).unwrap();
-                assert!(node.ready.is_ready());
+                assert!(healthy(node));
                 assert!(
                     node.progress
                         .as_ref()
@@ -1017,7 +1093,7 @@ fn assert_safe(observation: &Observation, policy: &Policy, plan: &Plan) {
             }
             Action::ClearProgress { node } => {
                 let node = observation.nodes.iter().find(|n| n.name == *node).unwrap();
-                assert!(node.ready.is_ready() && node.progress.is_some());
+                assert!(healthy(node) && node.progress.is_some());
             }
         }
     }
@@ -1119,7 +1195,7 @@ proptest! {
         let (observation, policy) = decode(&genes);
         let plan = plan(&observation, &policy);
         let total = observation.nodes.len();
-        let unhealthy = observation.nodes.iter().filter(|n| !n.ready.is_ready()).count();
+        let unhealthy = observation.nodes.iter().filter(|n| !healthy(n)).count();
         let storm = unhealthy > policy.max_unhealthy.limit(total);
         prop_assert_eq!(plan.storm.is_some(), storm);
         if storm {
@@ -1141,6 +1217,14 @@ fn generated_plans_cover_every_action() {
         let (observation, policy) = decode(&genes);
         for step in plan(&observation, &policy).steps {
             seen.insert(step.action.metric_label());
+            // A release for a Ready node: the cloud-side path is exercised too.
+            let ready_owner = observation
+                .nodes
+                .iter()
+                .any(|n| Some(&n.name) == step.node.as_ref() && n.ready.is_ready());
+            if ready_owner && matches!(step.action, Action::ReleaseVolume { .. }) {
+                seen.insert("release_volume of a Ready node (cloud side)");
+            }
         }
     }
     assert_eq!(
@@ -1154,6 +1238,7 @@ fn generated_plans_cover_every_action() {
             "force_delete_pod",
             "kick_pod",
             "release_volume",
+            "release_volume of a Ready node (cloud side)",
             "remove_taint",
             "stop_server",
             "taint_node",
