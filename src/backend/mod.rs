@@ -12,8 +12,10 @@ pub mod storage;
 use std::future::Future;
 
 use fencing::model::{
-    AttachmentId, BackendVolume, Driver, LinstorNodeView, NodeView, ServerId, StorageView, VolumeId,
+    AttachmentId, BackendVolume, Driver, LinstorNodeView, NodeView, ServerId, ServerView,
+    StorageView, VolumeId,
 };
+use jiff::Timestamp;
 use fencing::plan::ReleaseVia;
 
 /// A failed backend call.
@@ -83,6 +85,16 @@ pub struct Whereabouts {
     pub host: Option<String>,
 }
 
+/// A server the cloud changed, from the cloud-side watch: as a list shows it (no compute
+/// service read), and when it changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedServer {
+    /// The server; status `DELETED` for a deleted one.
+    pub view: ServerView,
+    /// When the cloud last changed it.
+    pub updated: Timestamp,
+}
+
 /// A storage backend.
 pub trait Backend: Send + Sync {
     /// Whether PVs of this driver live in this backend.
@@ -132,6 +144,17 @@ pub trait Backend: Send + Sync {
         &self,
         server: &ServerId,
     ) -> impl Future<Output = Result<Option<Whereabouts>, Error>> + Send;
+
+    /// Every server the cloud changed at or after `since`, deleted ones included: one paged
+    /// list for the whole project (`run --watch-cloud`).
+    fn changed_servers(
+        &self,
+        _since: Timestamp,
+    ) -> impl Future<Output = Result<Vec<ChangedServer>, Error>> + Send {
+        std::future::ready(Err(Error::Unsupported(
+            "this backend lists no changed servers".to_owned(),
+        )))
+    }
 
     /// Releases a volume from its holder.
     fn release(&self, release: &Release) -> impl Future<Output = Result<(), Error>> + Send;

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use osauth::Session;
 
-use super::{Backend, Error, Release, ReleaseState, Whereabouts};
+use super::{Backend, ChangedServer, Error, Release, ReleaseState, Whereabouts};
 use crate::bounded::bounded;
 use crate::openstack::cinder::{Cinder, Volume};
 use crate::openstack::error::{ApiError, ErrorKind};
@@ -270,6 +270,31 @@ impl Backend for OpenStack {
                 task_state: server.task_state,
                 host: server.host,
             }))
+    }
+
+    async fn changed_servers(&self, since: jiff::Timestamp) -> Result<Vec<ChangedServer>, Error> {
+        Ok(self
+            .nova
+            .servers_changed_since(since)
+            .await?
+            .into_iter()
+            .map(|changed| ChangedServer {
+                view: ServerView {
+                    id: ServerId::new(changed.server.id),
+                    name: changed.server.name,
+                    matched_by: MatchRoute::ProviderId,
+                    addresses: Some(changed.server.addresses),
+                    status: changed.server.status,
+                    power_state: changed.server.power_state,
+                    task_state: changed.server.task_state,
+                    vm_state: changed.server.vm_state,
+                    host: changed.server.host,
+                    host_state: None,
+                    host_hidden: changed.server.host_hidden,
+                },
+                updated: changed.updated,
+            })
+            .collect())
     }
 
     async fn release(&self, release: &Release) -> Result<(), Error> {

@@ -4,7 +4,7 @@
 
 use super::linstor::Linstor;
 use super::openstack::OpenStack;
-use super::{Backend, Error, Release, ReleaseState, Whereabouts};
+use super::{Backend, ChangedServer, Error, Release, ReleaseState, Whereabouts};
 use fencing::model::{
     BackendVolume, Driver, LinstorNodeView, NodeView, ServerId, StorageView, VolumeId,
 };
@@ -143,6 +143,10 @@ impl Backend for Storage {
 
     async fn whereabouts(&self, server: &ServerId) -> Result<Option<Whereabouts>, Error> {
         self.servers()?.whereabouts(server).await
+    }
+
+    async fn changed_servers(&self, since: jiff::Timestamp) -> Result<Vec<ChangedServer>, Error> {
+        self.servers()?.changed_servers(since).await
     }
 
     async fn release(&self, release: &Release) -> Result<(), Error> {

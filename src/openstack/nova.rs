@@ -1,5 +1,6 @@
-//! Nova calls the remediator makes: read a server (by id, exact name or IP), read its compute
-//! service, detach a volume from it (`openstack server remove volume`), stop it.
+//! Nova calls the remediator makes: read a server (by id, exact name or IP), list the servers
+//! changed since a time (the cloud-side watch), read its compute service, detach a volume from
+//! it (`openstack server remove volume`), stop it.
 //!
 //! Raw calls over the `osauth` session with tolerant types of our own: the `openstack` crate's
 //! server type lacks `OS-EXT-SRV-ATTR:host`, `task_state` and `vm_state`, and rejects status
@@ -86,6 +87,41 @@ struct ServerRoot {
 struct ServersRoot {
     servers: Vec<RawServer>,
 }
+
+/// A page of `changes-since`: each server with its `updated` time, and the next page's link.
+#[derive(Deserialize)]
+struct ChangedRoot {
+    servers: Vec<ChangedRaw>,
+    #[serde(default)]
+    servers_links: Vec<RawLink>,
+}
+
+#[derive(Deserialize)]
+struct ChangedRaw {
+    #[serde(flatten)]
+    server: RawServer,
+    #[serde(default)]
+    updated: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawLink {
+    rel: String,
+    href: String,
+}
+
+/// A server in a `changes-since` list: as [`Server`], and when Nova last changed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedServer {
+    /// The server (status `DELETED` for a deleted one).
+    pub server: Server,
+    /// Its `updated` time (Nova's `updated_at`).
+    pub updated: jiff::Timestamp,
+}
+
+/// The most pages one `changes-since` read follows: a thousand servers each (Nova's default
+/// `max_limit`), a cloud of a million changes in one interval.
+const MAX_PAGES: usize = 1000;
 
 #[derive(Deserialize)]
 struct RawServer {
@@ -266,6 +302,60 @@ impl Nova {
             .collect())
     }
 
+    /// Every server Nova changed at or after `since` (`GET /servers/detail?changes-since=`),
+    /// deleted ones included (status `DELETED`), following the next links page by page.
+    ///
+    /// # Errors
+    /// When Nova fails, a server has no readable `updated` time, or the pages do not end.
+    pub async fn servers_changed_since(
+        &self,
+        since: jiff::Timestamp,
+    ) -> Result<Vec<ChangedServer>, ApiError> {
+        let since = since.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let operation = format!("GET servers changed since {since}");
+        let invalid = |detail: String| ApiError {
+            service: "nova",
+            operation: operation.clone(),
+            kind: ErrorKind::Invalid(detail),
+        };
+        let mut changed = Vec::new();
+        let mut marker: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut query = vec![("changes-since", since.as_str())];
+            if let Some(marker) = &marker {
+                query.push(("marker", marker.as_str()));
+            }
+            let root: ChangedRoot = self
+                .call(
+                    Method::GET,
+                    &["servers", "detail"],
+                    &query,
+                    None,
+                    &operation,
+                )
+                .await?;
+            for raw in root.servers {
+                let updated = raw
+                    .updated
+                    .as_deref()
+                    .and_then(|text| text.parse::<jiff::Timestamp>().ok())
+                    .ok_or_else(|| {
+                        invalid(format!("server {} has no readable `updated` time", raw.server.id))
+                    })?;
+                changed.push(ChangedServer {
+                    server: raw.server.into(),
+                    updated,
+                });
+            }
+            let next = root.servers_links.iter().find(|link| link.rel == "next");
+            match next.and_then(|link| query_value(&link.href, "marker")) {
+                Some(next) => marker = Some(next),
+                None => return Ok(changed),
+            }
+        }
+        Err(invalid(format!("more than {MAX_PAGES} pages")))
+    }
+
     /// The nova-compute service of a host; `None` when Nova lists none.
     ///
     /// # Errors
@@ -412,6 +502,14 @@ impl Nova {
         let timing = self.metrics.as_deref().zip(route);
         super::send(&self.session, build, "nova", operation, timing).await
     }
+}
+
+/// The value of `key` in the query of a link (`...?changes-since=...&marker=ID`), decoded.
+fn query_value(href: &str, key: &str) -> Option<String> {
+    let url = reqwest::Url::parse(href).ok()?;
+    url.query_pairs()
+        .find(|(name, _)| name == key)
+        .map(|(_, value)| value.into_owned())
 }
 
 /// Escapes the characters that mean something in a (Python) regular expression.

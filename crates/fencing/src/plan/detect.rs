@@ -9,8 +9,8 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-use super::{Evidence, Policy, Reason, Skip, Verdict, evidence, not_fenced};
-use crate::model::{NodeView, StorageView};
+use super::{Evidence, Policy, Reason, Skip, Verdict, evidence, fence, not_fenced};
+use crate::model::{NodeView, ServerView, StorageView};
 
 /// How a node came to be judged failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -128,4 +128,19 @@ pub fn cloud_proof(node: &NodeView, region: Option<&str>, policy: &Policy) -> Re
             node.name
         ))),
     }
+}
+
+/// Whether a server, as a list of changed servers shows it, is dead by its own state: deleted
+/// (`DELETED`), or shut off or crashed with no task in progress, as [`fence::openstack`] judges
+/// it without any host state. Never a host's state: the list does not read compute services.
+#[must_use]
+pub fn dead_in_list(server: &ServerView) -> bool {
+    server.status == "DELETED"
+        || matches!(
+            fence::openstack(server, false),
+            Verdict::Fenced {
+                reason: Reason::ServerStopped | Reason::ServerCrashed,
+                ..
+            }
+        )
 }

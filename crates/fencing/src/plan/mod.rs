@@ -47,7 +47,7 @@ use crate::model::{
 };
 
 pub use action::{Action, Hold, Reason, ReleaseVia, Skip, Step};
-pub use detect::{Detection, cloud_proof, detection};
+pub use detect::{Detection, cloud_proof, dead_in_list, detection};
 pub use fence::Verdict;
 pub use recheck::{Purpose, recheck};
 

@@ -5,11 +5,13 @@
 
 use super::builder::{
     FORCED_DOWN, NODE4, ObservationBuilder, SERVER3, SERVER4, VOLUME, ago, now, ready_node,
+    server,
 };
 use super::{plan_default, releases, skip_of};
 use crate::model::{CloudDeath, NodeView, Observation, Readiness, ServerId};
 use crate::plan::{
-    DeadHost, Detection, Policy, Purpose, Skip, Threshold, detection, plan, recheck,
+    DeadHost, Detection, Policy, Purpose, Skip, Threshold, dead_in_list, detection, plan,
+    recheck,
 };
 
 /// The seed story, but node-4 still Ready (its heartbeat has not expired): Nova reported its
@@ -206,4 +208,27 @@ fn at_acting_time_the_kubelet_is_read_again_and_an_expired_heartbeat_agrees() {
     let mut unreported = observed.clone();
     unreported.cloud_death = None;
     assert!(recheck(observed, &unreported, None, now(), &policy, Purpose::Fenced).is_err());
+}
+
+#[test]
+fn a_changed_server_is_dead_by_its_own_state_only() {
+    use crate::plan::fence::{POWER_CRASHED, POWER_RUNNING, POWER_SHUTDOWN};
+    let listed = |status: &str, power: u8, task: Option<&str>| {
+        let mut view = server(SERVER4, NODE4, status, power);
+        view.host_state = None;
+        view.task_state = task.map(str::to_owned);
+        view
+    };
+    assert!(dead_in_list(&listed("SHUTOFF", POWER_SHUTDOWN, None)));
+    assert!(dead_in_list(&listed("ERROR", POWER_CRASHED, None)));
+    assert!(dead_in_list(&listed("DELETED", 0, None)));
+    // Rebooting, a contradiction, running, a task: not dead.
+    assert!(!dead_in_list(&listed("REBOOT", POWER_RUNNING, Some("reboot_started"))));
+    assert!(!dead_in_list(&listed("SHUTOFF", POWER_RUNNING, None)));
+    assert!(!dead_in_list(&listed("ACTIVE", POWER_RUNNING, None)));
+    assert!(!dead_in_list(&listed("SHUTOFF", POWER_SHUTDOWN, Some("powering-on"))));
+    // A host's state is not the server's: ACTIVE on a forced-down host is not dead here.
+    let mut forced = listed("ACTIVE", POWER_RUNNING, None);
+    forced.host_state = FORCED_DOWN;
+    assert!(!dead_in_list(&forced));
 }
