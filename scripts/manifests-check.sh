@@ -96,8 +96,10 @@ check "rbac: no wildcard in the roles of manifests/" \
     "$python" scripts/manifests_check.py rbac "$tmp"/kustomize/*.yaml
 
 # 3. The kubespray add-on's templates, rendered by the role's own tasks.
+# On a failure nothing is kept, so that the checks below fail too rather than pass on a part.
 render_addon() {
-    ansible-playbook -i "$tmp/inventory" tests/kubespray/render.yml -e "render_dir=$tmp/kubespray"
+    ansible-playbook -i "$tmp/inventory" tests/kubespray/render.yml -e "render_dir=$tmp/kubespray" ||
+        { rm -rf "$tmp/kubespray"; return 1; }
 }
 check "kubespray: ansible renders the role's templates (defaults, ${OVERLAYS[*]}, custom)" render_addon
 for variant in defaults "${OVERLAYS[@]}" custom; do

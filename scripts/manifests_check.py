@@ -191,7 +191,7 @@ def cmd_rbac(args):
                         failures += fail(f"{path}: {ident(obj)}: rules[{i}].{field} has the wildcard {value!r}")
     if roles == 0:
         return fail("no Role or ClusterRole found")
-    print(f"  {roles} roles, no wildcard")
+    print(f"  {roles} roles, {failures or 'no'} wildcard(s)")
     return 1 if failures else 0
 
 
