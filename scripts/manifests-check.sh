@@ -3,9 +3,10 @@
 # (the base and each overlay) with `kubectl kustomize` and the add-on's templates with Ansible,
 # validates every object strictly against the Kubernetes schemas (the Prometheus operator's CRDs
 # for ServiceMonitor and PrometheusRule), refuses RBAC wildcards, compares the add-on's output
-# with manifests/ object by object (only the differences listed below may differ), and runs
-# ansible-lint and ansible-playbook --syntax-check on deploy/kubespray. One line per check, then
-# `manifests-check: N passed, M failed`; exits 1 on a failure.
+# with manifests/ object by object (only the differences listed below may differ), runs the
+# add-on's example playbook against a stand-in kubectl (what it applies, and when it reports a
+# change), and runs ansible-lint and ansible-playbook --syntax-check on deploy/kubespray. One line
+# per check, then `manifests-check: N passed, M failed`; exits 1 on a failure.
 #
 # Installs what it needs: a virtualenv in .venv-deploy (the pinned packages below, from PyPI;
 # reused while the pins and Python are the same), and Debian's kubernetes-client with apt-get
@@ -122,6 +123,53 @@ cacert_mount() {
 }
 check "kubespray: with external_openstack_cacert, the Secret's ca.cert is mounted where kubespray's cloud.conf names it" \
     cacert_mount
+
+# The example playbook end to end, against a stand-in for kubespray's kubectl that records its
+# arguments: it applies server-side only when `kubectl diff` sees a change, and then reports one.
+cat >"$tmp/kubectl" <<'KUBECTL'
+#!/usr/bin/env bash
+echo "$*" >>"$FAKE_KUBECTL_LOG"
+case " $* " in
+    *" get secret "*)
+        if [[ -n "$FAKE_SECRET" ]]; then echo "$FAKE_SECRET"; else echo 'Error from server (NotFound)' >&2; exit 1; fi ;;
+    *" diff "*) exit "$FAKE_DIFF_RC" ;;
+esac
+KUBECTL
+chmod +x "$tmp/kubectl"
+# play DIFF_RC SECRET: runs the example playbook; its output in $tmp/recap, kubectl's calls in $tmp/calls.
+play() {
+    : >"$tmp/calls"
+    FAKE_KUBECTL_LOG="$tmp/calls" FAKE_DIFF_RC="$1" FAKE_SECRET="$2" ansible-playbook \
+        -i "$tmp/inventory" deploy/kubespray/example-playbook.yml -e cinder_remediator_enabled=true \
+        -e "kubectl=$tmp/kubectl" -e "cinder_remediator_addon_dir=$tmp/addon" >"$tmp/recap" 2>&1
+}
+secret='{"data": {"cloud.conf": "W0dsb2JhbF0K"}}'
+files="-f $tmp/addon/cinder-remediator-rbac.yml -f $tmp/addon/cinder-remediator-deployment.yml"
+applies_on_change() {
+    play 1 "$secret" || { cat "$tmp/recap"; return 1; }
+    cat "$tmp/calls"
+    grep -qx -- "-n kube-system get secret external-openstack-cloud-config -o json" "$tmp/calls" &&
+        grep -qx "diff --server-side --force-conflicts --field-manager=kubespray-cinder-remediator $files" "$tmp/calls" &&
+        grep -qx "apply --server-side --force-conflicts --field-manager=kubespray-cinder-remediator $files" "$tmp/calls" &&
+        grep -qx -- "-n kube-system rollout status deployment/cinder-remediator --timeout=3m" "$tmp/calls" &&
+        grep -Eq 'localhost +: ok=[0-9]+ +changed=[1-9]' "$tmp/recap"
+}
+unchanged_when_equal() {
+    play 0 "$secret" || { cat "$tmp/recap"; return 1; }
+    cat "$tmp/calls" "$tmp/recap"
+    ! grep -q "^apply " "$tmp/calls" && grep -Eq 'localhost +: ok=[0-9]+ +changed=0 ' "$tmp/recap"
+}
+stops_without_secret() {
+    if play 1 ""; then cat "$tmp/recap"; return 1; fi
+    cat "$tmp/calls" "$tmp/recap"
+    ! grep -q "^apply " "$tmp/calls" &&
+        grep -q "external-openstack-cloud-config with the key cloud.conf" "$tmp/recap"
+}
+check "kubespray: the example playbook applies server-side when kubectl diff sees a change, and waits for the rollout" \
+    applies_on_change
+check "kubespray: run again, it applies nothing and reports no change when kubectl diff sees none" \
+    unchanged_when_equal
+check "kubespray: it stops before applying when the cloud.conf Secret is missing" stops_without_secret
 
 # 4. ansible-lint and a syntax check of a playbook that uses the role.
 lint() { (cd deploy/kubespray && ansible-lint --offline --nocolor); }
