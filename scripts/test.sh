@@ -2,7 +2,8 @@
 # The project's whole test suite, from a fresh clone: formatting, lints, the Rust tests, and the
 # fidelity checks that run the real `openstack` CLI and `kubectl` against `cinder-remediator sim`.
 # It installs what it needs by itself (rustfmt/clippy components, a Python virtualenv with
-# python-openstackclient in .venv, kubectl from Debian when none is on PATH).
+# python-openstackclient in .venv, one with ansible and kubernetes-validate in .venv-deploy,
+# kubectl from Debian when none is on PATH).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +33,9 @@ scripts/openstack-cli-check.sh
 
 step "fidelity: the real kubectl against sim"
 scripts/kubectl-check.sh
+
+step "manifests: manifests/ and the kubespray add-on, strictly validated and compared; ansible-lint"
+scripts/manifests-check.sh
 
 step "the operator's flow: diagnose, dry run, remediate, then the real CLIs"
 scripts/operator-flow-check.sh
