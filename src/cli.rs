@@ -234,6 +234,14 @@ fn parse_duration(text: &str) -> Result<humantime::Duration, String> {
         .map_err(|err| format!("not a duration ({err}); write e.g. 30s, 2m or 1h"))
 }
 
+fn parse_interval(text: &str) -> Result<humantime::Duration, String> {
+    let interval = parse_duration(text)?;
+    if interval.is_zero() {
+        return Err("an interval must be more than 0; write e.g. 2s".to_owned());
+    }
+    Ok(interval)
+}
+
 /// Arguments of `diagnose`.
 #[derive(Debug, clap::Args)]
 pub struct DiagnoseArgs {
@@ -358,6 +366,12 @@ pub struct RunArgs {
     /// How long, on SIGTERM, a step in flight may take to finish.
     #[arg(long, default_value = "60s", env = "CINDER_REMEDIATOR_SHUTDOWN_TIMEOUT", value_parser = parse_duration, allow_hyphen_values = true)]
     pub shutdown_timeout: humantime::Duration,
+    /// Also watch from the cloud side: every INTERVAL (e.g. 2s) ask Nova for the servers
+    /// changed since its last answer; a node's server that shuts off, crashes or is deleted
+    /// starts the node's grace at once, before its kubelet's heartbeat expires (off when left
+    /// out).
+    #[arg(long, value_name = "INTERVAL", env = "CINDER_REMEDIATOR_WATCH_CLOUD", value_parser = parse_interval, allow_hyphen_values = true)]
+    pub watch_cloud: Option<humantime::Duration>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub kube: KubeArgs,
@@ -694,6 +708,7 @@ async fn run_controller(args: &RunArgs) -> Outcome {
             ..execute::Options::default()
         },
         resync: args.resync.into(),
+        watch_cloud: args.watch_cloud.map(Into::into),
         observer: None,
     };
     let lease = (!args.no_leader_election).then(|| crate::controller::lease::Settings {

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{
     Event as CoreEvent, Node, PersistentVolume, PersistentVolumeClaim, Pod,
@@ -60,6 +61,14 @@ fn event_note(note: String) -> String {
     }
     format!("{}…", &note[..end])
 }
+
+/// Where each kubelet keeps its Lease, named after its node.
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+
+/// The permissions on the kubelets' Leases, in [`NODE_LEASE_NAMESPACE`], for `run
+/// --watch-cloud`: the Role of `manifests/base/role-node-leases.yaml` grants exactly these.
+pub const NODE_LEASE_PERMISSIONS: (&str, &str, &[&str]) =
+    ("coordination.k8s.io", "leases", &["get"]);
 
 /// Objects per page of a list (kubectl's default chunk size).
 const PAGE: u32 = 500;
@@ -772,6 +781,24 @@ impl Cluster {
         .await
         .map(|node| node.as_ref().map(node_view))
         .map_err(|e| Error::new(format!("read node {name}"), e))
+    }
+
+    /// `spec.renewTime` of a node's kubelet Lease (`kube-node-lease/NAME`): when its kubelet
+    /// last reported; `None` when there is no such Lease or it has no time.
+    ///
+    /// # Errors
+    /// When the API server cannot be read.
+    pub async fn kubelet_renewed(&self, node: &str) -> Result<Option<Timestamp>, Error> {
+        let api = Api::<Lease>::namespaced(self.client.clone(), NODE_LEASE_NAMESPACE);
+        self.timed("get", "leases", api.get_opt(node))
+            .await
+            .map(|lease| {
+                lease
+                    .and_then(|lease| lease.spec)
+                    .and_then(|spec| spec.renew_time)
+                    .map(|time| time.0)
+            })
+            .map_err(|e| Error::new(format!("read the kubelet Lease of node {node}"), e))
     }
 
     /// Read, check the UID, change, replace (with the resourceVersion read); retried on

@@ -171,6 +171,7 @@ async fn run_against(
         dry_run: false,
         execute: demo_options(),
         resync: RESYNC,
+        watch_cloud: scenario.remediator.watch_cloud,
         observer: Some(observer),
     };
     let mut story = Story::new(scenario, running.world.clone(), policy.grace, within, clock);
@@ -450,6 +451,15 @@ impl Story {
                 ));
                 self.nodes.remove(&name);
             }
+            Moment::Reported(name, death) => self.clock.say(&match death {
+                Some(death) => format!(
+                    "{name}: Nova reports server {} dead (cloud-side watch), changed at {}: its \
+                     grace runs from there",
+                    self.ids.say(death.server.as_str()),
+                    death.at.strftime("%H:%M:%S")
+                ),
+                None => format!("{name}: Nova shows its server running again (cloud-side watch)"),
+            }),
             Moment::Due(nodes) => self.due(nodes),
             Moment::Planned(node, plan) => self.planned(&node, &plan),
             Moment::Held(storm, nodes) => self.held(&storm, &nodes),

@@ -350,6 +350,17 @@ impl<'a, B: Backend> Executor<'a, B> {
         if purpose != Purpose::Recover {
             fresh.storage = self.backend.observe_node(&fresh).await;
         }
+        // A node reported dead from the cloud side: the report holds, and its kubelet's Lease
+        // is read again (a kubelet that renewed since contradicts it).
+        if let Some(death) = &state.observed.cloud_death {
+            fresh.cloud_death = Some(death.clone());
+            fresh.kubelet_renewed = self
+                .cluster
+                .kubelet_renewed(name.as_str())
+                .await
+                .ok()
+                .flatten();
+        }
         recheck(
             state.observed,
             &fresh,

@@ -11,6 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use fencing::plan::Detection;
+
 /// Bounded label values: an enum whose variants are spelled in snake_case on `/metrics`.
 macro_rules! label_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)* }) => {
@@ -75,6 +77,7 @@ label_enum!(
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RemediationLabels {
     outcome: RemediationOutcome,
+    source: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -153,7 +156,8 @@ impl Metrics {
         };
         registry.register(
             "remediations",
-            "Remediations of a node, by outcome",
+            "Remediations of a node, by outcome and by what detected the failure (`node`: its \
+             Ready condition; `cloud`: Nova, through --watch-cloud)",
             metrics.remediations.clone(),
         );
         registry.register(
@@ -205,11 +209,12 @@ impl Metrics {
             RemediationOutcome::Stopped,
             RemediationOutcome::Skipped,
         ] {
-            drop(
-                metrics
-                    .remediations
-                    .get_or_create(&RemediationLabels { outcome }),
-            );
+            for source in [Detection::Node, Detection::Cloud] {
+                drop(metrics.remediations.get_or_create(&RemediationLabels {
+                    outcome,
+                    source: source.as_label(),
+                }));
+            }
         }
         for verdict in [
             VerdictLabel::Fenced,
@@ -226,9 +231,12 @@ impl Metrics {
     }
 
     /// One remediation of a node ended so.
-    pub fn remediation(&self, outcome: RemediationOutcome) {
+    pub fn remediation(&self, outcome: RemediationOutcome, source: Detection) {
         self.remediations
-            .get_or_create(&RemediationLabels { outcome })
+            .get_or_create(&RemediationLabels {
+                outcome,
+                source: source.as_label(),
+            })
             .inc();
     }
 
@@ -325,7 +333,7 @@ mod tests {
     #[test]
     fn every_metric_is_exposed_with_bounded_labels() {
         let metrics = Metrics::new();
-        metrics.remediation(RemediationOutcome::Done);
+        metrics.remediation(RemediationOutcome::Done, Detection::Cloud);
         metrics.action("release_volume", ActionOutcome::Done);
         metrics.action("release_volume", ActionOutcome::Done);
         metrics.action("force_delete_pod", ActionOutcome::Stopped);
@@ -339,7 +347,7 @@ mod tests {
         let text = metrics.encode();
         assert_openmetrics(&text);
         for line in [
-            "cinder_remediator_remediations_total{outcome=\"done\"} 1",
+            "cinder_remediator_remediations_total{outcome=\"done\",source=\"cloud\"} 1",
             "cinder_remediator_actions_total{action=\"release_volume\",outcome=\"done\"} 2",
             "cinder_remediator_actions_total{action=\"force_delete_pod\",outcome=\"stopped\"} 1",
             "cinder_remediator_fence_verdicts_total{verdict=\"not_fenced\"} 1",
@@ -353,8 +361,8 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
         }
         assert!(
-            text.lines()
-                .any(|l| l == "cinder_remediator_remediations_total{outcome=\"failed\"} 0"),
+            text.lines().any(|l| l
+                == "cinder_remediator_remediations_total{outcome=\"failed\",source=\"node\"} 0"),
             "{text}"
         );
         metrics.set_storm_guard(false);

@@ -86,7 +86,7 @@ struct Replica {
 
 impl Replica {
     async fn start(running: &Running, policy: Policy, identity: Option<&str>) -> Self {
-        Self::start_with(running, policy, identity, false).await
+        Self::start_with(running, policy, identity, false, None).await
     }
 
     async fn start_with(
@@ -94,6 +94,7 @@ impl Replica {
         policy: Policy,
         identity: Option<&str>,
         dry_run: bool,
+        watch_cloud: Option<Duration>,
     ) -> Self {
         let client = kube::Client::try_from(kube::Config::new(
             running.endpoints.kubernetes.parse().unwrap(),
@@ -120,6 +121,7 @@ impl Replica {
                     attacher_grace: Duration::from_secs(2),
                 },
                 resync: Duration::from_secs(2),
+                watch_cloud,
                 observer: None,
             },
             lease: identity.map(|identity| lease::Settings {
@@ -521,7 +523,7 @@ async fn a_node_ready_again_loses_exactly_our_taint() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dry_run_controller_plans_and_never_acts() {
     let running = sim::serve(&cluster(&node_2_dies("1s"))).await.unwrap();
-    let replica = Replica::start_with(&running, policy(), None, true).await;
+    let replica = Replica::start_with(&running, policy(), None, true, None).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let log = running.requests();
     // It looked (the server was read after the grace) ...

@@ -40,6 +40,13 @@ fn object<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
     found[0]
 }
 
+fn named<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in the base"))
+}
+
 fn grants(rules: &Value) -> BTreeSet<Grant> {
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
@@ -84,22 +91,41 @@ fn the_roles_grant_exactly_what_the_code_uses_and_no_wildcard() {
         grants(&cluster_role["rules"]),
         declared(cinder_remediator::cluster::PERMISSIONS)
     );
-    let role = object(&objects, "Role");
+    let role = named(&objects, "Role", "cinder-remediator-leader-election");
     assert_eq!(role["metadata"]["namespace"], "kube-system");
     assert_eq!(
         grants(&role["rules"]),
         declared(&[cinder_remediator::controller::lease::PERMISSIONS])
     );
-    for (group, resource, verb) in grants(&cluster_role["rules"]).union(&grants(&role["rules"])) {
+    let node_leases = named(&objects, "Role", "cinder-remediator-node-leases");
+    assert_eq!(
+        node_leases["metadata"]["namespace"],
+        cinder_remediator::cluster::NODE_LEASE_NAMESPACE
+    );
+    assert_eq!(
+        grants(&node_leases["rules"]),
+        declared(&[cinder_remediator::cluster::NODE_LEASE_PERMISSIONS])
+    );
+    let roles = [cluster_role, role, node_leases];
+    for (group, resource, verb) in roles.iter().flat_map(|role| grants(&role["rules"])) {
         assert!(
-            ![group, resource, verb].iter().any(|s| s.contains('*')),
+            ![&group, &resource, &verb].iter().any(|s| s.contains('*')),
             "a wildcard in {group}/{resource}/{verb}"
         );
     }
-    // Each binding gives its role to the controller's ServiceAccount.
+    // Each binding gives its role, in the role's namespace, to the controller's ServiceAccount.
     let account = object(&objects, "ServiceAccount");
-    for (binding, role) in [("ClusterRoleBinding", cluster_role), ("RoleBinding", role)] {
-        let binding = object(&objects, binding);
+    let bindings = [
+        ("ClusterRoleBinding", "cinder-remediator"),
+        ("RoleBinding", "cinder-remediator-leader-election"),
+        ("RoleBinding", "cinder-remediator-node-leases"),
+    ];
+    for ((kind, name), role) in bindings.into_iter().zip(roles) {
+        let binding = named(&objects, kind, name);
+        assert_eq!(
+            binding["metadata"]["namespace"],
+            role["metadata"]["namespace"]
+        );
         assert_eq!(binding["roleRef"]["kind"], role["kind"]);
         assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
         assert_eq!(

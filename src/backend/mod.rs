@@ -15,8 +15,8 @@ use fencing::model::{
     AttachmentId, BackendVolume, Driver, LinstorNodeView, NodeView, ServerId, ServerView,
     StorageView, VolumeId,
 };
-use jiff::Timestamp;
 use fencing::plan::ReleaseVia;
+use jiff::Timestamp;
 
 /// A failed backend call.
 #[derive(Debug, thiserror::Error)]

@@ -5,18 +5,21 @@
 //! moment of acting. One replica acts: the holder of the Lease ([`lease`]); the others observe
 //! and plan, for their metrics and readiness, and never act.
 
+pub mod cloud;
 pub mod lease;
 pub mod schedule;
 pub mod service;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::{Fuse, FusedFuture, FutureExt};
 use futures::stream::FuturesUnordered;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::api::Api;
@@ -26,12 +29,13 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use crate::admin::Health;
-use crate::backend::Backend;
+use crate::backend::{self, Backend, ChangedServer};
 use crate::cluster::{Cluster, Target, Watched, node_view, va_view};
 use crate::execute::{self, Executor, Outcome, Progressing, StepReport};
 use crate::metrics::{ActionOutcome, Metrics, RemediationOutcome, VerdictLabel};
 use crate::observe::{self, Scope};
-use fencing::model::{NodeName, NodeView, StorageView, VaName, VaView};
+use cloud::CloudWatch;
+use fencing::model::{CloudDeath, NodeName, NodeView, ServerId, StorageView, VaName, VaView};
 use fencing::plan::{self, Plan, Policy, Skip, Step};
 use schedule::{Look, Schedule, Timing};
 
@@ -46,6 +50,10 @@ pub struct Settings {
     pub execute: execute::Options,
     /// How often a node not Ready is looked at again when nothing changed.
     pub resync: Duration,
+    /// How often to ask Nova for the servers changed since its last answer (`--watch-cloud`):
+    /// a server that turns dead starts its node's grace at once, before the kubelet's
+    /// heartbeat expires; `None`: the Node's Ready condition alone.
+    pub watch_cloud: Option<Duration>,
     /// Where to tell each [`Moment`], for something following the controller as it works (the
     /// `demo`'s timeline); `None` for `run`. The controller never waits for it to be read.
     pub observer: Option<mpsc::UnboundedSender<Moment>>,
@@ -58,6 +66,8 @@ pub enum Moment {
     Watched(Box<NodeView>),
     /// The Node watch showed this node deleted.
     Deleted(NodeName),
+    /// The cloud-side watch saw this node's server die (`Some`, with when) or run again.
+    Reported(NodeName, Option<CloudDeath>),
     /// These nodes are due (their grace ran out, or a look is to be repeated): a look starts
     /// at each.
     Due(Vec<NodeName>),
@@ -144,6 +154,11 @@ pub async fn run<B: Backend>(
     let mut attachments_listing: Option<BTreeMap<VaName, VaView>> = None;
     let (mut nodes_synced, mut attachments_synced) = (false, false);
     let mut storm_said = false;
+    let mut cloud = settings
+        .watch_cloud
+        .map(|interval| CloudWatch::new(interval, Timestamp::now()));
+    let mut next_poll = cloud.as_ref().map(|_| Timestamp::now());
+    let mut poll: Fuse<CloudPoll<'_>> = Fuse::terminated();
     let controller = Controller {
         cluster,
         backend,
@@ -171,7 +186,7 @@ pub async fn run<B: Backend>(
                     Err(err) => tracing::warn!(error = %err, "The Node watch failed; it is retried"),
                     Ok(Event::Init) => nodes_listing = Some(BTreeMap::new()),
                     Ok(Event::InitApply(node)) => {
-                        let view = node_view(&node);
+                        let view = reported(node_view(&node), cloud.as_ref());
                         settings.tell(|| Moment::Watched(Box::new(view.clone())));
                         schedule.observe(&view, now);
                         if let Some(listing) = &mut nodes_listing {
@@ -188,13 +203,16 @@ pub async fn run<B: Backend>(
                         nodes_synced = true;
                     }
                     Ok(Event::Apply(node)) => {
-                        let view = node_view(&node);
+                        let view = reported(node_view(&node), cloud.as_ref());
                         settings.tell(|| Moment::Watched(Box::new(view.clone())));
                         schedule.observe(&view, now);
                         nodes.insert(view.name.clone(), view);
                     }
                     Ok(Event::Delete(node)) => {
                         let view = node_view(&node);
+                        if let (Some(cloud), Some(server)) = (&mut cloud, view.provider_server_id()) {
+                            cloud.forget(&server);
+                        }
                         settings.tell(|| Moment::Deleted(view.name.clone()));
                         schedule.forget(&view.name);
                         nodes.remove(&view.name);
@@ -234,6 +252,32 @@ pub async fn run<B: Backend>(
                 settings.tell(|| Moment::Looked(node.clone()));
                 let now = Timestamp::now();
                 schedule.looked(&node, look, now, jitter(&node, now));
+            }
+            () = sleep_until(next_poll.filter(|_| synced && poll.is_terminated()).map(instant_of)) => {
+                if let Some(cloud) = &cloud {
+                    let (sent, since) = (Timestamp::now(), cloud.since());
+                    poll = (Box::pin(async move { (sent, backend.changed_servers(since).await) })
+                        as CloudPoll<'_>)
+                        .fuse();
+                }
+                next_poll = None;
+            }
+            (sent, answer) = &mut poll => {
+                if let Some(cloud) = &mut cloud {
+                    next_poll = Some(sent + SignedDuration::try_from(cloud.interval).unwrap_or(SignedDuration::MAX));
+                    match answer {
+                        Ok(changed) => {
+                            let touched = cloud.take(&changed, sent);
+                            let now = Timestamp::now();
+                            let mut watched = held(&watched);
+                            for view in report_deaths(&mut watched.nodes, cloud, &touched) {
+                                settings.tell(|| Moment::Reported(view.name.clone(), view.cloud_death.clone()));
+                                schedule.observe(&view, now);
+                            }
+                        }
+                        Err(err) => tracing::warn!(error = %err, "Could not read the servers changed in the cloud; asking again next interval"),
+                    }
+                }
             }
             () = sleep_until(wake) => {
                 let now = Timestamp::now();
@@ -276,6 +320,45 @@ pub async fn run<B: Backend>(
     Ok(())
 }
 
+/// One poll of the cloud-side watch: when it was sent, and Nova's answer.
+type CloudPoll<'a> = Pin<
+    Box<dyn Future<Output = (Timestamp, Result<Vec<ChangedServer>, backend::Error>)> + Send + 'a>,
+>;
+
+/// `view` with the cloud-side watch's report about its server, if any.
+fn reported(mut view: NodeView, cloud: Option<&CloudWatch>) -> NodeView {
+    view.cloud_death = cloud
+        .zip(view.provider_server_id())
+        .and_then(|(cloud, server)| cloud.death(&server).cloned());
+    view
+}
+
+/// Sets the reports about the `touched` servers on the nodes whose providerID names them, and
+/// returns those nodes as they are now.
+fn report_deaths(
+    nodes: &mut BTreeMap<NodeName, NodeView>,
+    cloud: &CloudWatch,
+    touched: &[ServerId],
+) -> Vec<NodeView> {
+    if touched.is_empty() {
+        return Vec::new();
+    }
+    let touched: BTreeSet<&ServerId> = touched.iter().collect();
+    nodes
+        .values_mut()
+        .filter(|node| {
+            node.provider_server_id()
+                .is_some_and(|server| touched.contains(&server))
+        })
+        .map(|node| {
+            node.cloud_death = node
+                .provider_server_id()
+                .and_then(|server| cloud.death(&server).cloned());
+            node.clone()
+        })
+        .collect()
+}
+
 /// What one look at a node needs.
 struct Controller<'a, B> {
     cluster: &'a Cluster,
@@ -292,13 +375,14 @@ impl<B: Backend> Controller<'_, B> {
         let names = BTreeSet::from([node.clone()]);
         let span = tracing::info_span!("remediation", node = %node);
         async {
-            let state = match self.cluster.observe_due(watched, &names).await {
+            let mut state = match self.cluster.observe_due(watched, &names).await {
                 Ok(state) => state,
                 Err(err) => {
                     tracing::warn!(error = %err, "Could not read the cluster; retrying later");
                     return Look::Failed;
                 }
             };
+            self.carry_reports(&mut state.nodes, watched).await;
             let scope = Scope {
                 nodes: names.clone(),
                 orphans: false,
@@ -353,12 +437,40 @@ impl<B: Backend> Controller<'_, B> {
                 })
                 .await;
             tracing::info!("{}", crate::report::summary(&report));
-            self.count(&report, &names)
+            let source = observation
+                .nodes
+                .iter()
+                .find(|n| n.name == *node)
+                .and_then(|n| plan::detection(n, plan.now, policy.grace).ok())
+                .unwrap_or(plan::Detection::Node);
+            self.count(&report, &names, source)
                 .remove(node)
                 .unwrap_or(Look::Idle)
         }
         .instrument(span)
         .await
+    }
+
+    /// Carries the cloud-side watch's reports (kept on the watched nodes) over to the nodes
+    /// read afresh, and reads the kubelet Lease of each node reported dead: a kubelet that
+    /// renewed since contradicts the report. An unread Lease stays `None`: no proof.
+    async fn carry_reports(&self, nodes: &mut [NodeView], watched: &Mutex<Watched>) {
+        for node in nodes.iter_mut() {
+            node.cloud_death = held(watched)
+                .nodes
+                .get(&node.name)
+                .and_then(|seen| seen.cloud_death.clone());
+            if node.reported_dead().is_some() {
+                node.kubelet_renewed = match self.cluster.kubelet_renewed(node.name.as_str()).await
+                {
+                    Ok(renewed) => renewed,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "Could not read the kubelet's Lease");
+                        None
+                    }
+                };
+            }
+        }
     }
 
     /// The storm guard holds: one Event (on the first node due), as the leader. `true` once
@@ -448,6 +560,7 @@ impl<B: Backend> Controller<'_, B> {
         &self,
         report: &execute::Report,
         names: &BTreeSet<NodeName>,
+        source: plan::Detection,
     ) -> BTreeMap<NodeName, Look> {
         let mut looks: BTreeMap<NodeName, Look> =
             names.iter().map(|n| (n.clone(), Look::Acted)).collect();
@@ -489,7 +602,7 @@ impl<B: Backend> Controller<'_, B> {
             } else {
                 RemediationOutcome::Stopped
             };
-            self.metrics.remediation(outcome);
+            self.metrics.remediation(outcome, source);
         }
         looks
     }

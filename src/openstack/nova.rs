@@ -340,7 +340,10 @@ impl Nova {
                     .as_deref()
                     .and_then(|text| text.parse::<jiff::Timestamp>().ok())
                     .ok_or_else(|| {
-                        invalid(format!("server {} has no readable `updated` time", raw.server.id))
+                        invalid(format!(
+                            "server {} has no readable `updated` time",
+                            raw.server.id
+                        ))
                     })?;
                 changed.push(ChangedServer {
                     server: raw.server.into(),

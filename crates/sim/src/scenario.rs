@@ -129,6 +129,9 @@ pub struct Remediator {
     /// Force-delete only pods labelled `linstor.csi.linbit.com/on-storage-lost=remove`.
     #[serde(default)]
     pub only_labelled_pods: Option<bool>,
+    /// The controller's cloud-side watch interval (`run --watch-cloud`); off when left out.
+    #[serde(default, deserialize_with = "de_optional_duration")]
+    pub watch_cloud: Option<Duration>,
 }
 
 /// A dead-host action, as scenario files and flags spell it.

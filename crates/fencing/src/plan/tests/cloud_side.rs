@@ -4,14 +4,12 @@
 //! state (never its host's), and counted by the storm guard.
 
 use super::builder::{
-    FORCED_DOWN, NODE4, ObservationBuilder, SERVER3, SERVER4, VOLUME, ago, now, ready_node,
-    server,
+    FORCED_DOWN, NODE4, ObservationBuilder, SERVER3, SERVER4, VOLUME, ago, now, ready_node, server,
 };
 use super::{plan_default, releases, skip_of};
 use crate::model::{CloudDeath, NodeView, Observation, Readiness, ServerId};
 use crate::plan::{
-    DeadHost, Detection, Policy, Purpose, Skip, Threshold, dead_in_list, detection, plan,
-    recheck,
+    DeadHost, Detection, Policy, Purpose, Skip, Threshold, dead_in_list, detection, plan, recheck,
 };
 
 /// The seed story, but node-4 still Ready (its heartbeat has not expired): Nova reported its
@@ -223,10 +221,18 @@ fn a_changed_server_is_dead_by_its_own_state_only() {
     assert!(dead_in_list(&listed("ERROR", POWER_CRASHED, None)));
     assert!(dead_in_list(&listed("DELETED", 0, None)));
     // Rebooting, a contradiction, running, a task: not dead.
-    assert!(!dead_in_list(&listed("REBOOT", POWER_RUNNING, Some("reboot_started"))));
+    assert!(!dead_in_list(&listed(
+        "REBOOT",
+        POWER_RUNNING,
+        Some("reboot_started")
+    )));
     assert!(!dead_in_list(&listed("SHUTOFF", POWER_RUNNING, None)));
     assert!(!dead_in_list(&listed("ACTIVE", POWER_RUNNING, None)));
-    assert!(!dead_in_list(&listed("SHUTOFF", POWER_SHUTDOWN, Some("powering-on"))));
+    assert!(!dead_in_list(&listed(
+        "SHUTOFF",
+        POWER_SHUTDOWN,
+        Some("powering-on")
+    )));
     // A host's state is not the server's: ACTIVE on a forced-down host is not dead here.
     let mut forced = listed("ACTIVE", POWER_RUNNING, None);
     forced.host_state = FORCED_DOWN;

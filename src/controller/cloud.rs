@@ -1,0 +1,170 @@
+//! The cloud-side watch (`run --watch-cloud`): Nova's servers changed since the last answer,
+//! one paged list per interval for the whole project, turned into reports of dead servers
+//! ([`CloudDeath`]) that start their nodes' grace. Pure: the controller sends the poll and
+//! passes each answer in.
+//!
+//! Clocks: `changes-since` is on Nova's clock, so each poll asks from the newest `updated` time
+//! Nova has shown, never earlier than two intervals before the start (on ours): a Nova clock
+//! behind ours delays the first reports once, by the skew. A death's time, from which the grace
+//! runs, is the later of Nova's `updated` and the moment the previous poll was sent on our
+//! clock (a change the previous answer did not show happened after it): a Nova clock behind
+//! ours never shortens the grace; one ahead only lengthens it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::backend::ChangedServer;
+use fencing::model::{CloudDeath, ServerId};
+use fencing::plan::dead_in_list;
+
+/// What the cloud-side watch knows.
+#[derive(Debug, Clone)]
+pub struct CloudWatch {
+    /// How often Nova is asked.
+    pub interval: Duration,
+    since: Timestamp,
+    previous_poll: Timestamp,
+    dead: BTreeMap<ServerId, CloudDeath>,
+}
+
+impl CloudWatch {
+    /// A watch starting at `now`: its first poll asks for the changes of the two intervals
+    /// before.
+    #[must_use]
+    pub fn new(interval: Duration, now: Timestamp) -> Self {
+        let back =
+            SignedDuration::try_from(interval.saturating_mul(2)).unwrap_or(SignedDuration::MAX);
+        let start = now.checked_sub(back).unwrap_or(now);
+        Self {
+            interval,
+            since: start,
+            previous_poll: start,
+            dead: BTreeMap::new(),
+        }
+    }
+
+    /// The `changes-since` of the next poll.
+    #[must_use]
+    pub fn since(&self) -> Timestamp {
+        self.since
+    }
+
+    /// Takes in the answer to a poll sent at `sent` (our clock) and returns the servers whose
+    /// report changed: newly dead, or alive again (any state not dead by [`dead_in_list`]).
+    pub fn take(&mut self, changed: &[ChangedServer], sent: Timestamp) -> Vec<ServerId> {
+        let mut touched = Vec::new();
+        for server in changed {
+            let id = &server.view.id;
+            if dead_in_list(&server.view) {
+                if !self.dead.contains_key(id) {
+                    self.dead.insert(
+                        id.clone(),
+                        CloudDeath {
+                            server: id.clone(),
+                            at: server.updated.max(self.previous_poll),
+                        },
+                    );
+                    touched.push(id.clone());
+                }
+            } else if self.dead.remove(id).is_some() {
+                touched.push(id.clone());
+            }
+            self.since = self.since.max(server.updated);
+        }
+        self.previous_poll = sent;
+        touched
+    }
+
+    /// The report about `server`, if Nova showed it dead and not alive since.
+    #[must_use]
+    pub fn death(&self, server: &ServerId) -> Option<&CloudDeath> {
+        self.dead.get(server)
+    }
+
+    /// Forgets a server (its node was deleted).
+    pub fn forget(&mut self, server: &ServerId) {
+        self.dead.remove(server);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fencing::model::{MatchRoute, ServerView};
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    fn changed(id: &str, status: &str, power: u8, updated: i64) -> ChangedServer {
+        ChangedServer {
+            view: ServerView {
+                id: ServerId::new(id),
+                name: id.to_owned(),
+                matched_by: MatchRoute::ProviderId,
+                addresses: None,
+                status: status.to_owned(),
+                power_state: Some(power),
+                task_state: None,
+                vm_state: None,
+                host: None,
+                host_state: None,
+                host_hidden: false,
+            },
+            updated: at(updated),
+        }
+    }
+
+    #[test]
+    fn a_server_shut_off_is_reported_until_it_runs_again() {
+        let mut watch = CloudWatch::new(Duration::from_secs(2), at(100));
+        assert_eq!(watch.since(), at(96));
+        let touched = watch.take(&[changed("a", "SHUTOFF", 4, 99)], at(100));
+        assert_eq!(touched, [ServerId::new("a")]);
+        assert_eq!(watch.death(&ServerId::new("a")).unwrap().at, at(99));
+        assert_eq!(watch.since(), at(99), "Nova's own clock from now on");
+        // Shown again (changes-since is inclusive): nothing new.
+        assert!(
+            watch
+                .take(&[changed("a", "SHUTOFF", 4, 99)], at(102))
+                .is_empty()
+        );
+        // Started again.
+        let touched = watch.take(&[changed("a", "ACTIVE", 1, 104)], at(104));
+        assert_eq!(touched, [ServerId::new("a")]);
+        assert!(watch.death(&ServerId::new("a")).is_none());
+        assert_eq!(watch.since(), at(104));
+    }
+
+    #[test]
+    fn a_nova_clock_behind_never_shortens_the_grace() {
+        let mut watch = CloudWatch::new(Duration::from_secs(2), at(100));
+        assert!(watch.take(&[], at(100)).is_empty());
+        // Nova says 50 s ago; the previous answer, at 100, did not show it: it died after 100.
+        watch.take(&[changed("a", "SHUTOFF", 4, 52)], at(102));
+        assert_eq!(watch.death(&ServerId::new("a")).unwrap().at, at(100));
+        // `since` never goes back: a Nova clock behind ours delays the first reports once, by
+        // the skew (the node's Ready condition still works meanwhile).
+        assert_eq!(watch.since(), at(96));
+    }
+
+    #[test]
+    fn deleted_and_crashed_servers_are_dead_a_rebooting_one_is_not() {
+        let mut watch = CloudWatch::new(Duration::from_secs(2), at(100));
+        let mut rebooting = changed("c", "REBOOT", 1, 101);
+        rebooting.view.task_state = Some("reboot_started".to_owned());
+        let touched = watch.take(
+            &[
+                changed("a", "DELETED", 0, 101),
+                changed("b", "ERROR", 6, 101),
+                rebooting,
+            ],
+            at(102),
+        );
+        assert_eq!(touched, [ServerId::new("a"), ServerId::new("b")]);
+        watch.forget(&ServerId::new("a"));
+        assert!(watch.death(&ServerId::new("a")).is_none());
+    }
+}
