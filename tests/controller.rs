@@ -170,6 +170,14 @@ impl Replica {
     }
 }
 
+/// A client of the emulated API server as its administrator.
+fn admin_client(running: &Running) -> kube::Client {
+    kube::Client::try_from(kube::Config::new(
+        running.endpoints.kubernetes.parse().unwrap(),
+    ))
+    .unwrap()
+}
+
 /// Whether the exposition has this sample line, exactly.
 fn has_sample(metrics: &str, line: &str) -> bool {
     metrics.lines().any(|l| l == line)
@@ -555,6 +563,123 @@ async fn a_dry_run_controller_plans_and_never_acts() {
         note.starts_with("Dry run: would ") && note.contains(&format!("release volume {VOLUME_2}")),
         "{note}"
     );
+    replica.stop().await;
+    running.shutdown().await;
+}
+
+/// `--watch-cloud`: node-2's server shuts off at 1 s while its node stays Ready (its kubelet's
+/// heartbeat has not expired): released within interval + grace + detach, the node still
+/// Ready, counted as detected from the cloud side.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_shut_off_while_its_node_stays_ready_is_remediated_from_the_cloud_side() {
+    let timeline =
+        format!("  - {{at: 1s, server_status: {{server: {SERVER_2}, status: SHUTOFF}}}}\n");
+    let running = sim::serve(&cluster(&timeline)).await.unwrap();
+    let replica = Replica::start_with(
+        &running,
+        policy(),
+        None,
+        false,
+        Some(Duration::from_secs(1)),
+    )
+    .await;
+    // Nova's change at 1 s (kept to the second), the next poll within 1 s, grace 2 s, detach 1 s.
+    wait_for(Duration::from_secs(12), "volume available", || {
+        volume_status(&running, VOLUME_2) == "available"
+    })
+    .await;
+    let log = running.requests();
+    let release = log
+        .iter()
+        .find(|r| r.service == Emulator::Nova && r.method == "DELETE")
+        .unwrap();
+    assert!(
+        (3_000..=4_600).contains(&release.at_ms),
+        "released at {} ms",
+        release.at_ms
+    );
+    // Its node never left Ready: the scenario does not change it.
+    let ready = running
+        .world
+        .lock()
+        .kube
+        .get("nodes", None, "node-2")
+        .unwrap()["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    assert!(ready, "node-2 is still Ready");
+    // One list per interval, not one read per server.
+    let polls = log
+        .iter()
+        .filter(|r| {
+            r.service == Emulator::Nova
+                && r.query
+                    .as_deref()
+                    .is_some_and(|q| q.contains("changes-since"))
+        })
+        .count();
+    assert!((2..=12).contains(&polls), "{polls} polls");
+    let (_, metrics) = replica.get("/metrics").await;
+    assert!(
+        has_sample(
+            &metrics,
+            "cinder_remediator_remediations_total{outcome=\"done\",source=\"cloud\"} 1"
+        ),
+        "{metrics}"
+    );
+    replica.stop().await;
+    running.shutdown().await;
+}
+
+/// No proof from the cloud side: a host that stops reporting (the server ACTIVE on it), and a
+/// server rebooting (a task), leave a Ready node alone; a kubelet that renews its Lease after
+/// Nova says the server shut off contradicts Nova.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_down_a_reboot_or_a_live_kubelet_is_no_proof_from_the_cloud_side() {
+    let timeline = format!(
+        "  - {{at: 1s, host_state: {{host: compute-1, state: down}}}}\n  - {{at: 1s, server_status: {{server: 6b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c0003, status: REBOOT, task_state: reboot_started}}}}\n  - {{at: 1s, server_status: {{server: {SERVER_2}, status: SHUTOFF}}}}\n"
+    );
+    let running = sim::serve(&cluster(&timeline)).await.unwrap();
+    // node-2's kubelet is alive, whatever Nova says: this test, as the kubelet does, renews
+    // its Lease through the API every 300 ms.
+    let kubelet = {
+        let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+            kube::Api::namespaced(admin_client(&running), "kube-node-lease");
+        tokio::spawn(async move {
+            loop {
+                let now = jiff::Timestamp::now()
+                    .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+                    .to_string();
+                let patch = serde_json::json!({"spec": {"renewTime": now}});
+                leases
+                    .patch(
+                        "node-2",
+                        &kube::api::PatchParams::default(),
+                        &kube::api::Patch::Merge(&patch),
+                    )
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
+    let replica = Replica::start_with(
+        &running,
+        policy(),
+        None,
+        false,
+        Some(Duration::from_secs(1)),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    kubelet.abort();
+    let log = running.requests();
+    assert_eq!(cloud_writes(&log), Vec::<String>::new());
+    assert_eq!(kube_writes(&log), Vec::<String>::new());
+    assert_eq!(volume_status(&running, VOLUME_2), "in-use");
+    assert_eq!(volume_status(&running, VOLUME_3), "in-use");
     replica.stop().await;
     running.shutdown().await;
 }
