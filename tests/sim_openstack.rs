@@ -2318,6 +2318,11 @@ impl Sim {
     /// Stops the server and waits until it is SHUTOFF; returns its `updated`.
     async fn stop_server(&self, server: &str) -> String {
         assert_eq!(self.action(server, "os-stop").await, StatusCode::ACCEPTED);
+        self.stop_server_done(server).await
+    }
+
+    /// Waits until the server is SHUTOFF; returns its `updated`.
+    async fn stop_server_done(&self, server: &str) -> String {
         let stopped = self.wait_server_status(server, "SHUTOFF").await;
         stopped["updated"].as_str().unwrap().to_owned()
     }
@@ -2439,6 +2444,20 @@ async fn updated_moves_on_every_save_and_not_on_a_volume_attach_or_detach() {
     assert_eq!(
         listed,
         BTreeSet::from([NODE_A.to_owned(), NODE_DEAD.to_owned()])
+    );
+    // The compute host's save when the stop is done, well after the request's.
+    let slow = Sim::start(&CLOUD.replace("detach_seconds: 0.3", "detach_seconds: 1.5")).await;
+    assert_eq!(slow.action(NODE_A, "os-stop").await, StatusCode::ACCEPTED);
+    let requested = slow.server(NODE_A, "compute 2.1").await["updated"].clone();
+    let done = slow.stop_server_done(NODE_A).await;
+    assert!(
+        done.as_str() > requested.as_str().unwrap(),
+        "{requested} then {done}"
+    );
+    assert_eq!(
+        slow.listed(&format!("changes-since={}", shifted(&done, 0)), "2.1")
+            .await,
+        [NODE_A]
     );
     // A change on the timeline (as a compute host reports it).
     let timeline = r#"
@@ -2669,7 +2688,10 @@ async fn invalid_times_and_limits_are_400_with_novas_message() {
     // A joined-table filter is an admin's 400; a member's is dropped.
     let (status, body) = sim.detail("metadata=x", "2.1").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(bad_request_message(&body), "Invalid filter field: metadata.");
+    assert_eq!(
+        bad_request_message(&body),
+        "Invalid filter field: metadata."
+    );
     let member = Sim::start(&member_cloud()).await;
     assert_eq!(member.detail("metadata=x", "2.1").await.0, StatusCode::OK);
 }
