@@ -2779,3 +2779,108 @@ openstack:
         "Additional properties are not allowed ('foo' was unexpected)"
     );
 }
+
+impl Sim {
+    /// Reads a server list to its end, following the next links: the ids, the requests made and
+    /// the bytes of the answers.
+    async fn read_all(&self, url: &str, version: &str) -> (Vec<String>, usize, usize) {
+        let (mut seen, mut requests, mut bytes) = (Vec::new(), 0, 0);
+        let mut next = url.to_owned();
+        loop {
+            let response = self
+                .http
+                .get(&next)
+                .header("X-Auth-Token", &self.token)
+                .header("OpenStack-API-Version", format!("compute {version}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{next}");
+            let text = response.text().await.unwrap();
+            requests += 1;
+            bytes += text.len();
+            let body: Value = serde_json::from_str(&text).unwrap();
+            seen.extend(ids(&body));
+            match body["servers_links"][0]["href"].as_str() {
+                Some(href) => next = href.to_owned(),
+                None => return (seen, requests, bytes),
+            }
+        }
+    }
+}
+
+/// The measurement for issue 13 (cloud-side detection): 5,000 servers, five of which change
+/// (three stopped, two deleted); what a poll costs read whole (`GET /servers/detail`, pages of
+/// Nova's default `max_limit` of 1000) and read by `changes-since`, at the product's
+/// microversion 2.16. Prints the figures (run with `-- --nocapture`); asserts what is listed,
+/// not how long it takes.
+#[tokio::test]
+async fn changes_since_at_5000_servers_reads_the_changed_only() {
+    const SERVERS: u32 = 5000;
+    let hosts: String = (1..=50)
+        .map(|n| format!("    - {{name: compute-{n}}}\n"))
+        .collect();
+    let servers: String = (1..=SERVERS)
+        .map(|n| {
+            format!(
+                "    - {{id: {n:08x}-0000-4000-8000-000000000000, name: node-{n}, status: ACTIVE, \
+                 host: compute-{}, addresses: [10.{}.{}.{}]}}\n",
+                n % 50 + 1,
+                n / 65536,
+                n / 256 % 256,
+                n % 256
+            )
+        })
+        .collect();
+    let yaml = format!(
+        "name: five-thousand
+openstack:
+  compute_hosts:
+{hosts}  servers:
+{servers}  behaviour: {{detach_seconds: 0.1}}
+"
+    );
+    let sim = Sim::start(&yaml).await;
+    let id = |n: u32| format!("{n:08x}-0000-4000-8000-000000000000");
+    let since = query_time(sim.now() - jiff::SignedDuration::from_secs(1));
+    let stopped = [17, 2500, 4999];
+    let deleted = [1, 5000];
+    for n in stopped {
+        assert_eq!(sim.action(&id(n), "os-stop").await, StatusCode::ACCEPTED);
+    }
+    for n in deleted {
+        assert_eq!(sim.delete_server(&id(n)).await.0, StatusCode::NO_CONTENT);
+    }
+    for n in stopped {
+        sim.wait_server_status(&id(n), "SHUTOFF").await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (full, full_requests, full_bytes) =
+        sim.read_all(&sim.nova("/servers/detail"), "2.16").await;
+    let unique: BTreeSet<&String> = full.iter().collect();
+    let live = usize::try_from(SERVERS).unwrap() - deleted.len();
+    assert_eq!((full.len(), unique.len()), (live, live));
+    let (changed, changed_requests, changed_bytes) = sim
+        .read_all(
+            &sim.nova(&format!("/servers/detail?changes-since={since}")),
+            "2.16",
+        )
+        .await;
+    // Newest first: the highest ids first.
+    assert_eq!(changed, [5000, 4999, 2500, 17, 1].map(id));
+    let (_, index_requests, index_bytes) = sim.read_all(&sim.nova("/servers"), "2.16").await;
+    println!(
+        "{SERVERS} servers, {} changed (3 stopped, 2 deleted), microversion 2.16:\n\
+         \x20 GET /servers/detail, whole:      {full_requests} requests, {full_bytes} bytes, \
+         {} servers\n\
+         \x20 GET /servers, whole:             {index_requests} requests, {index_bytes} bytes\n\
+         \x20 GET /servers/detail?changes-since: {changed_requests} request, {changed_bytes} \
+         bytes, {} servers ({:.3}% of the whole detail)",
+        changed.len(),
+        full.len(),
+        changed.len(),
+        100.0 * changed_bytes as f64 / full_bytes as f64
+    );
+    assert!(changed_bytes * 100 < full_bytes);
+}
