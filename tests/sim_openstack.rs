@@ -2861,6 +2861,8 @@ openstack:
     let unique: BTreeSet<&String> = full.iter().collect();
     let live = usize::try_from(SERVERS).unwrap() - deleted.len();
     assert_eq!((full.len(), unique.len()), (live, live));
+    // Pages of Nova's default max_limit, 1000: the fifth is not full.
+    assert_eq!(full_requests, 5);
     let (changed, changed_requests, changed_bytes) = sim
         .read_all(
             &sim.nova(&format!("/servers/detail?changes-since={since}")),
