@@ -2,8 +2,11 @@
 # Runs the real `openstack` CLI (python-openstackclient) against the emulated Keystone, Nova and
 # Cinder of `cinder-remediator sim` (the built-in seed scenario), and checks what each command
 # shows: the operator's manual fix from the seed story, end to end, first refused while the
-# server's compute host is forced down. Then, with the seed's credentials turned into a project
-# member's, that Nova shows no host fields and refuses the compute service list.
+# server's compute host is forced down. Then what changed since the start, as `server list
+# --changes-since` (and `--changes-before`, `--deleted`) shows it. Then, with the seed's
+# credentials turned into a project member's, that Nova shows no host fields, refuses the compute
+# service list and lists deleted servers to it by changes-since. Last, the seed with Nova's
+# `[api] max_limit` at 1: the CLI pages through a changes-since list.
 #
 # Usage: scripts/openstack-cli-check.sh
 # Honours CARGO_TARGET_DIR. Creates (or reuses) a virtualenv at $REPO/.venv.
@@ -14,6 +17,7 @@ VENV="$REPO/.venv"
 # Checked with python-openstackclient 10.5.0 (openstacksdk 4.22, keystoneauth1 5.18).
 OSC_SPEC='python-openstackclient>=10.0,<11'
 SERVER=9454752c-f0e2-4447-9b7f-16434c49f7ac
+OTHER=3901d974-751e-4ba7-acfa-9cd583c6729d
 VOLUME=4e41d530-cb5f-49a9-9c6f-a591abdb6f11
 READY_TIMEOUT_S=60
 DETACH_TIMEOUT_S=30
@@ -74,6 +78,9 @@ start_sim() {
     export OS_CLIENT_CONFIG_FILE="$dir/clouds.yaml" OS_CLOUD=sim
 }
 
+# Nova keeps `updated_at` in whole seconds: a second before the start, every server is older
+# (the scenario's were created days ago).
+since="$(date -u -d '-1 second' +%Y-%m-%dT%H:%M:%SZ)"
 start_sim "$tmp/admin"
 
 # verify HOW NAME TEXT... -- COMMAND...: runs COMMAND and passes when it succeeds (HOW `has` or
@@ -164,6 +171,51 @@ else
     failed=$((failed + 1))
 fi
 
+# wait_server SERVER STATUS NAME: waits until the server shows STATUS, and counts it.
+wait_server() {
+    local server="$1" want="$2" name="$3" status="" deadline=$((SECONDS + DETACH_TIMEOUT_S))
+    while ((SECONDS < deadline)); do
+        status="$("$openstack_cli" server show -f value -c status "$server" 2>&1 || true)"
+        [[ "$status" == "$want" ]] && break
+        sleep 0.5
+    done
+    if [[ "$status" == "$want" ]]; then
+        log "ok   $name"
+        passed=$((passed + 1))
+    else
+        log "FAIL $name: not $want within ${DETACH_TIMEOUT_S}s (last status: $status)"
+        failed=$((failed + 1))
+    fi
+}
+
+# Nova saves no server to detach a volume: nothing changed since the start.
+check_lacks "server list --changes-since (nothing changed)" node-3-nude node-4-nude -- \
+    "$openstack_cli" server list --changes-since "$since"
+check "server stop" -- "$openstack_cli" server stop "$OTHER"
+wait_server "$OTHER" SHUTOFF "server stopped"
+check "server list --changes-since" node-3-nude SHUTOFF -- \
+    "$openstack_cli" server list --changes-since "$since"
+check_lacks "server list --changes-since lacks the unchanged" node-4-nude -- \
+    "$openstack_cli" server list --changes-since "$since"
+check "server list --changes-before (2.66)" node-4-nude -- \
+    "$openstack_cli" --os-compute-api-version 2.66 server list --changes-before "$since"
+check_lacks "server list --changes-before lacks the changed" node-3-nude -- \
+    "$openstack_cli" --os-compute-api-version 2.66 server list --changes-before "$since"
+# A deleted server: gone from the list and from `server show`, listed DELETED by `--deleted`.
+# The CLI sends `deleted=False` unless `--deleted`, an admin's filter Nova obeys, so an admin's
+# `--changes-since` shows no deleted server (a member's does, below).
+check "server delete --wait" -- "$openstack_cli" server delete --wait "$SERVER"
+check "server list --deleted" node-4-nude DELETED -- \
+    "$openstack_cli" server list --deleted
+check_lacks "server list --deleted lacks the live" node-3-nude -- \
+    "$openstack_cli" server list --deleted
+check_lacks "server list lacks the deleted" node-4-nude -- \
+    "$openstack_cli" server list
+check_lacks "server list --changes-since (an admin's deleted=False)" node-4-nude -- \
+    "$openstack_cli" server list --changes-since "$since"
+check_refused "server show (deleted)" "No Server found for $SERVER" -- \
+    "$openstack_cli" server show "$SERVER"
+
 stop_sim
 
 # The same cloud seen by a project member: no host fields, no compute service list.
@@ -173,6 +225,7 @@ grep -q '^  role: member$' "$member_scenario" || {
     log "could not write the member scenario"
     exit 1
 }
+since="$(date -u -d '-1 second' +%Y-%m-%dT%H:%M:%SZ)"
 start_sim "$tmp/member" --scenario "$member_scenario"
 check "server show (member)" node-4-nude SHUTOFF "$VOLUME" -- \
     "$openstack_cli" server show "$SERVER"
@@ -184,6 +237,39 @@ check_refused "compute service list (member)" "os_compute_api:os-services:list" 
     "$openstack_cli" compute service list
 check_refused "server evacuate (member)" "os_compute_api:os-evacuate" "403" -- \
     "$openstack_cli" server evacuate "$SERVER"
+# `deleted` is no filter of a member's: Nova drops it, and a changes-since list has the deleted.
+check "server delete --wait (member)" -- "$openstack_cli" server delete --wait "$OTHER"
+check "server list --changes-since (member: deleted too)" node-3-nude DELETED -- \
+    "$openstack_cli" server list --changes-since "$since"
+check "server list --deleted (member: not its filter)" node-4-nude SHUTOFF -- \
+    "$openstack_cli" server list --deleted
+stop_sim
+
+# Pages of one server: the CLI follows Nova's next links to the empty page.
+paged_scenario="$tmp/seed-paged.yaml"
+sed 's/^    detach_seconds: 2$/    detach_seconds: 2\n    nova_max_limit: 1/' \
+    "$REPO/scenarios/seed-node-shutdown.yaml" >"$paged_scenario"
+grep -q '^    nova_max_limit: 1$' "$paged_scenario" || {
+    log "could not write the paged scenario"
+    exit 1
+}
+start_sim "$tmp/paged" --scenario "$paged_scenario"
+check "server list --changes-since (pages of one)" node-3-nude node-4-nude -- \
+    "$openstack_cli" server list --changes-since 2000-01-01T00:00:00Z
+# Nova's request log: a page per server, then the empty one.
+pages="$(python3 -c '
+import json, sys, urllib.request
+log = json.load(urllib.request.urlopen(json.load(open(sys.argv[1]))["requests"]))
+print(sum(1 for r in log if r["path"].endswith("/servers/detail")
+          and "changes-since" in (r.get("query") or "")))
+' "$tmp/paged/endpoints.json")"
+if [[ "$pages" == 3 ]]; then
+    log "ok   the CLI read 3 pages"
+    passed=$((passed + 1))
+else
+    log "FAIL the CLI read $pages pages, not 3"
+    failed=$((failed + 1))
+fi
 
 echo "openstack-cli-check: $passed passed, $failed failed"
 ((failed == 0))

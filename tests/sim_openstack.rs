@@ -1950,9 +1950,11 @@ async fn server_names(sim: &Sim, query: &str) -> Vec<String> {
 async fn server_name_and_ip_filters_work_as_novas() {
     let sim = Sim::start(CLOUD).await;
     assert_eq!(server_names(&sim, "name=node-b").await, ["node-b"]);
+    // Nova lists the newest first (`created_at`, then `id`, descending): the scenario's servers
+    // were created together, node-b after node-a.
     assert_eq!(
         server_names(&sim, "name=node-(a|b)").await,
-        ["node-a", "node-b"]
+        ["node-b", "node-a"]
     );
     assert_eq!(server_names(&sim, "name=^node-d").await, ["node-dead"]);
     assert!(server_names(&sim, "name=nomatch").await.is_empty());
@@ -2272,4 +2274,615 @@ async fn attach_is_refused_as_nova_refuses_it_and_never_completes_on_a_dead_host
     assert_eq!(status, StatusCode::OK);
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(sim.volume(PVC_FREE).await["status"], "attaching");
+}
+
+// ----- Behaviour: changes-since and changes-before -----------------------------------------------
+
+impl Sim {
+    /// The emulated cloud's wall-clock time now.
+    fn now(&self) -> jiff::Timestamp {
+        let world = &self.running.world;
+        let now_ms = world.now_ms();
+        world.lock().cloud.timestamp(now_ms)
+    }
+
+    /// `GET /servers/detail?QUERY` at `version`.
+    async fn detail(&self, query: &str, version: &str) -> (StatusCode, Value) {
+        let url = self.nova(&format!("/servers/detail?{query}"));
+        self.get(&url, Some(&format!("compute {version}"))).await
+    }
+
+    /// The ids of `GET /servers/detail?QUERY` at `version`, which must answer 200.
+    async fn listed(&self, query: &str, version: &str) -> Vec<String> {
+        let (status, body) = self.detail(query, version).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {body}");
+        ids(&body)
+    }
+
+    /// Polls the server until it has `status`, for at most five seconds.
+    async fn wait_server_status(&self, server: &str, status: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let current = self.server(server, "compute 2.1").await;
+            if current["status"] == status {
+                return current;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "server {server} not {status}: {current}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the server and waits until it is SHUTOFF; returns its `updated`.
+    async fn stop_server(&self, server: &str) -> String {
+        assert_eq!(self.action(server, "os-stop").await, StatusCode::ACCEPTED);
+        self.stop_server_done(server).await
+    }
+
+    /// Waits until the server is SHUTOFF; returns its `updated`.
+    async fn stop_server_done(&self, server: &str) -> String {
+        let stopped = self.wait_server_status(server, "SHUTOFF").await;
+        stopped["updated"].as_str().unwrap().to_owned()
+    }
+}
+
+/// The ids in a server list answer, in its order.
+fn ids(body: &Value) -> Vec<String> {
+    body["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|server| server["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The servers of a list answer by id.
+fn by_id(body: &Value) -> std::collections::BTreeMap<String, Value> {
+    body["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|server| (server["id"].as_str().unwrap().to_owned(), server.clone()))
+        .collect()
+}
+
+/// A time as a query value: whole seconds, UTC (`Z`), `:` and `+` escaped.
+fn query_time(time: jiff::Timestamp) -> String {
+    time.strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+        .replace(':', "%3A")
+}
+
+/// A Nova `updated` time moved by `seconds`, as a query value.
+fn shifted(updated: &str, seconds: i64) -> String {
+    let time: jiff::Timestamp = updated.parse().unwrap();
+    query_time(time + jiff::SignedDuration::from_secs(seconds))
+}
+
+#[tokio::test]
+async fn changes_since_lists_a_server_changed_since_and_not_one_unchanged() {
+    let sim = Sim::start(CLOUD).await;
+    let updated = sim.stop_server(NODE_A).await;
+    let since = shifted(&updated, 0);
+    // `updated_at >= changes-since`: the server changed at `updated` is in; no other server
+    // changed (the scenario's are nine days old, node-gone was deleted then).
+    assert_eq!(
+        sim.listed(&format!("changes-since={since}"), "2.1").await,
+        [NODE_A]
+    );
+    let (status, index) = sim
+        .get(&sim.nova(&format!("/servers?changes-since={since}")), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ids(&index), [NODE_A]);
+    let (_, body) = sim.detail(&format!("changes-since={since}"), "2.1").await;
+    let listed = &body["servers"][0];
+    assert_eq!(
+        (listed["status"].as_str(), listed["updated"].as_str()),
+        (Some("SHUTOFF"), Some(updated.as_str()))
+    );
+    assert!(
+        sim.listed(&format!("changes-since={}", shifted(&updated, 1)), "2.1")
+            .await
+            .is_empty(),
+        "nothing changed after {updated}"
+    );
+    // The same instant with an offset, and without a zone (UTC).
+    let time: jiff::Timestamp = updated.parse().unwrap();
+    let offset = time
+        .to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(2)))
+        .strftime("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string()
+        .replace(':', "%3A")
+        .replace('+', "%2B");
+    let naive = time.strftime("%Y-%m-%dT%H:%M:%S").to_string();
+    for since in [offset, naive] {
+        assert_eq!(
+            sim.listed(&format!("changes-since={since}"), "2.1").await,
+            [NODE_A],
+            "{since}"
+        );
+    }
+    // Combined with the other filters.
+    let name = format!("changes-since={}&name=node-a", shifted(&updated, 0));
+    assert_eq!(sim.listed(&name, "2.1").await, [NODE_A]);
+    let other = format!("changes-since={}&name=node-b", shifted(&updated, 0));
+    assert!(sim.listed(&other, "2.1").await.is_empty());
+    let status = format!("changes-since={}&status=ACTIVE", shifted(&updated, 0));
+    assert!(sim.listed(&status, "2.1").await.is_empty());
+}
+
+#[tokio::test]
+async fn updated_moves_on_every_save_and_not_on_a_volume_attach_or_detach() {
+    let sim = Sim::start(CLOUD).await;
+    let before = query_time(sim.now() - jiff::SignedDuration::from_secs(1));
+    let since = format!("changes-since={before}");
+    // Nova saves no instance to attach or detach a volume.
+    let (status, _) = sim.detach(NODE_B, PVC_B).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    sim.wait_status(PVC_B, "available", Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        sim.attach(NODE_A, PVC_FREE, "compute 2.1").await.0,
+        StatusCode::OK
+    );
+    sim.wait_status(PVC_FREE, "in-use", Duration::from_secs(5))
+        .await;
+    assert!(sim.listed(&since, "2.1").await.is_empty());
+    // A stop request saves the task at once.
+    assert_eq!(sim.action(NODE_A, "os-stop").await, StatusCode::ACCEPTED);
+    let (_, body) = sim.detail(&since, "2.1").await;
+    assert_eq!(ids(&body), [NODE_A]);
+    assert_eq!(body["servers"][0]["OS-EXT-STS:task_state"], "powering-off");
+    // An evacuate (its host forced down first), and its rebuild.
+    force_down(&sim, "compute-dead", true).await;
+    let (status, body) = sim.evacuate(NODE_DEAD, "compute 2.29", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let listed: BTreeSet<String> = sim.listed(&since, "2.1").await.into_iter().collect();
+    assert_eq!(
+        listed,
+        BTreeSet::from([NODE_A.to_owned(), NODE_DEAD.to_owned()])
+    );
+    // The compute host's save when the stop is done, well after the request's.
+    let slow = Sim::start(&CLOUD.replace("detach_seconds: 0.3", "detach_seconds: 1.5")).await;
+    assert_eq!(slow.action(NODE_A, "os-stop").await, StatusCode::ACCEPTED);
+    let requested = slow.server(NODE_A, "compute 2.1").await["updated"].clone();
+    let done = slow.stop_server_done(NODE_A).await;
+    assert!(
+        done.as_str() > requested.as_str().unwrap(),
+        "{requested} then {done}"
+    );
+    assert_eq!(
+        slow.listed(&format!("changes-since={}", shifted(&done, 0)), "2.1")
+            .await,
+        [NODE_A]
+    );
+    // A change on the timeline (as a compute host reports it).
+    let timeline = r#"
+name: timeline-save
+openstack:
+  compute_hosts: [{name: compute-1}]
+  servers:
+    - {id: 11111111-1111-4111-8111-111111111111, name: node-a, status: ACTIVE, host: compute-1}
+    - {id: 22222222-2222-4222-8222-222222222222, name: node-b, status: ACTIVE, host: compute-1}
+timeline:
+  - {at: 500ms, server_status: {server: 11111111-1111-4111-8111-111111111111, status: SHUTOFF}}
+  - {at: 500ms, server_status: {server: 22222222-2222-4222-8222-222222222222, status: ACTIVE}}
+"#;
+    let sim = Sim::start(timeline).await;
+    let since = format!(
+        "changes-since={}",
+        query_time(sim.now() - jiff::SignedDuration::from_secs(1))
+    );
+    sim.wait_server_status(NODE_A, "SHUTOFF").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // node-b's step changes nothing: no save.
+    assert_eq!(sim.listed(&since, "2.1").await, [NODE_A]);
+}
+
+#[tokio::test]
+async fn a_deleted_server_is_listed_as_deleted_only_to_changes_since() {
+    let sim = Sim::start(CLOUD).await;
+    let since = format!(
+        "changes-since={}",
+        query_time(sim.now() - jiff::SignedDuration::from_secs(1))
+    );
+    // On a dead host: a local delete, done at once; on a live one, the compute host's, after
+    // detach_seconds.
+    assert_eq!(sim.delete_server(NODE_DEAD).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(sim.delete_server(NODE_A).await.0, StatusCode::NO_CONTENT);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while sim
+        .get(&sim.nova(&format!("/servers/{NODE_A}")), None)
+        .await
+        .0
+        != StatusCode::NOT_FOUND
+    {
+        assert!(tokio::time::Instant::now() < deadline, "node-a not deleted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _) = sim
+        .get(&sim.nova(&format!("/servers/{NODE_DEAD}")), None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "an admin gets no deleted server"
+    );
+    let plain = sim.listed("", "2.1").await;
+    assert!(!plain.contains(&NODE_DEAD.to_owned()) && !plain.contains(&NODE_A.to_owned()));
+
+    let (status, body) = sim.detail(&since, "2.96").await;
+    assert_eq!(status, StatusCode::OK);
+    let listed = by_id(&body);
+    assert_eq!(
+        listed.keys().collect::<Vec<_>>(),
+        [NODE_A, NODE_DEAD],
+        "{body:#}"
+    );
+    for (id, power_state) in [(NODE_A, 0), (NODE_DEAD, 1)] {
+        // The compute host's delete sets NOSTATE; a local delete leaves the power state.
+        let server = &listed[id];
+        assert_eq!(server["status"], "DELETED", "{server:#}");
+        assert_eq!(server["OS-EXT-STS:vm_state"], "deleted");
+        assert_eq!(server["OS-EXT-STS:task_state"], Value::Null);
+        assert_eq!(server["OS-EXT-STS:power_state"], power_state, "{id}");
+        assert_eq!(server["addresses"], json!({}));
+        assert_eq!(server["os-extended-volumes:volumes_attached"], json!([]));
+        assert!(server["OS-SRV-USG:terminated_at"].is_string());
+        assert!(server.get("security_groups").is_none());
+        assert!(server.get("progress").is_none());
+    }
+    // The scenario's node-gone was deleted nine days ago.
+    let old = "changes-since=2000-01-01T00%3A00%3A00Z";
+    let everything: BTreeSet<String> = sim.listed(old, "2.1").await.into_iter().collect();
+    assert_eq!(everything.len(), 6);
+    let deleted = BTreeSet::from([NODE_A, NODE_DEAD, NODE_GONE].map(str::to_owned));
+    // An admin's `deleted` decides alone; `status=DELETED` is the deleted ones.
+    let only: BTreeSet<String> = sim
+        .listed("deleted=true", "2.1")
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(only, deleted);
+    let status: BTreeSet<String> = sim
+        .listed("status=DELETED", "2.1")
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(status, deleted);
+    let live: BTreeSet<String> = sim
+        .listed(&format!("{old}&deleted=false"), "2.1")
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(live, everything.difference(&deleted).cloned().collect());
+
+    // A member: the same 404 and changes-since; `deleted` is not its filter, and it may not ask
+    // for the status DELETED.
+    let member = Sim::start(&member_cloud()).await;
+    let since = format!(
+        "changes-since={}",
+        query_time(member.now() - jiff::SignedDuration::from_secs(1))
+    );
+    assert_eq!(
+        member.delete_server(NODE_DEAD).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (status, _) = member
+        .get(&member.nova(&format!("/servers/{NODE_DEAD}")), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(member.listed(&since, "2.1").await, [NODE_DEAD]);
+    let ignored = member.listed("deleted=true", "2.1").await;
+    assert_eq!(ignored.len(), 4, "live servers only: {ignored:?}");
+    let (status, body) = member.detail("status=DELETED", "2.1").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        forbidden_message(&body),
+        "Only administrators may list deleted instances"
+    );
+}
+
+#[tokio::test]
+async fn changes_before_needs_2_66_and_is_checked() {
+    let sim = Sim::start(CLOUD).await;
+    let updated = sim.stop_server(NODE_A).await;
+    let live = sim.listed("", "2.1").await;
+    // Before 2.66 the schema strips it: ignored, whatever its value.
+    for value in ["asdf", &shifted(&updated, -1)] {
+        assert_eq!(
+            sim.listed(&format!("changes-before={value}"), "2.65").await,
+            live,
+            "{value}"
+        );
+    }
+    let (status, body) = sim.detail("changes-before=asdf", "2.66").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        bad_request_message(&body),
+        "Invalid input for query parameters changes-before. Value: asdf. 'asdf' is not a \
+         'date-time'"
+    );
+    let (status, body) = sim
+        .detail(
+            &format!(
+                "changes-since={}&changes-before={}",
+                shifted(&updated, 0),
+                shifted(&updated, -1)
+            ),
+            "2.66",
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        bad_request_message(&body),
+        "The value of changes-since must be less than or equal to changes-before."
+    );
+    // `updated_at <= changes-before`, deleted servers included; both bounds inclusive.
+    let before: BTreeSet<String> = sim
+        .listed(&format!("changes-before={}", shifted(&updated, -1)), "2.66")
+        .await
+        .into_iter()
+        .collect();
+    let expected = BTreeSet::from(
+        [NODE_B, NODE_ERROR, NODE_DEAD, NODE_GONE, NODE_SUSPENDED].map(str::to_owned),
+    );
+    assert_eq!(before, expected);
+    let at = shifted(&updated, 0);
+    assert_eq!(
+        sim.listed(&format!("changes-since={at}&changes-before={at}"), "2.66")
+            .await,
+        [NODE_A]
+    );
+}
+
+#[tokio::test]
+async fn invalid_times_and_limits_are_400_with_novas_message() {
+    let sim = Sim::start(CLOUD).await;
+    for value in [
+        "asdf",
+        "1",
+        "2011-13-01T00:00:00Z",
+        "2011-02-30",
+        "201101",
+        "2011-01-24t17:08:01z",
+        "2011-01-24T17:08:01 UTC",
+    ] {
+        let encoded = value.replace(' ', "%20");
+        let (status, body) = sim.detail(&format!("changes-since={encoded}"), "2.1").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{value}");
+        assert_eq!(
+            bad_request_message(&body),
+            format!(
+                "Invalid input for query parameters changes-since. Value: {value}. '{value}' is \
+                 not a 'date-time'"
+            )
+        );
+    }
+    for value in [
+        "2011",
+        "2011-01-24",
+        "2011-01-24T17:08:01",
+        "2011-01-24T17:08:01.123456Z",
+        "2011-01-24%2017:08:01-05:30",
+        "20110124T170801%2B0100",
+    ] {
+        let (status, body) = sim.detail(&format!("changes-since={value}"), "2.1").await;
+        assert_eq!(status, StatusCode::OK, "{value}: {body}");
+    }
+    let (status, body) = sim.detail("limit=-1", "2.1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        bad_request_message(&body),
+        "Invalid input for query parameters limit. Value: -1. '-1' does not match '^[0-9]*$'"
+    );
+    // A status no server can have: an empty list before 2.38, a 400 from it.
+    let (status, body) = sim.detail("status=nonsense", "2.37").await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"servers": []})));
+    let (status, body) = sim.detail("status=nonsense", "2.38").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad_request_message(&body), "Invalid status value");
+    // A joined-table filter is an admin's 400; a member's is dropped.
+    let (status, body) = sim.detail("metadata=x", "2.1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        bad_request_message(&body),
+        "Invalid filter field: metadata."
+    );
+    let member = Sim::start(&member_cloud()).await;
+    assert_eq!(member.detail("metadata=x", "2.1").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn changes_since_pages_through_more_than_the_max_limit_each_server_once() {
+    // Ten servers, pages of at most three (Nova's `[api] max_limit`); eight change, two of them
+    // deleted, which end a page each (the marker of the next one).
+    let servers: String = (1..=10)
+        .map(|n| {
+            format!(
+                "    - {{id: {n:08}-0000-4000-8000-000000000000, name: node-{n}, status: ACTIVE, \
+                 host: compute-1, addresses: [10.0.1.{n}]}}\n"
+            )
+        })
+        .collect();
+    let yaml = format!(
+        "name: paging
+openstack:
+  compute_hosts: [{{name: compute-1}}]
+  servers:
+{servers}  behaviour: {{detach_seconds: 0.1, nova_max_limit: 3}}
+"
+    );
+    let sim = Sim::start(&yaml).await;
+    let id = |n: u32| format!("{n:08}-0000-4000-8000-000000000000");
+    let since = query_time(sim.now() - jiff::SignedDuration::from_secs(1));
+    for n in [10, 9, 7, 6, 3, 1] {
+        assert_eq!(sim.action(&id(n), "os-stop").await, StatusCode::ACCEPTED);
+    }
+    for n in [8, 4] {
+        assert_eq!(sim.delete_server(&id(n)).await.0, StatusCode::NO_CONTENT);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Newest first: node-10 to node-1.
+    let mut next = sim.nova(&format!("/servers/detail?changes-since={since}"));
+    let mut pages = Vec::new();
+    loop {
+        let (status, body) = sim.get(&next, None).await;
+        assert_eq!(status, StatusCode::OK, "{next}: {body}");
+        pages.push(ids(&body));
+        match body["servers_links"][0]["href"].as_str() {
+            Some(href) => {
+                assert!(href.contains("changes-since="), "{href}");
+                next = href.to_owned();
+            }
+            None => break,
+        }
+        assert!(pages.len() <= 5, "paging does not end");
+    }
+    let expected: Vec<Vec<String>> = [vec![10, 9, 8], vec![7, 6, 4], vec![3, 1]]
+        .iter()
+        .map(|page| page.iter().map(|&n| id(n)).collect())
+        .collect();
+    assert_eq!(pages, expected);
+    // `limit` is capped at max_limit; the next link is the request's parameters sorted, the
+    // marker in its place, urlencoded.
+    let (_, body) = sim
+        .detail(&format!("changes-since={since}&limit=5"), "2.1")
+        .await;
+    assert_eq!(ids(&body).len(), 3);
+    let url = sim.nova(&format!(
+        "/servers?name=node&marker={}&limit=1&changes-since={since}",
+        id(10)
+    ));
+    let (_, body) = sim.get(&url, None).await;
+    assert_eq!(ids(&body), [id(9)]);
+    assert_eq!(
+        body["servers_links"][0]["href"],
+        sim.nova(&format!(
+            "/servers?changes-since={since}&limit=1&marker={}&name=node",
+            id(9)
+        ))
+    );
+    // Before 2.75 an unknown parameter is dropped from the link; from 2.75 it is refused.
+    let (_, body) = sim.detail("limit=1&foo=bar", "2.74").await;
+    assert_eq!(
+        body["servers_links"][0]["href"],
+        sim.nova(&format!("/servers/detail?limit=1&marker={}", id(10)))
+    );
+    let (status, body) = sim.detail("limit=1&foo=bar", "2.75").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        bad_request_message(&body),
+        "Additional properties are not allowed ('foo' was unexpected)"
+    );
+}
+
+impl Sim {
+    /// Reads a server list to its end, following the next links: the ids, the requests made and
+    /// the bytes of the answers.
+    async fn read_all(&self, url: &str, version: &str) -> (Vec<String>, usize, usize) {
+        let (mut seen, mut requests, mut bytes) = (Vec::new(), 0, 0);
+        let mut next = url.to_owned();
+        loop {
+            let response = self
+                .http
+                .get(&next)
+                .header("X-Auth-Token", &self.token)
+                .header("OpenStack-API-Version", format!("compute {version}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{next}");
+            let text = response.text().await.unwrap();
+            requests += 1;
+            bytes += text.len();
+            let body: Value = serde_json::from_str(&text).unwrap();
+            seen.extend(ids(&body));
+            match body["servers_links"][0]["href"].as_str() {
+                Some(href) => next = href.to_owned(),
+                None => return (seen, requests, bytes),
+            }
+        }
+    }
+}
+
+/// The measurement for issue 13 (cloud-side detection): 5,000 servers, five of which change
+/// (three stopped, two deleted); what a poll costs read whole (`GET /servers/detail`, pages of
+/// Nova's default `max_limit` of 1000) and read by `changes-since`, at the product's
+/// microversion 2.16. Prints the figures (run with `-- --nocapture`); asserts what is listed,
+/// not how long it takes.
+#[tokio::test]
+async fn changes_since_at_5000_servers_reads_the_changed_only() {
+    const SERVERS: u32 = 5000;
+    let hosts: String = (1..=50)
+        .map(|n| format!("    - {{name: compute-{n}}}\n"))
+        .collect();
+    let servers: String = (1..=SERVERS)
+        .map(|n| {
+            format!(
+                "    - {{id: {n:08x}-0000-4000-8000-000000000000, name: node-{n}, status: ACTIVE, \
+                 host: compute-{}, addresses: [10.{}.{}.{}]}}\n",
+                n % 50 + 1,
+                n / 65536,
+                n / 256 % 256,
+                n % 256
+            )
+        })
+        .collect();
+    let yaml = format!(
+        "name: five-thousand
+openstack:
+  compute_hosts:
+{hosts}  servers:
+{servers}  behaviour: {{detach_seconds: 0.1}}
+"
+    );
+    let sim = Sim::start(&yaml).await;
+    let id = |n: u32| format!("{n:08x}-0000-4000-8000-000000000000");
+    let since = query_time(sim.now() - jiff::SignedDuration::from_secs(1));
+    let stopped = [17, 2500, 4999];
+    let deleted = [1, 5000];
+    for n in stopped {
+        assert_eq!(sim.action(&id(n), "os-stop").await, StatusCode::ACCEPTED);
+    }
+    for n in deleted {
+        assert_eq!(sim.delete_server(&id(n)).await.0, StatusCode::NO_CONTENT);
+    }
+    for n in stopped {
+        sim.wait_server_status(&id(n), "SHUTOFF").await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (full, full_requests, full_bytes) =
+        sim.read_all(&sim.nova("/servers/detail"), "2.16").await;
+    let unique: BTreeSet<&String> = full.iter().collect();
+    let live = usize::try_from(SERVERS).unwrap() - deleted.len();
+    assert_eq!((full.len(), unique.len()), (live, live));
+    // Pages of Nova's default max_limit, 1000: the fifth is not full.
+    assert_eq!(full_requests, 5);
+    let (changed, changed_requests, changed_bytes) = sim
+        .read_all(
+            &sim.nova(&format!("/servers/detail?changes-since={since}")),
+            "2.16",
+        )
+        .await;
+    // Newest first: the highest ids first.
+    assert_eq!(changed, [5000, 4999, 2500, 17, 1].map(id));
+    let (_, index_requests, index_bytes) = sim.read_all(&sim.nova("/servers"), "2.16").await;
+    println!(
+        "{SERVERS} servers, {} changed (3 stopped, 2 deleted), microversion 2.16:\n\
+         \x20 GET /servers/detail, whole:      {full_requests} requests, {full_bytes} bytes, \
+         {} servers\n\
+         \x20 GET /servers, whole:             {index_requests} requests, {index_bytes} bytes\n\
+         \x20 GET /servers/detail?changes-since: {changed_requests} request, {changed_bytes} \
+         bytes, {} servers ({:.3}% of the whole detail)",
+        changed.len(),
+        full.len(),
+        changed.len(),
+        100.0 * changed_bytes as f64 / full_bytes as f64
+    );
+    assert!(changed_bytes * 100 < full_bytes);
 }

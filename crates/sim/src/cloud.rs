@@ -171,9 +171,10 @@ impl Microversion {
     }
 }
 
-/// One page of a marker/limit listing, the way Nova and Cinder page: the items after the one
-/// with id `marker`, at most `limit` of them, and the query of the next page when the page is
-/// full (a client reads on until it gets an empty page). None when the marker is unknown.
+/// One page of a marker/limit listing, the way Cinder pages: the items after the one with id
+/// `marker`, at most `limit` of them, and the query of the next page when the page is full (a
+/// client reads on until it gets an empty page). None when the marker is unknown. (Nova's server
+/// lists page in `nova::list`.)
 pub fn page<'a, T>(
     items: Vec<&'a T>,
     id: impl Fn(&T) -> &str,
@@ -324,13 +325,18 @@ pub struct Server {
     pub zone: String,
     /// Fixed addresses.
     pub addresses: Vec<String>,
-    /// Deleted: Nova answers 404, Cinder may still hold attachments to it.
-    pub deleted: bool,
+    /// When it was deleted (Nova's soft delete: `deleted_at`, and `terminated_at`, set in the
+    /// same request): Nova answers 404 for it and lists it only to a `changes-since` or
+    /// `changes-before` query (or an admin's `deleted`), with status `DELETED`; Cinder may still
+    /// hold attachments to it.
+    pub deleted_at: Option<Timestamp>,
     /// `OS-EXT-SRV-ATTR:instance_name`.
     pub instance_name: String,
-    /// Creation time.
+    /// Creation time (`created_at`).
     pub created: Timestamp,
-    /// Last change.
+    /// Last change (`updated_at`), whole seconds as the database keeps it: every
+    /// `instance.save()` that changes a column sets it (the `TimestampMixin`'s `onupdate`), and
+    /// a soft delete keeps it. Nova saves no instance to attach or detach a volume.
     pub updated: Timestamp,
     /// A power action the compute host has not done yet, and since when.
     pub pending: Option<(PowerAction, u64)>,
@@ -340,18 +346,32 @@ pub struct Server {
 }
 
 impl Server {
-    /// `OS-EXT-STS:vm_state`.
+    /// Whether it is deleted.
     #[must_use]
-    pub fn vm_state(&self) -> &'static str {
-        self.status.vm_state()
+    pub fn deleted(&self) -> bool {
+        self.deleted_at.is_some()
     }
 
-    /// The `status` Nova shows: its state map gives `REBUILD` for the task `rebuilding` in
-    /// every `vm_state` an evacuate starts from; other tasks this emulator sets (`deleting`,
-    /// `powering-off`, `powering-on`) leave the status of the `vm_state`.
+    /// `OS-EXT-STS:vm_state`: `deleted` once deleted (`_delete_instance` and `_do_delete` set
+    /// `vm_states.DELETED` before `instance.destroy()`).
+    #[must_use]
+    pub fn vm_state(&self) -> &'static str {
+        if self.deleted() {
+            "deleted"
+        } else {
+            self.status.vm_state()
+        }
+    }
+
+    /// The `status` Nova shows: `DELETED` for a deleted server (`_get_vm_status`); its state
+    /// map gives `REBUILD` for the task `rebuilding` in every `vm_state` an evacuate starts
+    /// from; other tasks this emulator sets (`deleting`, `powering-off`, `powering-on`) leave
+    /// the status of the `vm_state`.
     #[must_use]
     pub fn status_str(&self) -> &'static str {
-        if self.task_state.as_deref() == Some("rebuilding") {
+        if self.deleted() {
+            "DELETED"
+        } else if self.task_state.as_deref() == Some("rebuilding") {
             "REBUILD"
         } else {
             self.status.as_str()
@@ -493,6 +513,7 @@ pub struct Cloud {
     started: Timestamp,
     action_ms: u64,
     service_down_ms: u64,
+    max_limit: usize,
     role: Role,
     attachment_guard: bool,
     hosts: Vec<ComputeHost>,
@@ -582,6 +603,7 @@ impl Cloud {
                 },
             })
             .collect();
+        let server_created = db_time(created);
         let servers: Vec<Server> = scenario
             .servers
             .iter()
@@ -597,10 +619,10 @@ impl Cloud {
                 host: server.host.as_ref().map(|host| host.value.clone()),
                 zone: server.availability_zone.clone(),
                 addresses: server.addresses.clone(),
-                deleted: server.deleted,
+                deleted_at: server.deleted.then_some(server_created),
                 instance_name: format!("instance-{number:08x}"),
-                created,
-                updated: created,
+                created: server_created,
+                updated: server_created,
                 pending: None,
                 booted_ms: None,
             })
@@ -649,6 +671,7 @@ impl Cloud {
             started,
             action_ms: millis(scenario.behaviour.detach_seconds),
             service_down_ms,
+            max_limit: scenario.behaviour.nova_max_limit,
             role: scenario.role,
             attachment_guard: scenario.behaviour.cinder_attachment_guard,
             hosts,
@@ -704,6 +727,12 @@ impl Cloud {
     pub fn timestamp(&self, now_ms: u64) -> Timestamp {
         let offset = SignedDuration::from_millis(i64::try_from(now_ms).unwrap_or(i64::MAX));
         self.started.checked_add(offset).unwrap_or(self.started)
+    }
+
+    /// Nova's `[api] max_limit`: the most servers one list answer holds.
+    #[must_use]
+    pub fn max_limit(&self) -> usize {
+        self.max_limit
     }
 
     // ----- Keystone -------------------------------------------------------------------------
@@ -806,13 +835,22 @@ impl Cloud {
 
     /// Servers that are not deleted, in scenario order.
     pub fn servers(&self) -> impl Iterator<Item = &Server> {
-        self.servers.iter().filter(|server| !server.deleted)
+        self.servers.iter().filter(|server| !server.deleted())
+    }
+
+    /// Every server, deleted ones included, in the order Nova lists servers by default: the
+    /// newest `created_at` first, then the highest database `id` (`get_sort_params` defaults to
+    /// `created_at` `desc`, and `process_sort_params` adds `id` in the same direction). The
+    /// scenario's servers were all created at once, their ids given in scenario order, so the
+    /// last one comes first.
+    pub fn servers_as_listed(&self) -> impl Iterator<Item = &Server> {
+        self.servers.iter().rev()
     }
 
     /// A server that is not deleted.
     #[must_use]
     pub fn server(&self, id: &str) -> Option<&Server> {
-        self.any_server(id).filter(|server| !server.deleted)
+        self.any_server(id).filter(|server| !server.deleted())
     }
 
     /// A server, deleted or not.
@@ -957,16 +995,8 @@ impl Cloud {
     }
 
     fn power(&mut self, server_id: &str, action: PowerAction, now_ms: u64) -> Result<(), Refusal> {
-        let now = self.timestamp(now_ms);
-        let position = self
-            .index
-            .servers
-            .get(server_id)
-            .copied()
-            .filter(|&position| !self.servers[position].deleted)
-            .ok_or_else(|| {
-                Refusal::NotFound(format!("Instance {server_id} could not be found."))
-            })?;
+        let now = self.saved_at(now_ms);
+        let position = self.live_position(server_id)?;
         let server = &mut self.servers[position];
         let (name, allowed, task): (_, &[&str], _) = if action == PowerAction::Start {
             ("start", &["stopped"], "powering-on")
@@ -1006,11 +1036,14 @@ impl Cloud {
             self.host(name)
                 .is_none_or(|host| !self.service_is_up(host, now_ms))
         });
-        let now = self.timestamp(now_ms);
+        let now = self.saved_at(now_ms);
         if local {
-            self.release_attachments(server_id, now);
+            // `_do_delete(local=True)`: vm_state `deleted`, no task, `terminated_at`, saved; then
+            // `instance.destroy()`, whose soft delete sets `deleted_at` and keeps `updated_at`.
+            // The power state is left as it was.
+            self.release_attachments(server_id, self.timestamp(now_ms));
             let server = &mut self.servers[position];
-            server.deleted = true;
+            server.deleted_at = Some(now);
             server.task_state = None;
             server.pending = None;
             server.updated = now;
@@ -1101,7 +1134,7 @@ impl Cloud {
                 })
                 .map(|(at, _)| at),
         };
-        let now = self.timestamp(now_ms);
+        let now = self.saved_at(now_ms);
         let server = &mut self.servers[position];
         server.updated = now;
         match destination {
@@ -1127,7 +1160,7 @@ impl Cloud {
             .servers
             .get(server_id)
             .copied()
-            .filter(|&position| !self.servers[position].deleted)
+            .filter(|&position| !self.servers[position].deleted())
             .ok_or_else(|| Refusal::NotFound(format!("Instance {server_id} could not be found.")))
     }
 
@@ -1391,6 +1424,7 @@ impl Cloud {
             })
             .collect();
         let now = self.timestamp(now_ms);
+        let saved = self.saved_at(now_ms);
         for (position, done) in detached {
             let volume = &mut self.volumes[position];
             if done.contains(&true) {
@@ -1418,11 +1452,14 @@ impl Cloud {
                 PowerAction::Stop => ServerStatus::Shutoff,
                 PowerAction::Start => ServerStatus::Active,
                 PowerAction::Delete => {
+                    // `_delete_instance`: vm_state `deleted`, no task, power state NOSTATE,
+                    // `terminated_at`, saved; then `instance.destroy()` (`deleted_at`).
                     self.release_attachments(&server_id, now);
                     let server = &mut self.servers[position];
-                    server.deleted = true;
+                    server.deleted_at = Some(saved);
                     server.task_state = None;
-                    server.updated = now;
+                    server.power_state = 0;
+                    server.updated = saved;
                     continue;
                 }
                 PowerAction::Evacuate { to, stopped } => {
@@ -1439,7 +1476,7 @@ impl Cloud {
             server.status = status;
             server.power_state = status.default_power_state();
             server.task_state = None;
-            server.updated = now;
+            server.updated = saved;
             if status == ServerStatus::Active {
                 server.booted_ms = Some(now_ms);
                 self.booting.insert(position);
@@ -1488,19 +1525,32 @@ impl Cloud {
     }
 
     /// Applies a timeline server status change (and drops a power action in progress).
+    /// A change Nova saves (as `_sync_power_states` or a compute host's report does), so its
+    /// `updated_at` moves when a column changes; a deleted server is gone from Nova's reach.
     pub fn set_server_status(&mut self, change: &ServerStatusChange, now_ms: u64) {
-        let now = self.timestamp(now_ms);
-        if let Some(&position) = self.index.servers.get(&change.server.value) {
-            let server = &mut self.servers[position];
+        let saved = self.saved_at(now_ms);
+        let Ok(position) = self.live_position(&change.server.value) else {
+            return;
+        };
+        let server = &mut self.servers[position];
+        let power_state = change
+            .power_state
+            .unwrap_or_else(|| change.status.default_power_state());
+        if (server.status, server.power_state, &server.task_state)
+            != (change.status, power_state, &change.task_state)
+        {
             server.status = change.status;
-            server.power_state = change
-                .power_state
-                .unwrap_or_else(|| change.status.default_power_state());
+            server.power_state = power_state;
             server.task_state.clone_from(&change.task_state);
-            server.pending = None;
-            server.updated = now;
-            self.powering.remove(&position);
+            server.updated = saved;
         }
+        server.pending = None;
+        self.powering.remove(&position);
+    }
+
+    /// The `updated_at` a server saved at `now_ms` gets: the time as the database keeps it.
+    fn saved_at(&self, now_ms: u64) -> Timestamp {
+        db_time(self.timestamp(now_ms))
     }
 
     /// Applies a timeline compute host state change: a host that goes down sent its last
@@ -1718,6 +1768,17 @@ impl Cloud {
                 .any(|a| a.server_id == server_id && a.status == AttachStatus::Attached)
         })
     }
+}
+
+/// A time as Nova's database keeps it in a `DateTime` column (`created_at`, `updated_at`,
+/// `deleted_at`, `terminated_at`: `sa.DateTime` in the initial migration
+/// `8f2f1571d55b_initial_version.py`, a MySQL `DATETIME` without fractional seconds), to which
+/// MySQL rounds a time with a fraction ("Fractional Seconds in Time Values", MySQL reference
+/// manual).
+fn db_time(time: Timestamp) -> Timestamp {
+    let micros = time.as_microsecond();
+    let seconds = micros.saturating_add(500_000).div_euclid(1_000_000);
+    Timestamp::from_second(seconds).unwrap_or(time)
 }
 
 /// Rounded milliseconds of a small, non-negative number of seconds (the scenario checks the

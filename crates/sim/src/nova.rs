@@ -1,7 +1,9 @@
 //! The emulated Nova (compute API v2.1): version documents, microversion negotiation, servers
-//! (list, detail, show, delete; the actions `os-stop`, `os-start`, `evacuate`),
-//! `os-volume_attachments` (list, show, detach) and `os-services` (list, force-down). Responses carry the keys of Nova's API samples for the
-//! negotiated microversion; the rules live in [`super::cloud`].
+//! (list and detail with Nova's filters, `changes-since` and `changes-before`, paging and next
+//! links, in the `list` module; show, delete; the actions `os-stop`, `os-start`, `evacuate`),
+//! `os-volume_attachments` (list, show, detach) and `os-services` (list, force-down). Responses
+//! carry the keys of Nova's API samples for the negotiated microversion; the rules live in
+//! [`super::cloud`].
 
 use std::collections::HashMap;
 
@@ -14,21 +16,31 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::cloud::{Cloud, ComputeHost, Microversion, Refusal, Server, derived_id, page};
+use super::cloud::{Cloud, ComputeHost, Microversion, Refusal, Server, derived_id};
 use super::{fault, keystone, world::World};
+
+mod isotime;
+mod list;
 
 /// The oldest microversion served.
 const MIN_VERSION: Microversion = Microversion(2, 1);
 /// The newest microversion served.
 const MAX_VERSION: Microversion = Microversion(2, 96);
-/// Nova's `[api] max_limit`: the largest page.
-const MAX_LIMIT: usize = 1000;
 /// The flavor every server has.
 const FLAVOR_ID: &str = "3";
 /// Its name.
 const FLAVOR_NAME: &str = "m1.medium";
 /// The image servers that do not boot from a volume were built from.
 const IMAGE_ID: &str = "0b2c6f5b-3c1e-4a7e-9a0e-7d7c1f0f5a11";
+/// The statuses in which Nova shows `progress` (`ViewBuilder._progress_statuses`).
+const PROGRESS_STATUSES: [&str; 6] = [
+    "ACTIVE",
+    "BUILD",
+    "REBUILD",
+    "RESIZE",
+    "VERIFY_RESIZE",
+    "MIGRATING",
+];
 /// The network every address is on.
 const NETWORK: &str = "private";
 /// The services on the controller host, before the compute services.
@@ -166,89 +178,10 @@ fn not_found(server_id: &str) -> Response {
 
 // ----- Servers ---------------------------------------------------------------------------------
 
-/// Which servers a list shows: Nova's `name` filter is a regular expression searched anywhere;
-/// its `ip` filter, with Neutron, goes to Neutron as a port filter: Nova strips a leading `^`, a
-/// trailing `$` and every `\.` (`get_instance_uuids_by_ip_filter`), and Neutron, with its
-/// `ip-substring-filtering` extension, matches the rest anywhere in a fixed address.
-struct ServerFilter {
-    name: Option<regex::Regex>,
-    ip: Option<String>,
-    status: Option<String>,
-}
-
-impl ServerFilter {
-    fn parse(query: &HashMap<String, String>) -> Result<Self, Refusal> {
-        let name = query
-            .get("name")
-            .map(|pattern| {
-                regex::Regex::new(pattern).map_err(|_| {
-                    Refusal::BadRequest("Invalid input for query parameters name.".to_owned())
-                })
-            })
-            .transpose()?;
-        let ip = query.get("ip").map(|ip| {
-            let ip = ip.strip_prefix('^').unwrap_or(ip);
-            let ip = ip.strip_suffix('$').unwrap_or(ip);
-            ip.replace("\\.", ".")
-        });
-        Ok(Self {
-            name,
-            ip,
-            status: query.get("status").map(|s| s.to_ascii_uppercase()),
-        })
-    }
-
-    fn matches(&self, server: &Server) -> bool {
-        self.name
-            .as_ref()
-            .is_none_or(|re| re.is_match(&server.name))
-            && self.ip.as_ref().is_none_or(|ip| {
-                server
-                    .addresses
-                    .iter()
-                    .any(|addr| !addr.contains(':') && addr.contains(ip.as_str()))
-            })
-            && self
-                .status
-                .as_ref()
-                .is_none_or(|status| server.status_str() == status)
-    }
-}
-
-/// The page size a query asks for, at most Nova's `max_limit`.
-fn limit(query: &HashMap<String, String>) -> Result<usize, Refusal> {
-    match query.get("limit") {
-        None => Ok(MAX_LIMIT),
-        Some(text) => text.parse::<usize>().map(|l| l.min(MAX_LIMIT)).map_err(|_| {
-            Refusal::BadRequest(format!(
-                "Invalid input for query parameters limit. Value: {text}. {text} is not a valid \
-                 integer"
-            ))
-        }),
-    }
-}
-
-/// Nova's `common.is_all_tenants`: whether a list asks for every project's servers (an
-/// `all_tenants` that oslo's strict `bool_from_string` cannot read is a 400).
-fn all_tenants(query: &HashMap<String, String>) -> Result<bool, Refusal> {
-    let Some(text) = query.get("all_tenants") else {
-        return Ok(false);
-    };
-    match text.trim().to_ascii_lowercase().as_str() {
-        // An empty value (`?all_tenants`) counts as asked for.
-        "" | "1" | "t" | "true" | "on" | "y" | "yes" => Ok(true),
-        "0" | "f" | "false" | "off" | "n" | "no" => Ok(false),
-        _ => Err(Refusal::BadRequest(format!(
-            "Unrecognized value '{text}', acceptable values are: '0', '1', 'f', 'false', 'n', \
-             'no', 'off', 'on', 't', 'true', 'y', 'yes'"
-        ))),
-    }
-}
-
 async fn list_servers(
     AxumState(world): AxumState<World>,
     Extension(version): Extension<Microversion>,
-    Query(query): Query<HashMap<String, String>>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
     server_list(&world, version, &query, false)
 }
@@ -256,43 +189,38 @@ async fn list_servers(
 async fn list_servers_detail(
     AxumState(world): AxumState<World>,
     Extension(version): Extension<Microversion>,
-    Query(query): Query<HashMap<String, String>>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
     server_list(&world, version, &query, true)
 }
 
+/// `GET /servers` and `GET /servers/detail`: the servers the query selects (see [`list`]), in
+/// Nova's order, one page at a time, with a next link when the page is full.
 fn server_list(
     world: &World,
     version: Microversion,
-    query: &HashMap<String, String>,
+    query: &[(String, String)],
     detail: bool,
 ) -> Response {
-    let (filter, limit, all) = match ServerFilter::parse(query)
-        .and_then(|f| Ok((f, limit(query)?, all_tenants(query)?)))
-    {
-        Ok(parsed) => parsed,
-        Err(refusal) => return refuse(&refusal),
-    };
     let now_ms = world.now_ms();
     let state = world.lock();
-    // Every server is in the one project, so all_tenants lists the same servers; but only an
-    // admin may ask (`os_compute_api:servers:{index,detail}:get_all_tenants`).
-    if all && !state.cloud.is_admin() {
-        let rule = if detail { "detail" } else { "index" };
-        return refuse(&Refusal::policy(&format!(
-            "os_compute_api:servers:{rule}:get_all_tenants"
-        )));
-    }
-    let nova = &state.endpoints.nova;
-    let matching: Vec<&Server> = state
-        .cloud
-        .servers()
-        .filter(|server| filter.matches(server))
-        .collect();
-    let Some((page, next)) = page(matching, |server| server.id.as_str(), query, limit) else {
-        let marker = query.get("marker").map(String::as_str).unwrap_or_default();
-        return refuse(&Refusal::BadRequest(format!("marker [{marker}] not found")));
+    let context = list::Context {
+        version,
+        admin: state.cloud.is_admin(),
+        detail,
+        max_limit: state.cloud.max_limit(),
     };
+    let query = match list::ServerQuery::read(query, &context) {
+        Ok(list::Checked::List(query)) => query,
+        Ok(list::Checked::Nothing) => return Json(json!({ "servers": [] })).into_response(),
+        Err(refusal) => return refuse(&refusal),
+    };
+    let listed: Vec<&Server> = state.cloud.servers_as_listed().collect();
+    let (page, next) = match query.page(&listed) {
+        Ok(paged) => paged,
+        Err(refusal) => return refuse(&refusal),
+    };
+    let nova = &state.endpoints.nova;
     let servers: Vec<Value> = page
         .into_iter()
         .map(|server| {
@@ -353,7 +281,12 @@ fn mac(server_id: &str, addr: &str) -> String {
 /// at `version` to the cloud's user: the `OS-EXT-SRV-ATTR:*` fields
 /// (`os_compute_api:os-extended-server-attributes`) and `host_status`
 /// (`os_compute_api:servers:show:host_status`) only to an admin, as Nova's default policy has
-/// it; from 2.90 everyone sees `OS-EXT-SRV-ATTR:hostname`.
+/// it; from 2.90 everyone sees `OS-EXT-SRV-ATTR:hostname`. As the view builder has it
+/// (`views/servers.py` `show`): `progress` only in a status that has one, `security_groups`
+/// only for a server with ports (Neutron's bindings). A deleted server (listed only by a
+/// `changes-since` or `changes-before` query, or an admin's `deleted`) has no addresses (Neutron's
+/// `deallocate_for_instance` emptied its network cache), no volumes (its block device mappings
+/// are soft-deleted), its `terminated_at`, status `DELETED` and vm_state `deleted`.
 fn server_body(
     cloud: &Cloud,
     nova: &str,
@@ -367,6 +300,7 @@ fn server_body(
     let addresses: Vec<Value> = server
         .addresses
         .iter()
+        .filter(|_| !server.deleted())
         .map(|addr| {
             json!({
                 "addr": addr,
@@ -378,6 +312,7 @@ fn server_body(
         .collect();
     let volumes: Vec<Value> = cloud
         .server_attachments(&server.id)
+        .filter(|_| !server.deleted())
         .map(|(volume, _)| {
             if at_least(3) {
                 json!({"id": volume.id, "delete_on_termination": false})
@@ -406,6 +341,9 @@ fn server_body(
         .map(|host| derived_id("host", &format!("{}/{host}", cloud.project_id())))
         .unwrap_or_default();
     let launched = nova_time(server.created).replace('Z', ".000000");
+    let terminated = server
+        .deleted_at
+        .map(|at| nova_time(at).replace('Z', ".000000"));
     let mut body = json!({
         "id": server.id,
         "name": server.name,
@@ -418,23 +356,27 @@ fn server_body(
         "flavor": flavor,
         "created": nova_time(server.created),
         "updated": nova_time(server.updated),
-        "addresses": { NETWORK: addresses },
+        "addresses": if addresses.is_empty() { json!({}) } else { json!({ NETWORK: addresses }) },
         "accessIPv4": "",
         "accessIPv6": "",
         "links": links(nova, "servers", &server.id),
         "OS-DCF:diskConfig": "MANUAL",
-        "progress": 0,
         "OS-EXT-AZ:availability_zone": server.zone,
         "config_drive": "",
         "key_name": null,
         "OS-SRV-USG:launched_at": launched,
-        "OS-SRV-USG:terminated_at": null,
+        "OS-SRV-USG:terminated_at": terminated,
         "OS-EXT-STS:task_state": server.task_state,
         "OS-EXT-STS:vm_state": server.vm_state(),
         "OS-EXT-STS:power_state": server.power_state,
         "os-extended-volumes:volumes_attached": volumes,
-        "security_groups": [{"name": "default"}],
     });
+    if PROGRESS_STATUSES.contains(&server.status_str()) {
+        body["progress"] = json!(0);
+    }
+    if !server.deleted() && !server.addresses.is_empty() {
+        body["security_groups"] = json!([{"name": "default"}]);
+    }
     if admin {
         body["OS-EXT-SRV-ATTR:host"] = json!(host);
         body["OS-EXT-SRV-ATTR:instance_name"] = json!(server.instance_name);

@@ -501,6 +501,10 @@ pub struct Behaviour {
     /// counts a nova-compute service as up (Nova's default is 60).
     #[serde(default = "default_service_down_time")]
     pub service_down_time: f64,
+    /// Nova's `[api] max_limit` (once `osapi_max_limit`): the most servers one list answer
+    /// holds, whatever `limit` asks (Nova's default is 1000).
+    #[serde(default = "default_nova_max_limit")]
+    pub nova_max_limit: usize,
 }
 
 impl Default for Behaviour {
@@ -511,8 +515,13 @@ impl Default for Behaviour {
             faults: Vec::new(),
             cinder_attachment_guard: true,
             service_down_time: default_service_down_time(),
+            nova_max_limit: default_nova_max_limit(),
         }
     }
+}
+
+fn default_nova_max_limit() -> usize {
+    1000
 }
 
 fn default_service_down_time() -> f64 {
