@@ -71,9 +71,14 @@ pub async fn complete<B: Backend>(
     let candidates: BTreeSet<NodeName> = nodes
         .iter()
         .filter(|_| !storm)
-        .filter(|node| !node.ready.is_ready())
         .filter(|node| scope.nodes.is_empty() || scope.nodes.contains(&node.name))
-        .filter(|node| now.duration_since(node.ready_since) >= grace)
+        .filter(|node| {
+            let node_past_grace =
+                !node.ready.is_ready() && now.duration_since(node.ready_since) >= grace;
+            node_past_grace
+                || fencing::plan::detection(node, now, policy.grace)
+                    == Ok(fencing::plan::Detection::Cloud)
+        })
         .map(|node| node.name.clone())
         .collect();
     // For orphans, every node without providerID is matched too: a server no node maps to by

@@ -6,9 +6,10 @@
 //! Clocks: `changes-since` is on Nova's clock, so each poll asks from the newest `updated` time
 //! Nova has shown, never earlier than two intervals before the start (on ours): a Nova clock
 //! behind ours delays the first reports once, by the skew. A death's time, from which the grace
-//! runs, is the later of Nova's `updated` and the moment the previous poll was sent on our
-//! clock (a change the previous answer did not show happened after it): a Nova clock behind
-//! ours never shortens the grace; one ahead only lengthens it.
+//! runs, is the later of Nova's `updated` plus its precision (a second: Nova keeps whole seconds,
+//! rounded) and the moment the previous poll was sent on our clock (a change the previous
+//! answer did not show happened after it): a Nova clock behind ours never shortens the grace;
+//! one ahead only lengthens it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,6 +19,10 @@ use jiff::{SignedDuration, Timestamp};
 use crate::backend::ChangedServer;
 use fencing::model::{CloudDeath, ServerId};
 use fencing::plan::dead_in_list;
+
+/// Nova keeps `updated_at` in whole seconds (a MySQL `DATETIME`, rounded): a change shown at
+/// second S happened at most this long after S.
+const NOVA_PRECISION: SignedDuration = SignedDuration::from_secs(1);
 
 /// What the cloud-side watch knows.
 #[derive(Debug, Clone)]
@@ -63,7 +68,7 @@ impl CloudWatch {
                         id.clone(),
                         CloudDeath {
                             server: id.clone(),
-                            at: server.updated.max(self.previous_poll),
+                            at: (server.updated + NOVA_PRECISION).max(self.previous_poll),
                         },
                     );
                     touched.push(id.clone());
@@ -123,7 +128,8 @@ mod tests {
         assert_eq!(watch.since(), at(96));
         let touched = watch.take(&[changed("a", "SHUTOFF", 4, 99)], at(100));
         assert_eq!(touched, [ServerId::new("a")]);
-        assert_eq!(watch.death(&ServerId::new("a")).unwrap().at, at(99));
+        // Nova's second, plus the second it may have rounded away.
+        assert_eq!(watch.death(&ServerId::new("a")).unwrap().at, at(100));
         assert_eq!(watch.since(), at(99), "Nova's own clock from now on");
         // Shown again (changes-since is inclusive): nothing new.
         assert!(

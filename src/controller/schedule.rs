@@ -1,7 +1,8 @@
 //! When each node is looked at: a timer per node, set from what the Node watch shows, never a
 //! fixed poll. Pure: no clock of its own (`now` is passed in), no I/O.
 //!
-//! - A node not Ready is due when its grace period has run out (`ready_since + grace`), and again
+//! - A node not Ready, or whose server the cloud-side watch reported dead, is due when its grace
+//!   period has run out (from the earlier of `ready_since` and the report), and again
 //!   after each look: soon when the look acted (to see it converge), after the resync interval
 //!   when it found nothing to do (the cloud can change without a Kubernetes event), after a
 //!   jittered exponential backoff when it failed.
@@ -72,9 +73,16 @@ impl Schedule {
         }
     }
 
-    /// Takes in what the Node watch shows of a node at `now`.
+    /// Takes in what the Node watch (and the cloud-side watch) shows of a node at `now`.
     pub fn observe(&mut self, node: &NodeView, now: Timestamp) {
-        if node.ready.is_ready() {
+        // Unhealthy since: not Ready, or its server reported dead, whichever came first.
+        let death = node.reported_dead().map(|death| death.at);
+        let since = match (node.ready.is_ready(), death) {
+            (true, None) => None,
+            (true, Some(at)) => Some(at),
+            (false, at) => Some(at.map_or(node.ready_since, |at| at.min(node.ready_since))),
+        };
+        let Some(since) = since else {
             if node.progress.is_some() || node.progress_error.is_some() {
                 let entry = self.entries.entry(node.name.clone()).or_insert(Entry {
                     spell: None,
@@ -92,15 +100,15 @@ impl Schedule {
                 self.entries.remove(&node.name);
             }
             return;
-        }
-        let expiry = node.ready_since + signed(self.timing.grace) + SignedDuration::from_millis(1);
+        };
+        let expiry = since + signed(self.timing.grace) + SignedDuration::from_millis(1);
         match self.entries.get_mut(&node.name) {
-            Some(entry) if entry.spell == Some(node.ready_since) => {}
+            Some(entry) if entry.spell == Some(since) => {}
             _ => {
                 self.entries.insert(
                     node.name.clone(),
                     Entry {
-                        spell: Some(node.ready_since),
+                        spell: Some(since),
                         due: expiry,
                         failures: 0,
                     },
@@ -229,6 +237,32 @@ mod tests {
         s.looked(&NodeName::new("n1"), Look::Idle, at(31), 0.0);
         s.observe(&node("n1", Readiness::Unknown, 0), at(32));
         assert_eq!(s.next_due(), Some(at(91)));
+    }
+
+    #[test]
+    fn a_ready_node_reported_dead_is_due_when_the_grace_of_the_report_runs_out() {
+        let mut s = schedule();
+        let mut n1 = node("n1", Readiness::True, 0);
+        n1.provider_id = Some("openstack:///s1".to_owned());
+        s.observe(&n1, at(100));
+        assert_eq!(s.next_due(), None);
+        n1.cloud_death = Some(fencing::model::CloudDeath {
+            server: fencing::model::ServerId::new("s1"),
+            at: at(100),
+        });
+        s.observe(&n1, at(101));
+        assert_eq!(s.due(at(130)), Vec::<NodeName>::new());
+        assert_eq!(s.due(at(131)), [NodeName::new("n1")]);
+        // The kubelet's heartbeat expires later: the earlier report still counts.
+        n1.ready = Readiness::Unknown;
+        n1.ready_since = at(140);
+        s.observe(&n1, at(140));
+        assert_eq!(s.due(at(131)), [NodeName::new("n1")]);
+        // Running again: a Ready node without a report is forgotten.
+        n1.ready = Readiness::True;
+        n1.cloud_death = None;
+        s.observe(&n1, at(150));
+        assert_eq!(s.next_due(), None);
     }
 
     #[test]
