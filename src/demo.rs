@@ -34,7 +34,7 @@ use crate::execute::{self, Progressing, Report, StepReport};
 use crate::linstor::{Controllers, LinstorSettings};
 use crate::metrics::Metrics;
 use crate::oneshot::{self, Output};
-use fencing::model::{NodeName, NodeView, Readiness};
+use fencing::model::{CloudDeath, NodeName, NodeView, Readiness};
 use fencing::plan::{Action, DeadHost, FenceMode, Plan, Policy, Skip, StormGuard, Strategy};
 use sim::expect::{self, Check};
 use sim::scenario::{DeadHostName, FenceName, Remediator, Service, StrategyName};
@@ -366,6 +366,8 @@ struct NodeStory {
     open: bool,
     /// When the Node watch showed it turn not Ready (`None`: not Ready from the start).
     turned: Option<Duration>,
+    /// When the cloud-side watch reported its server dead (`--watch-cloud`).
+    reported: Option<Duration>,
     /// When the controller first looked at it in this spell (its grace ran out).
     looked: Option<Duration>,
     /// When the controller's latest look at it started.
@@ -451,15 +453,7 @@ impl Story {
                 ));
                 self.nodes.remove(&name);
             }
-            Moment::Reported(name, death) => self.clock.say(&match death {
-                Some(death) => format!(
-                    "{name}: Nova reports server {} dead (cloud-side watch), changed at {}: its \
-                     grace runs from there",
-                    self.ids.say(death.server.as_str()),
-                    death.at.strftime("%H:%M:%S")
-                ),
-                None => format!("{name}: Nova shows its server running again (cloud-side watch)"),
-            }),
+            Moment::Reported(name, death) => self.reported(&name, death.as_ref()),
             Moment::Due(nodes) => self.due(nodes),
             Moment::Planned(node, plan) => self.planned(&node, &plan),
             Moment::Held(storm, nodes) => self.held(&storm, &nodes),
@@ -529,8 +523,7 @@ impl Story {
 
     fn watched(&mut self, view: &NodeView) {
         let now = self.clock.now();
-        let open =
-            !view.ready.is_ready() || view.progress.is_some() || view.progress_error.is_some();
+        let open = view.is_unhealthy() || view.progress.is_some() || view.progress_error.is_some();
         let previous = self.nodes.get(&view.name);
         let was_ready = previous.map(|p| p.ready.is_ready());
         let new_spell = open
@@ -554,6 +547,7 @@ impl Story {
             since: view.ready_since,
             open,
             turned: None,
+            reported: None,
             looked: None,
             last_look: None,
             settled: !open,
@@ -570,6 +564,27 @@ impl Story {
         entry.open = open;
     }
 
+    /// The cloud-side watch reported a node's server dead, or running again.
+    fn reported(&mut self, name: &NodeName, death: Option<&CloudDeath>) {
+        let now = self.clock.now();
+        let line = match death {
+            Some(death) => format!(
+                "{name}: Nova shows server {} dead (cloud-side watch): its grace runs from {} \
+                 (Nova's change, to the second), whatever its Ready condition says",
+                self.ids.say(death.server.as_str()),
+                self.clock.relative(death.at)
+            ),
+            None => format!("{name}: Nova shows its server running again (cloud-side watch)"),
+        };
+        self.clock.say(&line);
+        if let Some(node) = self.nodes.get_mut(name) {
+            node.reported = death.map(|_| now);
+            node.open = death.is_some() || !node.ready.is_ready();
+            node.looked = None;
+            node.settled = false;
+        }
+    }
+
     /// A look starts at these nodes; the first one of a spell is its grace running out.
     fn due(&mut self, nodes: Vec<NodeName>) {
         let clock = self.clock;
@@ -584,7 +599,18 @@ impl Story {
                 continue;
             }
             node.looked = Some(clock.now());
-            if node.ready.is_ready() {
+            if node.reported.is_some() {
+                clock.say(&format!(
+                    "{name}: grace {} over (counted from Nova's change{}): the controller reads \
+                     it afresh",
+                    humantime::format_duration(self.grace),
+                    if node.ready.is_ready() {
+                        "; the node is still Ready: its kubelet's heartbeat has not expired"
+                    } else {
+                        ""
+                    }
+                ));
+            } else if node.ready.is_ready() {
                 clock.say(&format!(
                     "{name}: Ready with the remediator's progress record: the controller reads it"
                 ));
@@ -737,7 +763,28 @@ impl Story {
             };
             let volume = self.ids.say(&release.volume);
             let verified = release.millis as f64 / 1000.0;
-            match self.nodes.get(&release.node).and_then(|n| n.turned) {
+            let story = self.nodes.get(&release.node);
+            if let Some(reported) = story.and_then(|n| n.reported) {
+                let failed = self.changes.first().map_or(reported, |change| change.at);
+                let turned = match story.and_then(|n| n.turned) {
+                    Some(turned) => format!(
+                        "; its Node turned NotReady only at {:.1}s",
+                        turned.as_secs_f64()
+                    ),
+                    None => "; its Node was still Ready".to_owned(),
+                };
+                println!(
+                    "  {}: server dead at {:.1}s, seen by the cloud-side watch at {:.1}s -> volume {volume} {freed} at {:.1}s, {:.1}s after the failure (grace {}, release verified in {verified:.1}s){turned}",
+                    release.node,
+                    failed.as_secs_f64(),
+                    reported.as_secs_f64(),
+                    release.at.as_secs_f64(),
+                    release.at.saturating_sub(failed).as_secs_f64(),
+                    humantime::format_duration(self.grace),
+                );
+                continue;
+            }
+            match story.and_then(|n| n.turned) {
                 Some(turned) => println!(
                     "  {}: NotReady -> volume {volume} {freed} in {:.1}s (grace {}, release verified in {verified:.1}s)",
                     release.node,

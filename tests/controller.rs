@@ -713,3 +713,76 @@ async fn a_live_kubelet_contradicts_a_shut_off_server() {
     replica.stop().await;
     running.shutdown().await;
 }
+
+/// A flood: a thousand servers shut off at once (a rack's power, an operator's mistake). The
+/// cloud-side watch reads them in pages (Nova's max limit, 200 here) and the storm guard holds
+/// every action: a thousand reports at once are a cloud event, not a thousand dead nodes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_changes_is_read_in_pages_and_held_by_the_storm_guard() {
+    const COUNT: usize = 1000;
+    let id = |i: usize| format!("6b1c2d3e-4f5a-4b6c-8d7e-{i:012}");
+    let (mut servers, mut nodes, mut timeline) = (String::new(), String::new(), String::new());
+    for i in 0..COUNT {
+        let server = id(i);
+        servers.push_str(&format!(
+            "    - {{id: {server}, name: n{i}, status: ACTIVE, host: compute-1}}\n"
+        ));
+        nodes.push_str(&format!(
+            "    - {{name: n{i}, provider_id: \"openstack:///{server}\", ready: \"True\", ready_since: 2d}}\n"
+        ));
+        timeline.push_str(&format!(
+            "  - {{at: 1s, server_status: {{server: {server}, status: SHUTOFF}}}}\n"
+        ));
+    }
+    let text = format!(
+        "name: flood\nopenstack:\n  compute_hosts: [{{name: compute-1}}]\n  servers:\n{servers}  behaviour: {{nova_max_limit: 200}}\nkubernetes:\n  nodes:\n{nodes}timeline:\n{timeline}"
+    );
+    let scenario = Scenario::parse(&text, Path::new("flood.yaml")).unwrap();
+    let running = sim::serve(&scenario).await.unwrap();
+    let replica = Replica::start_with(
+        &running,
+        policy(),
+        None,
+        false,
+        Some(Duration::from_secs(1)),
+    )
+    .await;
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = replica.get("/metrics").await.1;
+        if has_sample(&metrics, "cinder_remediator_storm_guard_active 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        has_sample(&metrics, "cinder_remediator_storm_guard_active 1"),
+        "{metrics}"
+    );
+    // Past every grace: still nothing done.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = running.requests();
+    let pages = log
+        .iter()
+        .filter(|r| {
+            r.service == Emulator::Nova
+                && r.query
+                    .as_deref()
+                    .is_some_and(|q| q.contains("changes-since") && q.contains("marker="))
+        })
+        .count();
+    assert!(pages >= COUNT / 200 - 1, "{pages} follow-up pages");
+    assert_eq!(cloud_writes(&log), Vec::<String>::new());
+    assert_eq!(kube_writes(&log), Vec::<String>::new());
+    let storm_events = running
+        .world
+        .lock()
+        .kube
+        .list("events")
+        .into_iter()
+        .filter(|e| e["reason"] == "StormGuard")
+        .count();
+    assert_eq!(storm_events, 1);
+    replica.stop().await;
+    running.shutdown().await;
+}
