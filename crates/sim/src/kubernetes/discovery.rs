@@ -8,6 +8,28 @@ use serde_json::{Value, json};
 
 use super::resource::{self, RESOURCES, Resource};
 
+/// A subresource besides `status`, as discovery lists it.
+struct Subresource {
+    /// The resource it belongs to.
+    resource: &'static str,
+    name: &'static str,
+    /// Group, version and kind of what it takes and answers.
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    verbs: &'static [&'static str],
+}
+
+/// Every subresource besides `status`.
+const SUBRESOURCES: [Subresource; 1] = [Subresource {
+    resource: "serviceaccounts",
+    name: "token",
+    group: "authentication.k8s.io",
+    version: "v1",
+    kind: "TokenRequest",
+    verbs: &["create"],
+}];
+
 /// The Kubernetes version the emulator reports.
 const MINOR: &str = "33";
 const GIT_VERSION: &str = "v1.33.4";
@@ -108,6 +130,17 @@ pub fn resources(group: &str, version: &str) -> Option<Value> {
                 "namespaced": r.namespaced,
                 "kind": r.kind,
                 "verbs": ["get", "patch", "update"],
+            }));
+        }
+        for sub in SUBRESOURCES.iter().filter(|sub| sub.resource == r.plural) {
+            list.push(json!({
+                "name": format!("{}/{}", sub.resource, sub.name),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "group": sub.group,
+                "version": sub.version,
+                "kind": sub.kind,
+                "verbs": sub.verbs,
             }));
         }
     }
