@@ -1210,9 +1210,15 @@ async fn an_attacher_that_is_down_leaves_a_deleted_attachment_with_its_finalizer
         kept.finalizers(),
         ["external-attacher/cinder-csi-openstack-org"]
     );
+    assert!(running.world.lock().cloud.is_attached(VOLUME, SERVER_DEAD));
+    let attacher_calls: Vec<_> = running
+        .requests()
+        .into_iter()
+        .filter(|r| r.by == Some("csi-attacher"))
+        .collect();
     assert!(
-        running.world.lock().cloud.is_attached(VOLUME, SERVER_DEAD),
-        "nothing asked the cloud to detach"
+        attacher_calls.is_empty(),
+        "nothing asked the cloud to detach: {attacher_calls:?}"
     );
     finish(running).await;
 }
