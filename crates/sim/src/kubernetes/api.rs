@@ -20,6 +20,7 @@ use super::discovery;
 use super::output::Output;
 use super::paging::Continue;
 use super::patch::{self, PatchType};
+use super::protobuf;
 use super::rbac::{self, Access, Attributes};
 use super::resource::{self, Resource};
 use super::selector::Selector;
@@ -55,6 +56,10 @@ enum Target {
     },
     /// `SelfSubjectAccessReview`.
     AccessReview,
+    /// `/openapi/v3`.
+    OpenApiRoot,
+    /// `/openapi/v3/...` of a group and version.
+    OpenApi(String, String),
 }
 
 fn parse_path(path: &str) -> Option<Target> {
@@ -75,6 +80,13 @@ fn parse_path(path: &str) -> Option<Target> {
             "v1",
             "selfsubjectaccessreviews",
         ] => Some(Target::AccessReview),
+        ["openapi", "v3"] => Some(Target::OpenApiRoot),
+        ["openapi", "v3", "api", version] => {
+            Some(Target::OpenApi(String::new(), (*version).to_owned()))
+        }
+        ["openapi", "v3", "apis", group, version] => {
+            Some(Target::OpenApi((*group).to_owned(), (*version).to_owned()))
+        }
         ["api", version, rest @ ..] => resource_path("", version, rest),
         ["apis", group, version, rest @ ..] => resource_path(group, version, rest),
         _ => None,
@@ -189,6 +201,12 @@ async fn serve(
         (Target::Resources(group, version), &Method::GET) => discovery::resources(&group, &version)
             .map(ok)
             .ok_or_else(|| path_error(uri.path())),
+        (Target::OpenApiRoot, &Method::GET) => Ok(ok(discovery::openapi_root())),
+        (Target::OpenApi(group, version), &Method::GET) => {
+            discovery::openapi_document(&group, &version)
+                .map(ok)
+                .ok_or_else(|| path_error(uri.path()))
+        }
         (
             Target::Collection {
                 resource,
@@ -357,6 +375,9 @@ impl Call {
 
     fn json_body(&self) -> Result<Value, ApiError> {
         if self.content_type.contains("protobuf") {
+            if let Some(object) = protobuf::decode(&self.body) {
+                return Ok(object);
+            }
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!(

@@ -20,6 +20,7 @@ mod discovery;
 mod output;
 mod paging;
 mod patch;
+mod protobuf;
 mod rbac;
 pub mod resource;
 mod seed;
