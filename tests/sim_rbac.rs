@@ -491,6 +491,26 @@ async fn every_user_may_read_discovery_and_its_tables_list_the_rbac_kinds() {
         let (status, _) = send(&running, reqwest::Method::GET, path, Some(&token)).await;
         assert_eq!(status, 200, "{path}");
     }
+    // OpenAPI v3: each kind's PATCH takes `fieldValidation`, so kubectl validates on the server.
+    let (status, root) = send(&running, reqwest::Method::GET, "/openapi/v3", Some(&token)).await;
+    assert_eq!(status, 200);
+    let url = root["paths"]["api/v1"]["serverRelativeURL"]
+        .as_str()
+        .unwrap();
+    let (_, document) = send(&running, reqwest::Method::GET, url, Some(&token)).await;
+    let patch = &document["paths"]["/api/v1/namespaces/{namespace}/secrets/{name}"]["patch"];
+    assert_eq!(
+        patch["x-kubernetes-group-version-kind"],
+        json!({"group": "", "version": "v1", "kind": "Secret"})
+    );
+    assert!(
+        patch["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "fieldValidation" && p["in"] == "query"),
+        "{patch}"
+    );
     let (_, core) = send(&running, reqwest::Method::GET, "/api/v1", Some(&token)).await;
     let token_subresource = core["resources"]
         .as_array()
