@@ -7,7 +7,9 @@
 //! figures. With `--check`, the scenario's `expect` block decides the exit code.
 //!
 //! The remediator talks to the emulators through the same clients and code paths as against a
-//! real cloud: `kube` over HTTP, and Keystone, Nova and Cinder through the `osauth` session.
+//! real cloud: `kube` over HTTPS as the ServiceAccount of `manifests/base`, under its roles (the
+//! emulated API server enforces them), and Keystone, Nova and Cinder through the `osauth`
+//! session.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
