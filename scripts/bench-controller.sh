@@ -141,8 +141,12 @@ sleep "$(at "$END")"
 
 curl -sf "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['requests'])" "$work/state/endpoints.json")" >"$work/requests.json"
 kubernetes=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['kubernetes'])" "$work/state/endpoints.json")
-curl -sf "$kubernetes/api/v1/nodes" >"$work/nodes.json"
-curl -sf "$kubernetes/apis/events.k8s.io/v1/events" >"$work/events.json"
+# The emulated API server speaks HTTPS with a CA of its own, and wants the admin's token.
+python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['kubernetes_ca'])" "$work/state/endpoints.json" >"$work/ca.pem"
+token=$(sed -n 's/^ *token: //p' "$work/state/kubeconfig")
+kube_get() { curl -sf --cacert "$work/ca.pem" -H "Authorization: Bearer $token" "$kubernetes$1"; }
+kube_get /api/v1/nodes >"$work/nodes.json"
+kube_get /apis/events.k8s.io/v1/events >"$work/events.json"
 metrics=$(grep -o 'admin=[0-9.:]*' "$work/run.log" | head -1 | cut -d= -f2) || true
 [[ -n "$metrics" ]] && curl -sf "http://$metrics/metrics" >"$work/metrics.txt" || true
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the real kubectl against the emulated Kubernetes API server (`cinder-remediator sim`
 # serving the built-in seed scenario) and checks that each command shows what a real cluster in
-# the seed story would show. Prints `kubectl-check: N passed, M failed`; exits 1 on a failure.
+# the seed story would show, then the operator's install under RBAC (apply -k manifests, create
+# secret, create token, auth can-i as the ServiceAccount). Prints `kubectl-check: N passed, M
+# failed`; exits 1 on a failure.
 #
 # Uses kubectl from PATH; when there is none it installs Debian's kubernetes-client with apt-get.
 # Builds with cargo, honouring CARGO_TARGET_DIR.
@@ -163,6 +165,35 @@ check "the taint is on the node" \
     -o 'jsonpath={range .spec.taints[*]}{.key}={.value}:{.effect}{"\n"}{end}' <<'EOF'
 ^node\.kubernetes\.io/out-of-service=nodeshutdown:NoExecute$
 ^node\.kubernetes\.io/unreachable=:NoExecute$
+EOF
+
+# The operator's install: the shipped manifests, the cloud provider's Secret, and the
+# controller's permissions as its ServiceAccount sees them.
+check "apply the manifests" kubectl apply --server-side -k manifests <<'EOF'
+^serviceaccount/cinder-remediator serverside-applied
+^clusterrole\.rbac\.authorization\.k8s\.io/cinder-remediator serverside-applied
+^role\.rbac\.authorization\.k8s\.io/cinder-remediator-leader-election serverside-applied
+^deployment\.apps/cinder-remediator serverside-applied
+^poddisruptionbudget\.policy/cinder-remediator serverside-applied
+EOF
+
+printf '[Global]\nauth-url = https://keystone.example/v3\n' >"$tmp/cloud.conf"
+check "create the cloud.conf Secret" \
+    kubectl create secret generic cloud-config -n kube-system --from-file=cloud.conf="$tmp/cloud.conf" <<'EOF'
+^secret/cloud-config created
+EOF
+
+token="$(kubectl create token cinder-remediator -n kube-system 2>&1)" || true
+# `auth can-i` answers yes or no (exit 1 for no); the answers on one line.
+can_i() { for question in "$@"; do kubectl --token="$token" auth can-i $question 2>/dev/null || true; done | paste -sd ' '; }
+check "its ServiceAccount may delete pods, update nodes and its Lease, not read Secrets" \
+    can_i "delete pods -A" "update nodes" "update leases -n kube-system" \
+    "get secrets -n kube-system" "update leases -n default" <<'EOF'
+^yes yes yes no no$
+EOF
+
+check "a refusal is the API server's" bash -c "kubectl --token='$token' get secrets -n kube-system 2>&1; true" <<'EOF'
+Error from server \(Forbidden\): secrets is forbidden: User "system:serviceaccount:kube-system:cinder-remediator" cannot list resource "secrets" in API group "" in the namespace "kube-system"
 EOF
 
 echo "kubectl-check: $passed passed, $failed failed"

@@ -7,7 +7,9 @@
 //! figures. With `--check`, the scenario's `expect` block decides the exit code.
 //!
 //! The remediator talks to the emulators through the same clients and code paths as against a
-//! real cloud: `kube` over HTTP, and Keystone, Nova and Cinder through the `osauth` session.
+//! real cloud: `kube` over HTTPS as the ServiceAccount of `manifests/base`, under its roles (the
+//! emulated API server enforces them), and Keystone, Nova and Cinder through the `osauth`
+//! session.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -40,6 +42,8 @@ use sim::expect::{self, Check};
 use sim::scenario::{DeadHostName, FenceName, Remediator, Service, StrategyName};
 use sim::{self, Running, Scenario};
 
+/// The field manager the demo applies the shipped manifests with.
+const FIELD_MANAGER: &str = "cinder-remediator-demo";
 /// The default scenario: a node dies while the controller watches.
 const DEFAULT_SCENARIO: &str = include_str!("../scenarios/controller-node-dies.yaml");
 /// How long `demo` waits without an `expect` block.
@@ -133,9 +137,10 @@ async fn run_against(
     check: bool,
     clock: Clock,
 ) -> Result<bool, Error> {
-    let client = kube_client(running)?;
+    let client = admin_client(running)?;
     let metrics = Arc::new(Metrics::new());
-    let cluster = Cluster::new(client.clone(), "demo").with_metrics(Arc::clone(&metrics));
+    let remediator = service_account_client(running).await?;
+    let cluster = Cluster::new(remediator, "demo").with_metrics(Arc::clone(&metrics));
     let backend = storage_backend(running).await?.with_metrics(&metrics);
     let within = scenario
         .expect
@@ -158,7 +163,8 @@ async fn run_against(
             policy.fence
         );
         println!(
-            "Remediator: the controller (`run`), in this process, leading from the start (no Lease)\n"
+            "Remediator: the controller (`run`), in this process, leading from the start (no Lease), as the ServiceAccount {}/{} under the roles of manifests/base\n",
+            SERVICE_ACCOUNT.0, SERVICE_ACCOUNT.1
         );
         println!("Before:");
         print_state(running, &client, &ids).await?;
@@ -1077,14 +1083,108 @@ fn word(ready: Readiness) -> &'static str {
     }
 }
 
-fn kube_client(running: &Running) -> Result<kube::Client, Error> {
+/// A client of the emulated cluster that authenticates with `token` and trusts its CA.
+fn client_with(running: &Running, token: String) -> Result<kube::Client, Error> {
     let url = running
         .endpoints
         .kubernetes
         .parse()
         .map_err(|err| Error::Client(format!("emulated Kubernetes URL: {err}")))?;
-    kube::Client::try_from(kube::Config::new(url))
-        .map_err(|err| Error::Client(crate::config::one_line(&err)))
+    let mut config = kube::Config::new(url);
+    config.root_cert = Some(vec![running.kubernetes_ca.clone()]);
+    config.auth_info.token = Some(token.into());
+    kube::Client::try_from(config).map_err(|err| Error::Client(crate::config::one_line(&err)))
+}
+
+/// A client of the emulated cluster as its admin (a member of `system:masters`, allowed
+/// everything): what sets the scene and looks on.
+///
+/// # Errors
+/// When the client cannot be built.
+pub fn admin_client(running: &Running) -> Result<kube::Client, Error> {
+    client_with(running, sim::kubernetes::ADMIN_TOKEN.to_owned())
+}
+
+/// The namespace and name of the ServiceAccount the shipped manifests run the remediator as.
+pub const SERVICE_ACCOUNT: (&str, &str) = ("kube-system", "cinder-remediator");
+
+/// The ServiceAccount, roles and bindings of `manifests/base` (its Deployment and
+/// PodDisruptionBudget aside), built in.
+const BASE_RBAC: [&str; 6] = [
+    include_str!("../manifests/base/serviceaccount.yaml"),
+    include_str!("../manifests/base/clusterrole.yaml"),
+    include_str!("../manifests/base/clusterrolebinding.yaml"),
+    include_str!("../manifests/base/role.yaml"),
+    include_str!("../manifests/base/rolebinding.yaml"),
+    include_str!("../manifests/base/role-node-leases.yaml"),
+];
+
+/// The objects of [`BASE_RBAC`], as JSON.
+///
+/// # Errors
+/// Never in a tested build (the files are the repository's manifests).
+pub fn base_rbac() -> Result<Vec<serde_json::Value>, Error> {
+    let mut objects = Vec::new();
+    for text in BASE_RBAC {
+        let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(text)
+            .map_err(|err| Error::Client(format!("manifests/base: {err}")))?;
+        objects.extend(documents);
+    }
+    Ok(objects)
+}
+
+/// A client of the emulated cluster as the remediator's ServiceAccount under the shipped roles:
+/// applies the ServiceAccount, roles and bindings of `manifests/base` as the admin (server-side
+/// apply, as `kubectl apply --server-side` does), asks for a token by TokenRequest (as `kubectl
+/// create token` does) and authenticates with it. The emulated API server then allows exactly
+/// what those roles grant.
+///
+/// # Errors
+/// When a manifest cannot be applied, or no token issued.
+pub async fn service_account_client(running: &Running) -> Result<kube::Client, Error> {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use kube::api::{DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+    use kube::discovery::ApiResource;
+
+    let admin = admin_client(running)?;
+    let failed = |err: kube::Error| Error::Client(crate::config::one_line(&err));
+    for object in base_rbac()? {
+        let text = |field: &str| object.pointer(field).and_then(serde_json::Value::as_str);
+        let (Some(api_version), Some(kind), Some(name)) =
+            (text("/apiVersion"), text("/kind"), text("/metadata/name"))
+        else {
+            return Err(Error::Client(format!(
+                "manifests/base: {object} has no apiVersion, kind or name"
+            )));
+        };
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let plural = format!("{}s", kind.to_lowercase());
+        let resource = ApiResource::from_gvk_with_plural(&gvk, &plural);
+        let api: Api<DynamicObject> = match text("/metadata/namespace") {
+            Some(namespace) => Api::namespaced_with(admin.clone(), namespace, &resource),
+            None => Api::all_with(admin.clone(), &resource),
+        };
+        api.patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(&object),
+        )
+        .await
+        .map_err(failed)?;
+    }
+    let (namespace, name) = SERVICE_ACCOUNT;
+    let issued = Api::<ServiceAccount>::namespaced(admin, namespace)
+        .create_token_request(name, &PostParams::default(), &TokenRequest::default())
+        .await
+        .map_err(failed)?;
+    let token = issued
+        .status
+        .map(|status| status.token)
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| Error::Client("the TokenRequest was answered without a token".to_owned()))?;
+    client_with(running, token)
 }
 
 /// The backends through the production path: OpenStack's settings from `OS_*` variables (a

@@ -184,14 +184,14 @@ impl Sim {
 
     /// Every Event the emulated Kubernetes API holds, in both Event APIs.
     fn events(&self) -> Vec<Value> {
-        let token = yaml_value(&self.read("kubeconfig"), "token:");
+        let token = yaml_value(&self.read("kubeconfig"), "token:").expect("a token");
+        let ca = self.endpoint("kubernetes_ca");
         let base = self.endpoint("kubernetes");
         let mut events = Vec::new();
         for path in ["/api/v1/events", "/apis/events.k8s.io/v1/events"] {
-            let list = get_json(&format!("{base}{path}"), token.as_deref());
-            if let Some(items) = list["items"].as_array() {
-                events.extend(items.iter().cloned());
-            }
+            let list = get_json(&format!("{base}{path}"), Some((&token, ca)));
+            let items = list["items"].as_array().expect("a list of Events");
+            events.extend(items.iter().cloned());
         }
         events
     }
@@ -205,18 +205,22 @@ fn yaml_value(text: &str, key: &str) -> Option<String> {
     })
 }
 
-fn get_json(url: &str, bearer: Option<&str>) -> Value {
+/// GETs `url`; with `kubernetes` (a bearer token and the CA, PEM), as a client of the emulated
+/// API server.
+fn get_json(url: &str, kubernetes: Option<(&str, &str)>) -> Value {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap();
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        if let Some((_, ca)) = kubernetes {
+            builder = builder
+                .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap());
+        }
+        let client = builder.build().unwrap();
         let mut request = client.get(url);
-        if let Some(token) = bearer {
+        if let Some((token, _)) = kubernetes {
             request = request.bearer_auth(token);
         }
         let response = request.send().await.unwrap();

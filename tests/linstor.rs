@@ -14,7 +14,7 @@ use cinder_remediator::linstor::{Controllers, LinstorSettings};
 use cinder_remediator::oneshot::{self, Mode, Output};
 use fencing::plan::{Action, Policy, Skip};
 use sim::scenario::{Fault, Service};
-use sim::{Running, Scenario};
+use sim::{RequestRecord, Running, Scenario};
 
 /// node-b's satellite is lost (OFFLINE): its peers see it disconnected, node-a may promote and
 /// none is in use. Its StatefulSet pod hangs Terminating, its VolumeAttachment stays.
@@ -53,10 +53,9 @@ struct Setup {
 async fn start(text: &str) -> Setup {
     let scenario = Scenario::parse(text, Path::new("linstor.yaml")).unwrap();
     let running = sim::serve(&scenario).await.unwrap();
-    let client = kube::Client::try_from(kube::Config::new(
-        running.endpoints.kubernetes.parse().unwrap(),
-    ))
-    .unwrap();
+    let client = cinder_remediator::demo::service_account_client(&running)
+        .await
+        .unwrap();
     Setup {
         cluster: Cluster::new(client, "e2e"),
         running,
@@ -93,12 +92,21 @@ async fn plan_with(setup: &Setup, backend: &Storage, policy: &Policy) -> fencing
     .1
 }
 
+/// Whether the test's admin client sent it (setting the scene or looking on), not the
+/// remediator.
+fn by_admin(record: &RequestRecord) -> bool {
+    record
+        .access
+        .as_ref()
+        .is_some_and(|access| access.user.is_master())
+}
+
 fn kube_writes(setup: &Setup) -> Vec<String> {
     setup
         .running
         .requests()
         .iter()
-        .filter(|r| r.service == Service::Kubernetes && r.is_mutating() && r.by.is_none())
+        .filter(|r| r.service == Service::Kubernetes && r.is_mutating() && !by_admin(r))
         .filter(|r| !r.path.contains("/events"))
         .map(|r| format!("{} {}", r.method, r.path))
         .collect()
@@ -344,9 +352,9 @@ async fn the_piraeus_label_opts_pods_in_and_the_keep_annotation_out() {
     assert!(force_deletes(
         &plan_with(&setup, &backend, &only_labelled).await
     ));
-    // An operator keeps it: never force-deleted, whatever the mode.
-    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
-        kube::Api::namespaced(setup.cluster.client(), "default");
+    // An operator (the cluster's admin) keeps it: never force-deleted, whatever the mode.
+    let admin = cinder_remediator::demo::admin_client(&setup.running).unwrap();
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(admin, "default");
     pods.patch(
         "db-0",
         &kube::api::PatchParams::default(),

@@ -140,6 +140,23 @@ fn the_roles_grant_exactly_what_the_code_uses_and_no_wildcard() {
 }
 
 #[test]
+fn the_demo_and_the_tests_run_under_every_rbac_object_of_the_base() {
+    // demo::service_account_client applies these (built in); they must be what the base lists.
+    let rbac_kinds = [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    ];
+    let listed: Vec<Value> = base()
+        .into_iter()
+        .filter(|o| rbac_kinds.iter().any(|kind| o["kind"] == *kind))
+        .collect();
+    assert_eq!(cinder_remediator::demo::base_rbac().unwrap(), listed);
+}
+
+#[test]
 fn the_observe_only_role_is_the_base_role_read_only_but_for_events() {
     let patch = &documents(&root().join("overlays/observe-only/read-only-role.yaml"))[0];
     let read_only = grants(&patch[0]["value"]);

@@ -9,7 +9,8 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Event as CoreEvent, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
+    Event as CoreEvent, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
+    Service,
 };
 use k8s_openapi::api::events::v1::Event as EventsV1;
 use k8s_openapi::api::storage::v1::{CSINode, VolumeAttachment};
@@ -37,9 +38,21 @@ const WAIT: Duration = Duration::from_secs(10);
 
 async fn start(scenario: &Scenario) -> (Running, Client) {
     let running = sim::serve(scenario).await.expect("emulators start");
-    let url = running.endpoints.kubernetes.parse().expect("a URL");
-    let client = Client::try_from(kube::Config::new(url)).expect("a client");
+    let client = cinder_remediator::demo::admin_client(&running).expect("a client");
     (running, client)
+}
+
+/// A plain HTTP client of the emulated API server, as its admin.
+fn http(running: &Running) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {}", sim::kubernetes::ADMIN_TOKEN);
+    headers.insert(reqwest::header::AUTHORIZATION, bearer.parse().unwrap());
+    let ca = reqwest::Certificate::from_der(&running.kubernetes_ca).expect("the CA");
+    reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .default_headers(headers)
+        .build()
+        .expect("a client")
 }
 
 async fn finish(running: Running) {
@@ -997,7 +1010,7 @@ async fn recorder_events_are_created_and_list_back_in_both_event_apis() {
 #[tokio::test]
 async fn kubectl_gets_tables_with_the_columns_it_prints() {
     let (running, _client) = start(&Scenario::seed()).await;
-    let http = reqwest::Client::new();
+    let http = http(&running);
     let table = async |path: &str| -> Value {
         http.get(format!("{}{path}", running.endpoints.kubernetes))
             .header(
@@ -1086,7 +1099,7 @@ async fn kubectl_gets_tables_with_the_columns_it_prints() {
 #[tokio::test]
 async fn malformed_requests_get_status_errors() {
     let (running, _client) = start(&Scenario::seed()).await;
-    let http = reqwest::Client::new();
+    let http = http(&running);
     let base = &running.endpoints.kubernetes;
     let send = async |request: reqwest::RequestBuilder| -> (u16, Value) {
         let response = request.send().await.expect("a response");
@@ -1175,6 +1188,100 @@ async fn deleting_the_seed_attachment_detaches_the_volume_then_releases_it() {
     }
     assert!(gone, "the attacher releases the VolumeAttachment");
     assert!(!running.world.lock().cloud.is_attached(VOLUME, SERVER_DEAD));
+    finish(running).await;
+}
+
+#[tokio::test]
+async fn an_attacher_that_is_down_leaves_a_deleted_attachment_with_its_finalizer() {
+    let mut seed = Scenario::seed();
+    seed.kubernetes
+        .controllers
+        .insert("csi-attacher".to_owned(), false);
+    let (running, client) = start(&seed).await;
+    let vas: Api<VolumeAttachment> = Api::all(client.clone());
+    let name = attachment_name(VOLUME, CINDER_DRIVER, NODE_DEAD);
+    vas.delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let kept = vas.get(&name).await.expect("still there");
+    assert!(kept.metadata.deletion_timestamp.is_some());
+    assert_eq!(
+        kept.finalizers(),
+        ["external-attacher/cinder-csi-openstack-org"]
+    );
+    assert!(running.world.lock().cloud.is_attached(VOLUME, SERVER_DEAD));
+    let attacher_calls: Vec<_> = running
+        .requests()
+        .into_iter()
+        .filter(|r| r.by == Some("csi-attacher"))
+        .collect();
+    assert!(
+        attacher_calls.is_empty(),
+        "nothing asked the cloud to detach: {attacher_calls:?}"
+    );
+    finish(running).await;
+}
+
+#[tokio::test]
+async fn secrets_and_services_get_the_api_servers_defaults() {
+    let (running, client) = start(&Scenario::seed()).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "kube-system");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "cloud-config"},
+        "stringData": {"cloud.conf": "[Global]\n"},
+    }))
+    .expect("a Secret");
+    let created = secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("created");
+    assert_eq!(created.type_.as_deref(), Some("Opaque"));
+    assert!(created.string_data.is_none(), "stringData is never stored");
+    let data = created.data.expect("data");
+    assert_eq!(data["cloud.conf"].0, b"[Global]\n");
+
+    let services: Api<Service> = Api::namespaced(client.clone(), "kube-system");
+    let service = |name: &str| -> Service {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"selector": {"app": name}, "ports": [{"name": "admin", "port": 8080}]},
+        }))
+        .expect("a Service")
+    };
+    let first = services
+        .create(&PostParams::default(), &service("metrics"))
+        .await
+        .expect("created");
+    let spec = first.spec.expect("spec");
+    assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+    assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.2"));
+    assert_eq!(spec.cluster_ips, Some(vec!["10.96.0.2".to_owned()]));
+    let port = &spec.ports.expect("ports")[0];
+    assert_eq!(port.protocol.as_deref(), Some("TCP"));
+    assert_eq!(
+        port.target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(8080))
+    );
+    let second = services
+        .create(&PostParams::default(), &service("other"))
+        .await
+        .expect("created");
+    assert_eq!(
+        second.spec.and_then(|s| s.cluster_ip).as_deref(),
+        Some("10.96.0.3")
+    );
+    // A replace without the address keeps it.
+    let mut replaced = service("metrics");
+    replaced.metadata.resource_version = first.metadata.resource_version;
+    let kept = services
+        .replace("metrics", &PostParams::default(), &replaced)
+        .await
+        .expect("replaced");
+    assert_eq!(
+        kept.spec.and_then(|s| s.cluster_ip).as_deref(),
+        Some("10.96.0.2")
+    );
     finish(running).await;
 }
 
@@ -1310,7 +1417,7 @@ async fn pages(http: &reqwest::Client, url: &str, limit: usize) -> (Vec<String>,
 #[tokio::test]
 async fn lists_page_with_limit_and_continue_as_the_api_server_does() {
     let (running, client) = start(&twelve_pods()).await;
-    let http = reqwest::Client::new();
+    let http = http(&running);
     let base = running.endpoints.kubernetes.clone();
     let all = |url: &str| {
         let url = url.to_owned();
@@ -1423,7 +1530,7 @@ async fn lists_page_with_limit_and_continue_as_the_api_server_does() {
 #[tokio::test]
 async fn a_continue_token_the_server_did_not_write_is_a_bad_request() {
     let (running, _client) = start(&twelve_pods()).await;
-    let http = reqwest::Client::new();
+    let http = http(&running);
     let url = format!("{}/api/v1/pods", running.endpoints.kubernetes);
     let get = async |query: &[(&str, &str)]| -> (u16, Value) {
         let response = http

@@ -8,9 +8,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::storage::v1::VolumeAttachment;
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Client, ResourceExt};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -412,8 +412,7 @@ linstor:
 ";
 
 async fn kube(running: &Running) -> Client {
-    let url = running.endpoints.kubernetes.parse().expect("a URL");
-    Client::try_from(kube::Config::new(url)).expect("a client")
+    cinder_remediator::demo::admin_client(running).expect("a client")
 }
 
 #[tokio::test]
@@ -605,8 +604,10 @@ async fn the_linstor_scenarios_load_and_serve() {
             "{}",
             file.display()
         );
-        let (status, _) = get(&format!("{}/api/v1/nodes", running.endpoints.kubernetes)).await;
-        assert_eq!(status, StatusCode::OK);
+        let nodes = Api::<Node>::all(kube(&running).await)
+            .list(&ListParams::default())
+            .await;
+        assert!(nodes.is_ok(), "{}: {nodes:?}", file.display());
         finish(running).await;
     }
 }

@@ -16,6 +16,7 @@ pub mod kubernetes;
 pub mod linstor;
 pub mod nova;
 pub mod scenario;
+pub mod tls;
 pub mod world;
 
 use std::net::SocketAddr;
@@ -55,6 +56,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The Kubernetes API server's certificate could not be made.
+    #[error(transparent)]
+    Tls(#[from] tls::Error),
     /// A state file could not be written.
     #[error("cannot write {path}; pass a --state-dir that exists and is writable")]
     StateDir {
@@ -72,6 +76,8 @@ pub struct Running {
     pub world: World,
     /// Where each emulator listens.
     pub endpoints: Endpoints,
+    /// The CA (DER) the Kubernetes API server's certificate chains to, for clients to trust.
+    pub kubernetes_ca: Vec<u8>,
     stop: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -104,7 +110,10 @@ impl Running {
             let path = dir.join(name);
             std::fs::write(&path, text).map_err(|source| Error::StateDir { path, source })
         };
-        write("kubeconfig", kubeconfig(&self.endpoints.kubernetes))?;
+        write(
+            "kubeconfig",
+            kubeconfig(&self.endpoints.kubernetes, &self.endpoints.kubernetes_ca),
+        )?;
         write(
             "clouds.yaml",
             clouds_yaml(&self.endpoints.keystone, &region, &credentials),
@@ -150,11 +159,13 @@ pub async fn serve(scenario: &Scenario) -> Result<Running, Error> {
 /// When a port cannot be bound (for instance, it is in use).
 pub async fn serve_on(scenario: &Scenario, port_base: Option<u16>) -> Result<Running, Error> {
     let world = World::new(scenario);
+    let authority = tls::Authority::new()?;
     let mut ports = Ports(port_base);
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let mut endpoints = Endpoints {
         started_at: world.started_at().to_string(),
+        kubernetes_ca: authority.ca_pem.clone(),
         ..Endpoints::default()
     };
 
@@ -165,7 +176,15 @@ pub async fn serve_on(scenario: &Scenario, port_base: Option<u16>) -> Result<Run
         (Service::Kubernetes, kubernetes::router(world.clone())),
     ];
     for (service, router) in services {
-        let url = listen(service, ports.next(), router, &world, &stop, &mut tasks).await?;
+        let tls = (service == Service::Kubernetes).then_some(&authority);
+        let served = Served {
+            world: &world,
+            stop: &stop,
+            tls,
+        };
+        let url = served
+            .listen(service, ports.next(), router, &mut tasks)
+            .await?;
         match service {
             Service::Keystone => endpoints.keystone = url,
             Service::Nova => endpoints.nova = url,
@@ -187,6 +206,11 @@ pub async fn serve_on(scenario: &Scenario, port_base: Option<u16>) -> Result<Run
         })?;
     endpoints.requests = format!("http://{}/", local(&listener));
     spawn_server(listener, log, &stop, &mut tasks);
+    let plain = Served {
+        world: &world,
+        stop: &stop,
+        tls: None,
+    };
     if let Some(cluster) = &scenario.linstor {
         let addr = ports.next();
         let url = if cluster.controller_down {
@@ -201,20 +225,16 @@ pub async fn serve_on(scenario: &Scenario, port_base: Option<u16>) -> Result<Run
             format!("http://{}", local(&listener))
         } else {
             let router = linstor::router(world.clone());
-            listen(Service::Linstor, addr, router, &world, &stop, &mut tasks).await?
+            plain
+                .listen(Service::Linstor, addr, router, &mut tasks)
+                .await?
         };
         endpoints.linstor = Some(url);
         if cluster.backup_controller {
             let router = linstor::router(world.clone());
-            let url = listen(
-                Service::Linstor,
-                ports.next(),
-                router,
-                &world,
-                &stop,
-                &mut tasks,
-            )
-            .await?;
+            let url = plain
+                .listen(Service::Linstor, ports.next(), router, &mut tasks)
+                .await?;
             endpoints.linstor_backup = Some(url);
         }
     }
@@ -236,6 +256,7 @@ pub async fn serve_on(scenario: &Scenario, port_base: Option<u16>) -> Result<Run
     Ok(Running {
         world,
         endpoints,
+        kubernetes_ca: authority.ca_der,
         stop,
         tasks,
     })
@@ -264,36 +285,52 @@ fn local(listener: &TcpListener) -> SocketAddr {
     listener.local_addr().unwrap_or_else(|_| loopback())
 }
 
-async fn listen(
-    service: Service,
-    addr: SocketAddr,
-    router: Router,
-    world: &World,
-    stop: &CancellationToken,
-    tasks: &mut JoinSet<()>,
-) -> Result<String, Error> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Bind {
-            service: service.as_str(),
-            addr,
-            source,
-        })?;
-    let url = format!("http://{}", local(&listener));
-    let router = router.layer(middleware::from_fn_with_state(
-        (world.clone(), service),
-        record_and_interfere,
-    ));
-    spawn_server(listener, router, stop, tasks);
-    Ok(url)
+/// How an emulator is served: over one world, until one token, with TLS or without.
+struct Served<'a> {
+    world: &'a World,
+    stop: &'a CancellationToken,
+    tls: Option<&'a tls::Authority>,
 }
 
-fn spawn_server(
-    listener: TcpListener,
-    router: Router,
-    stop: &CancellationToken,
-    tasks: &mut JoinSet<()>,
-) {
+impl Served<'_> {
+    /// Serves `router` on `addr`, every request logged; its base URL.
+    async fn listen(
+        &self,
+        service: Service,
+        addr: SocketAddr,
+        router: Router,
+        tasks: &mut JoinSet<()>,
+    ) -> Result<String, Error> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                service: service.as_str(),
+                addr,
+                source,
+            })?;
+        let router = router.layer(middleware::from_fn_with_state(
+            (self.world.clone(), service),
+            record_and_interfere,
+        ));
+        let address = local(&listener);
+        Ok(match self.tls {
+            Some(authority) => {
+                spawn_server(authority.listen(listener), router, self.stop, tasks);
+                format!("https://{address}")
+            }
+            None => {
+                spawn_server(listener, router, self.stop, tasks);
+                format!("http://{address}")
+            }
+        })
+    }
+}
+
+fn spawn_server<L>(listener: L, router: Router, stop: &CancellationToken, tasks: &mut JoinSet<()>)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let stop = stop.clone();
     tasks.spawn(async move {
         let shutdown = async move { stop.cancelled().await };
@@ -333,6 +370,7 @@ async fn record_and_interfere(
         status: response.status().as_u16(),
         at_ms: arrived,
         by: None,
+        access: response.extensions().get::<kubernetes::Access>().cloned(),
     });
     response
 }
@@ -341,7 +379,10 @@ async fn request_log(AxumState(world): AxumState<World>) -> Response {
     axum::Json(world.lock().requests().to_vec()).into_response()
 }
 
-fn kubeconfig(server: &str) -> String {
+fn kubeconfig(server: &str, ca_pem: &str) -> String {
+    use base64::Engine;
+    let token = kubernetes::ADMIN_TOKEN;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     format!(
         "apiVersion: v1
 kind: Config
@@ -349,6 +390,7 @@ clusters:
 - name: sim
   cluster:
     server: {server}
+    certificate-authority-data: {ca}
 contexts:
 - name: sim
   context:
@@ -359,7 +401,7 @@ current-context: sim
 users:
 - name: sim
   user:
-    token: sim-kubernetes-token
+    token: {token}
 "
     )
 }

@@ -612,7 +612,8 @@ pub struct Kubernetes {
     pub events: Vec<Event>,
     /// Kubernetes' own controllers to switch off (`{name: false}`); every one runs unless
     /// switched off: `nodelifecycle`, `replicaset`, `statefulset`, `scheduler`, `attachdetach`,
-    /// `kubelet`, `taint-eviction`, `podgc`.
+    /// `kubelet`, `taint-eviction`, `podgc`, and the CSI drivers' `csi-attacher` (down, as when
+    /// its controller pod ran on the dead node).
     #[serde(default)]
     pub controllers: BTreeMap<String, bool>,
     /// How the emulated cluster acts.
@@ -621,7 +622,7 @@ pub struct Kubernetes {
 }
 
 /// The names `kubernetes.controllers` accepts.
-pub const CONTROLLERS: [&str; 8] = [
+pub const CONTROLLERS: [&str; 9] = [
     "nodelifecycle",
     "replicaset",
     "statefulset",
@@ -630,6 +631,7 @@ pub const CONTROLLERS: [&str; 8] = [
     "kubelet",
     "taint-eviction",
     "podgc",
+    "csi-attacher",
 ];
 
 impl Kubernetes {

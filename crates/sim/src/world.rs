@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::cloud::Cloud;
-use super::kubernetes::{self, Store};
+use super::kubernetes::{self, Access, Store};
 use super::linstor::Linstor;
 use super::scenario::{Fault, Scenario, Service, Step};
 
@@ -50,8 +50,10 @@ impl Credentials {
 /// Base URLs of the emulators, as written to `endpoints.json`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Endpoints {
-    /// Kubernetes API server.
+    /// Kubernetes API server (HTTPS).
     pub kubernetes: String,
+    /// The CA the Kubernetes API server's certificate chains to, PEM.
+    pub kubernetes_ca: String,
     /// Keystone root (the auth URL is this plus `/v3`).
     pub keystone: String,
     /// Nova root (the catalog URL is this plus `/v2.1`).
@@ -89,6 +91,10 @@ pub struct RequestRecord {
     /// over HTTP (the remediator, the `openstack` CLI).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub by: Option<&'static str>,
+    /// For an authenticated Kubernetes request: its user, what RBAC saw it ask, and whether it
+    /// was allowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
 }
 
 impl RequestRecord {
@@ -193,6 +199,7 @@ impl State {
             status,
             at_ms: now_ms,
             by: Some(by),
+            access: None,
         });
     }
 

@@ -14,16 +14,20 @@ use jiff::Timestamp;
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 
+use super::auth::{self, User};
 use super::convert;
 use super::discovery;
 use super::output::Output;
 use super::paging::Continue;
 use super::patch::{self, PatchType};
+use super::protobuf;
+use super::rbac::{self, Access, Attributes};
 use super::resource::{self, Resource};
 use super::selector::Selector;
 use super::store::{ApiError, DeleteOptions, Key, Part, Store};
 use super::table::{self, Include};
 use super::watch;
+use crate::fault;
 use crate::world::World;
 
 /// What a path names.
@@ -44,6 +48,18 @@ enum Target {
         name: String,
         part: Part,
     },
+    /// A ServiceAccount's `token` subresource (TokenRequest).
+    Token {
+        resource: &'static Resource,
+        namespace: String,
+        name: String,
+    },
+    /// `SelfSubjectAccessReview`.
+    AccessReview,
+    /// `/openapi/v3`.
+    OpenApiRoot,
+    /// `/openapi/v3/...` of a group and version.
+    OpenApi(String, String),
 }
 
 fn parse_path(path: &str) -> Option<Target> {
@@ -58,6 +74,19 @@ fn parse_path(path: &str) -> Option<Target> {
             (*group).to_owned(),
             (*version).to_owned(),
         )),
+        [
+            "apis",
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectaccessreviews",
+        ] => Some(Target::AccessReview),
+        ["openapi", "v3"] => Some(Target::OpenApiRoot),
+        ["openapi", "v3", "api", version] => {
+            Some(Target::OpenApi(String::new(), (*version).to_owned()))
+        }
+        ["openapi", "v3", "apis", group, version] => {
+            Some(Target::OpenApi((*group).to_owned(), (*version).to_owned()))
+        }
         ["api", version, rest @ ..] => resource_path("", version, rest),
         ["apis", group, version, rest @ ..] => resource_path(group, version, rest),
         _ => None,
@@ -91,11 +120,20 @@ fn resource_path(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
         }),
         [_, name] => object(name, Part::Main),
         [_, name, "status"] if resource.has_status => object(name, Part::Status),
+        [_, name, "token"] if resource.plural == "serviceaccounts" => {
+            namespace.clone().map(|namespace| Target::Token {
+                resource,
+                namespace,
+                name: (*name).to_owned(),
+            })
+        }
         _ => None,
     }
 }
 
-/// Every request to the Kubernetes API.
+/// Every request to the Kubernetes API: authenticated (401 without a known token), authorized
+/// (403 when RBAC refuses), then served. The response carries what the API server made of the
+/// request ([`Access`]) for the request log.
 pub async fn handle(
     State(world): State<World>,
     method: Method,
@@ -103,22 +141,57 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let pairs: Vec<(String, String)> = Query::try_from_uri(&uri)
+        .map(|Query(pairs)| pairs)
+        .unwrap_or_default();
+    let attributes = Attributes::of(&method, uri.path(), &pairs);
+    let (user, decision) = {
+        let state = world.lock();
+        let authorization = header_text(&headers, header::AUTHORIZATION);
+        let Some(user) = auth::authenticate(&state.kube, authorization, Timestamp::now()) else {
+            return fault::kubernetes(StatusCode::UNAUTHORIZED, "Unauthorized");
+        };
+        let decision = rbac::authorize(&state.kube, &user, &attributes);
+        (user, decision)
+    };
+    let mut response = if decision.allowed {
+        serve(&world, &method, &uri, &headers, body, &user).await
+    } else {
+        rbac::forbidden(&user, &attributes, &decision.reason)
+    };
+    response.extensions_mut().insert(Access {
+        user,
+        attributes,
+        allowed: decision.allowed,
+    });
+    response
+}
+
+/// Serves an authorized request.
+async fn serve(
+    world: &World,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+    user: &User,
+) -> Response {
     let Some(target) = parse_path(uri.path()) else {
         return not_found_path(uri.path());
     };
-    let query: HashMap<String, String> = match Query::try_from_uri(&uri) {
+    let query: HashMap<String, String> = match Query::try_from_uri(uri) {
         Ok(Query(query)) => query,
         Err(err) => return ApiError::bad_request(err.body_text()).into_response(),
     };
     let request = Call {
         query,
-        output: Output::from_accept(header_text(&headers, header::ACCEPT)),
-        content_type: header_text(&headers, header::CONTENT_TYPE)
+        output: Output::from_accept(header_text(headers, header::ACCEPT)),
+        content_type: header_text(headers, header::CONTENT_TYPE)
             .unwrap_or("application/json")
             .to_owned(),
         body,
     };
-    let result = match (target, &method) {
+    let result = match (target, method) {
         (Target::Version, &Method::GET) => Ok(ok(discovery::version())),
         (Target::CoreVersions, &Method::GET) => Ok(ok(discovery::core_versions())),
         (Target::Groups, &Method::GET) => Ok(ok(discovery::groups())),
@@ -128,17 +201,19 @@ pub async fn handle(
         (Target::Resources(group, version), &Method::GET) => discovery::resources(&group, &version)
             .map(ok)
             .ok_or_else(|| path_error(uri.path())),
+        (Target::OpenApiRoot, &Method::GET) => Ok(ok(discovery::openapi_root())),
+        (Target::OpenApi(group, version), &Method::GET) => {
+            discovery::openapi_document(&group, &version)
+                .map(ok)
+                .ok_or_else(|| path_error(uri.path()))
+        }
         (
             Target::Collection {
                 resource,
                 namespace,
             },
             method,
-        ) => {
-            request
-                .collection(&world, method, resource, namespace)
-                .await
-        }
+        ) => request.collection(world, method, resource, namespace).await,
         (
             Target::Object {
                 resource,
@@ -148,7 +223,7 @@ pub async fn handle(
             },
             method,
         ) => request.object(
-            &world,
+            world,
             method,
             &Place {
                 resource,
@@ -157,6 +232,29 @@ pub async fn handle(
                 part,
             },
         ),
+        (
+            Target::Token {
+                resource,
+                namespace,
+                name,
+            },
+            &Method::POST,
+        ) => request.json_body().and_then(|body| {
+            let state = world.lock();
+            let answer = auth::token_request(
+                &state.kube,
+                resource,
+                &namespace,
+                &name,
+                body,
+                Timestamp::now(),
+            )?;
+            Ok(respond(StatusCode::CREATED, &answer))
+        }),
+        (Target::AccessReview, &Method::POST) => request.json_body().and_then(|body| {
+            let answer = rbac::review(&world.lock().kube, user, body)?;
+            Ok(respond(StatusCode::CREATED, &answer))
+        }),
         _ => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("the server does not allow this method on the requested resource ({method})"),
@@ -277,6 +375,9 @@ impl Call {
 
     fn json_body(&self) -> Result<Value, ApiError> {
         if self.content_type.contains("protobuf") {
+            if let Some(object) = protobuf::decode(&self.body) {
+                return Ok(object);
+            }
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!(

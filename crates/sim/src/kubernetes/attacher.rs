@@ -47,8 +47,12 @@ pub struct Progress {
 }
 
 /// Detaches volumes whose VolumeAttachments are marked for deletion, as the real attacher does.
-/// Cheap when nothing is being deleted: one emptiness check.
+/// Cheap when nothing is being deleted: one emptiness check. Nothing while the scenario has the
+/// attacher down (`kubernetes.controllers: {csi-attacher: false}`).
 pub fn reconcile(state: &mut State, now_ms: u64) {
+    if !state.controllers.runs("csi-attacher") {
+        return;
+    }
     if !state.kube.attaching_attachments().is_empty() {
         let names: Vec<String> = state.kube.attaching_attachments().iter().cloned().collect();
         for name in names {

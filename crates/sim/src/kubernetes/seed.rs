@@ -206,6 +206,7 @@ impl Store {
             index: Index::new(scenario),
         };
         seeder.namespaces();
+        seeder.bootstrap_policy();
         seeder.nodes();
         seeder.volumes();
         seeder.pods();
@@ -267,6 +268,22 @@ impl Seeder<'_> {
                 json!({"apiVersion": "v1", "kind": "Namespace", "metadata": meta,
                        "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}),
             );
+        }
+    }
+
+    /// The bootstrap ClusterRoles and their bindings, as every API server creates them.
+    fn bootstrap_policy(&mut self) {
+        for (storage, mut object) in super::rbac::bootstrap_policy() {
+            let kind = str_at(&object, &["kind"]).unwrap_or_default().to_owned();
+            let name = str_at(&object, &["metadata", "name"])
+                .unwrap_or_default()
+                .to_owned();
+            if let Value::Object(meta) = self.meta(&kind, None, &name, self.start) {
+                for (field, value) in meta {
+                    object["metadata"][field] = value;
+                }
+            }
+            self.add(storage, None, object);
         }
     }
 

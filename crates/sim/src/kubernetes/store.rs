@@ -131,6 +131,11 @@ impl ApiError {
         )
     }
 
+    /// 422 Invalid, with the message the API server's validation gives.
+    pub(super) fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+
     fn conflict(resource: &Resource, name: &str, why: &str) -> Self {
         Self::new(
             StatusCode::CONFLICT,
@@ -220,6 +225,8 @@ pub struct Store {
     attaching_attachments: BTreeSet<String>,
     /// What the emulated external-attacher has done per VolumeAttachment.
     pub(super) attacher: BTreeMap<String, attacher::Progress>,
+    /// The key ServiceAccount tokens are signed with.
+    pub(super) issuer: super::auth::Issuer,
 }
 
 impl Store {
@@ -237,6 +244,7 @@ impl Store {
             deleting_attachments: BTreeSet::new(),
             attaching_attachments: BTreeSet::new(),
             attacher: BTreeMap::new(),
+            issuer: super::auth::Issuer::new(),
         }
     }
 
@@ -585,12 +593,7 @@ impl Store {
         if object.get("spec").is_some() {
             set_path(&mut object, &["metadata", "generation"], 1.into());
         }
-        if resource.storage == "pods" && object.get("status").is_none() {
-            set_path(&mut object, &["status", "phase"], "Pending".into());
-        }
-        if resource.storage == "namespaces" && object.get("status").is_none() {
-            set_path(&mut object, &["status", "phase"], "Active".into());
-        }
+        super::defaults::on_create(self, resource.storage, &mut object);
         Ok(self.put(key, object))
     }
 
@@ -637,6 +640,7 @@ impl Store {
                 new
             }
             Part::Main => {
+                super::defaults::on_update(resource.storage, &old, &mut object);
                 if resource.has_status {
                     match old.get("status") {
                         Some(status) => set_path(&mut object, &["status"], status.clone()),

@@ -328,6 +328,93 @@ fn columns(resource: &Resource) -> Vec<Value> {
             ),
         ],
         "namespaces" => vec![name, s("Status", 0, "The status of the namespace"), age],
+        "serviceaccounts" => vec![
+            name,
+            s(
+                "Secrets",
+                0,
+                "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.",
+            ),
+            age,
+        ],
+        "secrets" => vec![
+            name,
+            s(
+                "Type",
+                0,
+                "Used to facilitate programmatic handling of secret data.",
+            ),
+            s(
+                "Data",
+                0,
+                "Data contains the secret data. Each key must consist of alphanumeric characters, '-', '_' or '.'.",
+            ),
+            age,
+        ],
+        "configmaps" => vec![
+            name,
+            s("Data", 0, "Data contains the configuration data."),
+            age,
+        ],
+        "services" => vec![
+            name,
+            s("Type", 0, "type determines how the Service is exposed."),
+            s(
+                "Cluster-IP",
+                0,
+                "clusterIP is the IP address of the service and is usually assigned randomly.",
+            ),
+            s(
+                "External-IP",
+                0,
+                "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service.",
+            ),
+            s(
+                "Port(s)",
+                0,
+                "The list of ports that are exposed by this service.",
+            ),
+            age,
+            s(
+                "Selector",
+                1,
+                "Route service traffic to pods with label keys and values matching this selector.",
+            ),
+        ],
+        "poddisruptionbudgets" => vec![
+            name,
+            s(
+                "Min Available",
+                0,
+                "The minimum number of pods that must be available.",
+            ),
+            s(
+                "Max Unavailable",
+                0,
+                "The maximum number of pods that may be unavailable.",
+            ),
+            column(
+                "Allowed Disruptions",
+                "integer",
+                0,
+                "Calculated number of pods that may be disrupted at this time.",
+            ),
+            age,
+        ],
+        // Roles have no printer of their own: the API server's default table convertor.
+        "clusterroles" | "roles" => vec![name, column("Created At", "date", 0, AGE)],
+        "clusterrolebindings" | "rolebindings" => vec![
+            name,
+            s(
+                "Role",
+                0,
+                "RoleRef can reference a Role in the current namespace or a ClusterRole in the global namespace.",
+            ),
+            age,
+            s("Users", 1, "Users in the roleBinding"),
+            s("Groups", 1, "Groups in the roleBinding"),
+            s("ServiceAccounts", 1, "ServiceAccounts in the roleBinding"),
+        ],
         "leases" => vec![name, s("Holder", 0, "The holder of the lease."), age],
         "csinodes" => vec![
             name,
@@ -425,6 +512,46 @@ fn cells(resource: &Resource, object: &Value, now: Timestamp) -> Vec<Value> {
             text(object, &["spec", "holderIdentity"]).into(),
             created.into(),
         ],
+        "serviceaccounts" => vec![
+            name.into(),
+            count(object, &["secrets"]).into(),
+            created.into(),
+        ],
+        "secrets" => vec![
+            name.into(),
+            text(object, &["type"]).into(),
+            count(object, &["data"]).into(),
+            created.into(),
+        ],
+        "configmaps" => vec![
+            name.into(),
+            (count(object, &["data"]) + count(object, &["binaryData"])).into(),
+            created.into(),
+        ],
+        "services" => service_cells(object, name, created),
+        "poddisruptionbudgets" => {
+            let bound = |field: &str| match object.pointer(&format!("/spec/{field}")) {
+                Some(Value::String(text)) => text.clone(),
+                Some(Value::Number(number)) => number.to_string(),
+                _ => "N/A".to_owned(),
+            };
+            vec![
+                name.into(),
+                bound("minAvailable").into(),
+                bound("maxUnavailable").into(),
+                object
+                    .pointer("/status/disruptionsAllowed")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    .into(),
+                created.into(),
+            ]
+        }
+        "clusterroles" | "roles" => vec![
+            name.into(),
+            text(object, &["metadata", "creationTimestamp"]).into(),
+        ],
+        "clusterrolebindings" | "rolebindings" => binding_cells(object, name, created),
         "csinodes" => vec![
             name.into(),
             object
@@ -479,6 +606,108 @@ fn deployment_cells(object: &Value, name: &str, created: String) -> Vec<Value> {
         each("name").into(),
         each("image").into(),
         selector.join(",").into(),
+    ]
+}
+
+/// How many entries a list or map has (0 when absent).
+fn count(object: &Value, path: &[&str]) -> usize {
+    let mut value = object;
+    for part in path {
+        match value.get(part) {
+            Some(next) => value = next,
+            None => return 0,
+        }
+    }
+    match value {
+        Value::Array(items) => items.len(),
+        Value::Object(fields) => fields.len(),
+        _ => 0,
+    }
+}
+
+fn service_cells(object: &Value, name: &str, created: String) -> Vec<Value> {
+    let list = |path: &str| -> Vec<&Value> {
+        object
+            .pointer(path)
+            .and_then(Value::as_array)
+            .map(|items| items.iter().collect())
+            .unwrap_or_default()
+    };
+    let cluster_ip = list("/spec/clusterIPs")
+        .first()
+        .and_then(|ip| ip.as_str())
+        .unwrap_or("<none>")
+        .to_owned();
+    let external: Vec<&str> = list("/spec/externalIPs")
+        .into_iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let ports: Vec<String> = list("/spec/ports")
+        .into_iter()
+        .map(|port| {
+            let number = port.get("port").and_then(Value::as_i64).unwrap_or(0);
+            let protocol = str_at(port, &["protocol"]).unwrap_or("TCP");
+            match port.get("nodePort").and_then(Value::as_i64) {
+                Some(node_port) if node_port != 0 => format!("{number}:{node_port}/{protocol}"),
+                _ => format!("{number}/{protocol}"),
+            }
+        })
+        .collect();
+    let selector: Vec<String> = object
+        .pointer("/spec/selector")
+        .and_then(Value::as_object)
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(key, value)| format!("{key}={}", value.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    vec![
+        name.into(),
+        text(object, &["spec", "type"]).into(),
+        cluster_ip.into(),
+        or_none(&external.join(",")).into(),
+        or_none(&ports.join(",")).into(),
+        created.into(),
+        or_none(&selector.join(",")).into(),
+    ]
+}
+
+/// A binding's role and subjects, as `rbac.SubjectsStrings` groups them (service accounts as
+/// `namespace/name`).
+fn binding_cells(object: &Value, name: &str, created: String) -> Vec<Value> {
+    let role = format!(
+        "{}/{}",
+        text(object, &["roleRef", "kind"]),
+        text(object, &["roleRef", "name"])
+    );
+    let subjects: Vec<&Value> = object
+        .get("subjects")
+        .and_then(Value::as_array)
+        .map(|items| items.iter().collect())
+        .unwrap_or_default();
+    let of_kind = |kind: &str| -> String {
+        subjects
+            .iter()
+            .filter(|s| text(s, &["kind"]) == kind)
+            .map(|s| {
+                if kind == "ServiceAccount" {
+                    format!("{}/{}", text(s, &["namespace"]), text(s, &["name"]))
+                } else {
+                    text(s, &["name"]).to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    vec![
+        name.into(),
+        role.into(),
+        created.into(),
+        of_kind("User").into(),
+        of_kind("Group").into(),
+        of_kind("ServiceAccount").into(),
     ]
 }
 

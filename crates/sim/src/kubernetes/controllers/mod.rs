@@ -78,7 +78,8 @@ impl Controllers {
         }
     }
 
-    fn runs(&self, name: &str) -> bool {
+    /// Whether the controller `name` (of [`crate::scenario::CONTROLLERS`]) runs.
+    pub(crate) fn runs(&self, name: &str) -> bool {
         self.runs.get(name).copied().unwrap_or(true)
     }
 }
