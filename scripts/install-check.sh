@@ -5,18 +5,18 @@
 #   2. renders the kustomize base and applies it with the real `kubectl apply --server-side`;
 #   3. reads the Deployment back from the API server and starts the controller as the kubelet
 #      would: the container's args and environment (the downward API filled in), the Secret's
-#      `cloud.conf` at the Deployment's mountPath (in a private mount namespace, over an overlay
-#      of the host directory, so nothing on the host changes), as the ServiceAccount (a token
-#      from TokenRequest; the RBAC of the rendered roles is enforced by the emulator);
+#      `cloud.conf` at the Deployment's mountPath and the ServiceAccount's token at the in-cluster
+#      path (in a private mount namespace, over an overlay of each host directory, so nothing on
+#      the host changes); the RBAC of the rendered roles is enforced by the emulator;
 #   4. checks what the guide promises: the probes, the Lease, then, after the node dies, the
 #      Events on the Node, /metrics, the final state (volume freed, taint, replacement Running
 #      elsewhere), no secret in the log, and the Lease released on SIGTERM.
 # Prints `install-check: N passed, M failed`; exits 1 on a failure.
 #
-# Two differences from a pod, both forced by running on a workstation, both printed: the
-# emulator serves plain http, so the ServiceAccount's identity comes in a kubeconfig instead of
-# the in-cluster configuration (which needs https); and without root (no mount namespace) the
-# cloud.conf is placed under a scratch directory and the path the Deployment gives is rewritten.
+# As root (CI), the controller runs as in a pod: in-cluster configuration (KUBERNETES_SERVICE_*
+# and the ServiceAccount's token, CA and namespace at /var/run/secrets/...), the Secret at the
+# Deployment's mountPath. Without root (no mount namespace), it says so and falls back to a
+# kubeconfig with the same token and rewritten paths.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -136,21 +136,22 @@ secret="$(sed -n 2p "$tmp/pod.mount")"
 mkdir "$tmp/secret"
 kubectl -n kube-system get secret "$secret" -o jsonpath='{.data.cloud\.conf}' | base64 -d >"$tmp/secret/cloud.conf"
 
+# The ServiceAccount's token, as the kubelet projects it (TokenRequest), with the cluster's CA
+# and the namespace, at the path every in-cluster client reads.
 token="$(kubectl -n kube-system create token cinder-remediator)"
+mkdir "$tmp/serviceaccount"
+printf '%s' "$token" >"$tmp/serviceaccount/token"
+python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["kubernetes_ca"], end="")' \
+    "$tmp/sim/endpoints.json" >"$tmp/serviceaccount/ca.crt"
+printf 'kube-system' >"$tmp/serviceaccount/namespace"
 server="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["kubernetes"])' "$tmp/sim/endpoints.json")"
-cat >"$tmp/sa-kubeconfig" <<EOF
-apiVersion: v1
-kind: Config
-clusters: [{name: sim, cluster: {server: "$server"}}]
-users: [{name: cinder-remediator, user: {token: "$token"}}]
-contexts: [{name: sa, context: {cluster: sim, user: cinder-remediator}}]
-current-context: sa
-EOF
-echo "note: the ServiceAccount kube-system/cinder-remediator's token is given in a kubeconfig (the emulator serves http; in a pod, the in-cluster configuration)"
+host_port="${server#https://}"
 
 mapfile -d '' args <"$tmp/pod.args"
 mapfile -d '' env_pairs <"$tmp/pod.env"
-env_pairs+=("KUBECONFIG=$tmp/sa-kubeconfig" "PATH=$PATH" "HOSTNAME=$pod")
+# What the kubelet adds: the API server's Service address, the pod's host name.
+env_pairs+=("KUBERNETES_SERVICE_HOST=${host_port%:*}" "KUBERNETES_SERVICE_PORT=${host_port##*:}"
+    "HOSTNAME=$pod" "PATH=/usr/local/bin:/usr/bin:/bin")
 admin_port=8080
 for pair in "${env_pairs[@]}"; do
     [[ "$pair" == CINDER_REMEDIATOR_ADMIN_ADDR=* ]] && admin_port="${pair##*:}"
@@ -159,21 +160,34 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$admin_port") 2>/dev/null; then
     fail_now "port $admin_port (the Deployment's admin port) is in use on this machine"
 fi
 
-mount_ns=0
+# The pod's mounts: the Secret's cloud.conf at the Deployment's mountPath, the ServiceAccount
+# at the in-cluster path. In a private mount namespace, over an overlay of each top directory,
+# so that nothing changes on the host; without root, a kubeconfig and rewritten paths instead.
+token_path=/var/run/secrets/kubernetes.io/serviceaccount
 if [[ "$(id -u)" -eq 0 ]] && unshare -m --propagation private true 2>/dev/null; then
-    mount_ns=1
-fi
-if [[ "$mount_ns" -eq 1 ]]; then
-    top="/$(cut -d/ -f2 <<<"$mount_path")"
-    mkdir -p "$tmp/overlay/upper" "$tmp/overlay/work"
-    echo "\$ $bin ${args[*]}   # the Secret at $mount_path, in a private mount namespace"
-    env -i "${env_pairs[@]}" unshare -m --propagation private sh -c '
-        mount -t overlay overlay -o "lowerdir=$1,upperdir=$2/upper,workdir=$2/work" "$1" &&
-        mkdir -p "$3" && mount --bind "$4" "$3" && mount -o remount,bind,ro "$3" &&
-        shift 4 && exec "$@"' sh "$top" "$tmp/overlay" "$mount_path" "$tmp/secret" \
-        "$bin" "${args[@]}" >"$tmp/controller.log" 2>&1 &
+    mounts=("$mount_path" "$tmp/secret" "$token_path" "$tmp/serviceaccount")
+    echo "\$ $bin ${args[*]}   # in-cluster: $mount_path and $token_path mounted"
+    env -i "${env_pairs[@]}" unshare -m --propagation private bash -c '
+        set -e
+        work="$1"
+        shift
+        while [[ "$1" != -- ]]; do
+            target="$(realpath -m "$1")" source="$2"
+            shift 2
+            top="/$(cut -d/ -f2 <<<"$target")"
+            if [[ ! -e "$work/overlay$top" ]]; then
+                mkdir -p "$work/overlay$top/upper" "$work/overlay$top/work"
+                mount -t overlay overlay \
+                    -o "lowerdir=$top,upperdir=$work/overlay$top/upper,workdir=$work/overlay$top/work" "$top"
+            fi
+            mkdir -p "$target"
+            mount --bind "$source" "$target"
+            mount -o remount,bind,ro "$target"
+        done
+        shift
+        exec "$@"' bash "$tmp" "${mounts[@]}" -- "$bin" "${args[@]}" >"$tmp/controller.log" 2>&1 &
 else
-    echo "note: not root: the Secret is placed under $tmp/root and the Deployment's paths are rewritten"
+    echo "note: not root: the Secret is placed under $tmp/root, the Deployment's paths rewritten, and the ServiceAccount's token given in a kubeconfig"
     mkdir -p "$tmp/root$mount_path"
     cp "$tmp/secret/cloud.conf" "$tmp/root$mount_path/"
     for i in "${!env_pairs[@]}"; do
@@ -182,6 +196,15 @@ else
     for i in "${!args[@]}"; do
         args[i]="${args[i]//$mount_path/$tmp/root$mount_path}"
     done
+    cat >"$tmp/sa-kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters: [{name: sim, cluster: {server: "$server", certificate-authority: "$tmp/serviceaccount/ca.crt"}}]
+users: [{name: cinder-remediator, user: {tokenFile: "$tmp/serviceaccount/token"}}]
+contexts: [{name: sa, context: {cluster: sim, user: cinder-remediator}}]
+current-context: sa
+EOF
+    env_pairs+=("KUBECONFIG=$tmp/sa-kubeconfig")
     env -i "${env_pairs[@]}" "$bin" "${args[@]}" >"$tmp/controller.log" 2>&1 &
 fi
 controller_pid=$!
@@ -224,8 +247,8 @@ expect "Event: ServerStopped ReleaseVolume on node-4-nude" has_event Normal Serv
 expect "Event: ServerStopped TaintNode on node-4-nude" has_event Warning ServerStopped TaintNode
 expect "no RemediationFailed Event" bash -c "! grep -q RemediationFailed '$tmp/events.tsv'"
 
-expect "metric: remediations_total{outcome=\"done\"} 1" \
-    test "$(metric 'cinder_remediator_remediations_total\{outcome="done"\}')" = 1
+expect "metric: remediations_total{outcome=\"done\",source=\"node\"} 1" \
+    test "$(metric 'cinder_remediator_remediations_total\{outcome="done",source="node"\}')" = 1
 expect "metric: actions_total{action=\"release_volume\",outcome=\"done\"} 1" \
     test "$(metric 'cinder_remediator_actions_total\{action="release_volume",outcome="done"\}')" = 1
 expect "metric: fence_verdicts_total{verdict=\"fenced\"} at least 1" \

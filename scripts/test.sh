@@ -37,6 +37,9 @@ scripts/kubectl-check.sh
 step "manifests: manifests/ and the kubespray add-on, strictly validated and compared; ansible-lint"
 scripts/manifests-check.sh
 
+step "the operator's first hour: the rendered manifests applied to sim, the controller started as the Deployment would, a node killed"
+scripts/install-check.sh
+
 step "the operator's flow: diagnose, dry run, remediate, then the real CLIs"
 scripts/operator-flow-check.sh
 
