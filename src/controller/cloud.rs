@@ -3,9 +3,12 @@
 //! ([`CloudDeath`]) that start their nodes' grace. Pure: the controller sends the poll and
 //! passes each answer in.
 //!
-//! Clocks: `changes-since` is on Nova's clock, so each poll asks from the newest `updated` time
-//! Nova has shown, never earlier than two intervals before the start (on ours): a Nova clock
-//! behind ours delays the first reports once, by the skew. A death's time, from which the grace
+//! Clocks: `changes-since` is on Nova's clock. Each poll asks from the newest `updated` time
+//! Nova has shown, or from [`CLOCK_SKEW`] before the previous poll on ours, whichever is later:
+//! no change is missed while the clocks agree within that (NTP keeps them far closer), and the
+//! servers stamped in one busy second are not read again at every poll forever, only for a
+//! minute. A Nova clock further behind loses the cloud-side reports, never the node's Ready
+//! condition. A death's time, from which the grace
 //! runs, is the later of Nova's `updated` plus its precision (a second: Nova keeps whole seconds,
 //! rounded) and the moment the previous poll was sent on our clock (a change the previous
 //! answer did not show happened after it): a Nova clock behind ours never shortens the grace;
@@ -24,6 +27,9 @@ use fencing::plan::dead_in_list;
 /// second S happened at most this long after S.
 const NOVA_PRECISION: SignedDuration = SignedDuration::from_secs(1);
 
+/// How far Nova's clock may be behind ours for no change to be missed.
+pub const CLOCK_SKEW: SignedDuration = SignedDuration::from_secs(60);
+
 /// What the cloud-side watch knows.
 #[derive(Debug, Clone)]
 pub struct CloudWatch {
@@ -35,13 +41,11 @@ pub struct CloudWatch {
 }
 
 impl CloudWatch {
-    /// A watch starting at `now`: its first poll asks for the changes of the two intervals
-    /// before.
+    /// A watch starting at `now`: its first poll asks for the changes of the last
+    /// [`CLOCK_SKEW`].
     #[must_use]
     pub fn new(interval: Duration, now: Timestamp) -> Self {
-        let back =
-            SignedDuration::try_from(interval.saturating_mul(2)).unwrap_or(SignedDuration::MAX);
-        let start = now.checked_sub(back).unwrap_or(now);
+        let start = now.checked_sub(CLOCK_SKEW).unwrap_or(now);
         Self {
             interval,
             since: start,
@@ -78,6 +82,7 @@ impl CloudWatch {
             }
             self.since = self.since.max(server.updated);
         }
+        self.since = self.since.max(sent.checked_sub(CLOCK_SKEW).unwrap_or(sent));
         self.previous_poll = sent;
         touched
     }
@@ -125,7 +130,7 @@ mod tests {
     #[test]
     fn a_server_shut_off_is_reported_until_it_runs_again() {
         let mut watch = CloudWatch::new(Duration::from_secs(2), at(100));
-        assert_eq!(watch.since(), at(96));
+        assert_eq!(watch.since(), at(40));
         let touched = watch.take(&[changed("a", "SHUTOFF", 4, 99)], at(100));
         assert_eq!(touched, [ServerId::new("a")]);
         // Nova's second, plus the second it may have rounded away.
@@ -151,9 +156,12 @@ mod tests {
         // Nova says 50 s ago; the previous answer, at 100, did not show it: it died after 100.
         watch.take(&[changed("a", "SHUTOFF", 4, 52)], at(102));
         assert_eq!(watch.death(&ServerId::new("a")).unwrap().at, at(100));
-        // `since` never goes back: a Nova clock behind ours delays the first reports once, by
-        // the skew (the node's Ready condition still works meanwhile).
-        assert_eq!(watch.since(), at(96));
+        // Nova's own time, 52: a minute behind ours is still read.
+        assert_eq!(watch.since(), at(52));
+        // Nothing new for a while: the window moves with our clock, a minute back, so a busy
+        // second is not read again at every poll.
+        watch.take(&[], at(200));
+        assert_eq!(watch.since(), at(140));
     }
 
     #[test]

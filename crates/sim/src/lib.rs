@@ -369,6 +369,7 @@ async fn record_and_interfere(
         query,
         status: response.status().as_u16(),
         at_ms: arrived,
+        bytes: axum::body::HttpBody::size_hint(response.body()).exact(),
         by: None,
         access: response.extensions().get::<kubernetes::Access>().cloned(),
     });

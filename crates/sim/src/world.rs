@@ -87,6 +87,9 @@ pub struct RequestRecord {
     pub status: u16,
     /// Milliseconds since the start of the run, when the request arrived.
     pub at_ms: u64,
+    /// The response body's size in bytes, when it is known before it is sent (not a watch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
     /// The emulated cluster's own component that sent it (`csi-attacher`); none for a client
     /// over HTTP (the remediator, the `openstack` CLI).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -198,6 +201,7 @@ impl State {
             query: None,
             status,
             at_ms: now_ms,
+            bytes: None,
             by: Some(by),
             access: None,
         });
