@@ -70,6 +70,11 @@ fn node_2_dies(at: &str) -> String {
     )
 }
 
+/// node-2's server powers off at 1 s; its node stays Ready (the scenario does not change it).
+fn server_2_shuts_off() -> String {
+    format!("  - {{at: 1s, server_status: {{server: {SERVER_2}, status: SHUTOFF}}}}\n")
+}
+
 fn policy() -> Policy {
     Policy {
         grace: Duration::from_secs(2),
@@ -87,6 +92,11 @@ struct Replica {
 impl Replica {
     async fn start(running: &Running, policy: Policy, identity: Option<&str>) -> Self {
         Self::start_with(running, policy, identity, false, None).await
+    }
+
+    /// A replica watching the cloud too (`--watch-cloud 1s`).
+    async fn watching_the_cloud(running: &Running) -> Self {
+        Self::start_with(running, policy(), None, false, Some(Duration::from_secs(1))).await
     }
 
     async fn start_with(
@@ -572,17 +582,8 @@ async fn a_dry_run_controller_plans_and_never_acts() {
 /// Ready, counted as detected from the cloud side.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_shut_off_while_its_node_stays_ready_is_remediated_from_the_cloud_side() {
-    let timeline =
-        format!("  - {{at: 1s, server_status: {{server: {SERVER_2}, status: SHUTOFF}}}}\n");
-    let running = sim::serve(&cluster(&timeline)).await.unwrap();
-    let replica = Replica::start_with(
-        &running,
-        policy(),
-        None,
-        false,
-        Some(Duration::from_secs(1)),
-    )
-    .await;
+    let running = sim::serve(&cluster(&server_2_shuts_off())).await.unwrap();
+    let replica = Replica::watching_the_cloud(&running).await;
     // Nova's change at 1 s (kept to the second), the next poll within 1 s, grace 2 s, detach 1 s.
     wait_for(Duration::from_secs(12), "volume available", || {
         volume_status(&running, VOLUME_2) == "available"
@@ -642,14 +643,7 @@ async fn a_server_shut_off_while_its_node_stays_ready_is_remediated_from_the_clo
 async fn a_host_down_or_a_reboot_is_no_proof_from_the_cloud_side() {
     let timeline = "  - {at: 1s, host_state: {host: compute-1, state: down}}\n  - {at: 1s, server_status: {server: 6b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c0003, status: REBOOT, task_state: reboot_started}}\n";
     let running = sim::serve(&cluster(timeline)).await.unwrap();
-    let replica = Replica::start_with(
-        &running,
-        policy(),
-        None,
-        false,
-        Some(Duration::from_secs(1)),
-    )
-    .await;
+    let replica = Replica::watching_the_cloud(&running).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     let log = running.requests();
     assert!(
@@ -670,9 +664,7 @@ async fn a_host_down_or_a_reboot_is_no_proof_from_the_cloud_side() {
 /// action from the cloud side.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_live_kubelet_contradicts_a_shut_off_server() {
-    let timeline =
-        format!("  - {{at: 1s, server_status: {{server: {SERVER_2}, status: SHUTOFF}}}}\n");
-    let running = sim::serve(&cluster(&timeline)).await.unwrap();
+    let running = sim::serve(&cluster(&server_2_shuts_off())).await.unwrap();
     // node-2's kubelet is alive, whatever Nova says: this test, as the kubelet does, renews
     // its Lease through the API every 300 ms.
     let kubelet = {
@@ -698,14 +690,7 @@ async fn a_live_kubelet_contradicts_a_shut_off_server() {
             }
         })
     };
-    let replica = Replica::start_with(
-        &running,
-        policy(),
-        None,
-        false,
-        Some(Duration::from_secs(1)),
-    )
-    .await;
+    let replica = Replica::watching_the_cloud(&running).await;
     tokio::time::sleep(Duration::from_secs(7)).await;
     kubelet.abort();
     let log = running.requests();
@@ -741,14 +726,7 @@ async fn a_flood_of_changes_is_read_in_pages_and_held_by_the_storm_guard() {
     );
     let scenario = Scenario::parse(&text, Path::new("flood.yaml")).unwrap();
     let running = sim::serve(&scenario).await.unwrap();
-    let replica = Replica::start_with(
-        &running,
-        policy(),
-        None,
-        false,
-        Some(Duration::from_secs(1)),
-    )
-    .await;
+    let replica = Replica::watching_the_cloud(&running).await;
     let mut metrics = String::new();
     for _ in 0..100 {
         metrics = replica.get("/metrics").await.1;

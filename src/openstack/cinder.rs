@@ -248,16 +248,14 @@ impl Cinder {
     ) -> Result<String, ApiError> {
         let route = self.metrics.is_some().then(|| super::route(&method, path));
         let build = |session: &Session| {
-            let mut request = session
-                .request(BlockStorage, method.clone(), path)
-                .api_version(MICROVERSION);
-            if !query.is_empty() {
-                request = request.query(query);
-            }
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            request
+            super::request(
+                session,
+                BlockStorage,
+                MICROVERSION,
+                (&method, path),
+                query,
+                body,
+            )
         };
         let timing = self.metrics.as_deref().zip(route);
         super::send(&self.session, build, "cinder", operation, timing).await

@@ -59,6 +59,33 @@ async fn send<S: ServiceType + Send>(
     result
 }
 
+/// A request to `service` at `version`: `method` on `path`, with `query` (when any) and a JSON
+/// `body` (when given).
+fn request<S, K, V>(
+    session: &osauth::Session,
+    service: S,
+    version: osauth::ApiVersion,
+    (method, path): (&reqwest::Method, &[&str]),
+    query: &[(K, V)],
+    body: Option<&serde_json::Value>,
+) -> ServiceRequestBuilder<S>
+where
+    S: osauth::services::VersionedService + Send,
+    K: serde::Serialize,
+    V: serde::Serialize,
+{
+    let mut request = session
+        .request(service, method.clone(), path)
+        .api_version(version);
+    if !query.is_empty() {
+        request = request.query(query);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    request
+}
+
 /// A request's route as a bounded metric label: the method and the path with every id
 /// replaced by `{id}` (`DELETE /servers/{id}/os-volume_attachments/{id}`).
 fn route(method: &reqwest::Method, path: &[&str]) -> String {

@@ -491,16 +491,7 @@ impl Nova {
     ) -> Result<String, ApiError> {
         let route = self.metrics.is_some().then(|| super::route(&method, path));
         let build = |session: &Session| {
-            let mut request = session
-                .request(Compute, method.clone(), path)
-                .api_version(MICROVERSION);
-            if !query.is_empty() {
-                request = request.query(query);
-            }
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            request
+            super::request(session, Compute, MICROVERSION, (&method, path), query, body)
         };
         let timing = self.metrics.as_deref().zip(route);
         super::send(&self.session, build, "nova", operation, timing).await
