@@ -580,7 +580,7 @@ impl Story {
                 self.ids.say(death.server.as_str()),
                 self.clock.relative(death.at)
             ),
-            None => format!("{name}: Nova shows its server running again (cloud-side watch)"),
+            None => format!("{name}: no longer reported dead by the cloud-side watch"),
         };
         self.clock.say(&line);
         if let Some(node) = self.nodes.get_mut(name) {

@@ -766,3 +766,44 @@ async fn a_flood_of_changes_is_read_in_pages_and_held_by_the_storm_guard() {
     replica.stop().await;
     running.shutdown().await;
 }
+
+/// Of two replicas watching the cloud, only the leader asks Nova: about one `changes-since`
+/// list per interval in all, not one per replica.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_leader_watches_the_cloud() {
+    let running = sim::serve(&cluster("")).await.unwrap();
+    let mut replicas = Vec::new();
+    for identity in ["replica-a", "replica-b"] {
+        replicas.push(
+            Replica::start_with(
+                &running,
+                policy(),
+                Some(identity),
+                false,
+                Some(Duration::from_millis(500)),
+            )
+            .await,
+        );
+    }
+    // Leadership settles within the 2 s lease; then 4 s of polls every 0.5 s: about 8 from the
+    // leader, 16 if both asked.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let from = running.world.now_ms();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let polls = running
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.at_ms >= from
+                && r.service == Emulator::Nova
+                && r.query
+                    .as_deref()
+                    .is_some_and(|q| q.contains("changes-since"))
+        })
+        .count();
+    assert!((5..=11).contains(&polls), "{polls} polls in 4 s");
+    for replica in replicas {
+        replica.stop().await;
+    }
+    running.shutdown().await;
+}

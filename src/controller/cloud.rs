@@ -54,6 +54,20 @@ impl CloudWatch {
         }
     }
 
+    /// Before a poll sent at `now`: after a pause of more than [`CLOCK_SKEW`] (a follower does
+    /// not poll), asks for no more than the last [`CLOCK_SKEW`], as a new watch does, and
+    /// forgets every report (a server started again during the pause would not show): returns
+    /// the servers forgotten. Their nodes are left to their Ready condition.
+    pub fn resume(&mut self, now: Timestamp) -> Vec<ServerId> {
+        let floor = now.checked_sub(CLOCK_SKEW).unwrap_or(now);
+        if self.previous_poll >= floor {
+            return Vec::new();
+        }
+        self.since = self.since.max(floor);
+        self.previous_poll = floor;
+        std::mem::take(&mut self.dead).into_keys().collect()
+    }
+
     /// The `changes-since` of the next poll.
     #[must_use]
     pub fn since(&self) -> Timestamp {
@@ -162,6 +176,23 @@ mod tests {
         // second is not read again at every poll.
         watch.take(&[], at(200));
         assert_eq!(watch.since(), at(140));
+    }
+
+    #[test]
+    fn after_a_pause_a_poll_asks_for_the_last_minute_only() {
+        let mut watch = CloudWatch::new(Duration::from_secs(2), at(100));
+        watch.take(&[changed("a", "SHUTOFF", 4, 99)], at(100));
+        // Polled again within the minute: nothing forgotten.
+        assert!(watch.resume(at(150)).is_empty());
+        assert!(watch.death(&ServerId::new("a")).is_some());
+        // A follower for an hour, then the actor again: its reports are forgotten (the server
+        // may have started meanwhile), and it asks for the last minute only.
+        assert_eq!(watch.resume(at(3700)), [ServerId::new("a")]);
+        assert!(watch.death(&ServerId::new("a")).is_none());
+        assert_eq!(watch.since(), at(3640));
+        // A death seen now counts from no earlier than a minute before.
+        watch.take(&[changed("b", "SHUTOFF", 4, 3000)], at(3700));
+        assert_eq!(watch.death(&ServerId::new("b")).unwrap().at, at(3640));
     }
 
     #[test]

@@ -254,13 +254,26 @@ pub async fn run<B: Backend>(
                 schedule.looked(&node, look, now, jitter(&node, now));
             }
             () = sleep_until(next_poll.filter(|_| synced && poll.is_terminated()).map(instant_of)) => {
-                if let Some(cloud) = &cloud {
-                    let (sent, since) = (Timestamp::now(), cloud.since());
-                    poll = (Box::pin(async move { (sent, backend.changed_servers(since).await) })
-                        as CloudPoll<'_>)
-                        .fuse();
+                let now = Timestamp::now();
+                if let Some(cloud) = &mut cloud {
+                    // Only the actor asks Nova: the followers' reads would change nothing.
+                    if *controller.leader.borrow() {
+                        let forgotten = cloud.resume(now);
+                        let mut watched = held(&watched);
+                        for view in report_deaths(&mut watched.nodes, cloud, &forgotten) {
+                            settings.tell(|| Moment::Reported(view.name.clone(), None));
+                            schedule.observe(&view, now);
+                        }
+                        drop(watched);
+                        let since = cloud.since();
+                        poll = (Box::pin(async move { (now, backend.changed_servers(since).await) })
+                            as CloudPoll<'_>)
+                            .fuse();
+                        next_poll = None;
+                    } else {
+                        next_poll = Some(now + SignedDuration::try_from(cloud.interval).unwrap_or(SignedDuration::MAX));
+                    }
                 }
-                next_poll = None;
             }
             (sent, answer) = &mut poll => {
                 if let Some(cloud) = &mut cloud {
