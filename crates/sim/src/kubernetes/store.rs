@@ -182,7 +182,7 @@ pub(super) fn time(at: Timestamp) -> String {
 
 /// A time with microseconds (`metav1.MicroTime`).
 #[must_use]
-pub(super) fn micro_time(at: Timestamp) -> String {
+pub(crate) fn micro_time(at: Timestamp) -> String {
     at.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 

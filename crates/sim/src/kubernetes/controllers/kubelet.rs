@@ -2,6 +2,12 @@
 //! which changes nothing), and the kubelet of a server Nova brought up again (`os-start`, an
 //! evacuate): `kubernetes.behaviour.boot_seconds` later it reports its node Ready.
 //!
+//! A live kubelet renews its node's Lease (`kube-node-lease/NODE`) every
+//! [`LEASE_RENEW_INTERVAL`], as the kubelet's node lease controller does (a quarter of the 40 s
+//! lease): the kubelet of a Ready node whose server runs (power state `RUNNING`, whatever its
+//! status says). A kubelet whose server shut off, crashed or is gone renews nothing, while its
+//! node still shows Ready until the node lifecycle controller's grace runs out.
+//!
 //! For each pod bound to its node the kubelet reports the pod's volumes in use
 //! (`status.volumesInUse`, which the attach/detach controller reads before it detaches) and
 //! drops those no pod of the node uses any more. A `Pending` pod shows `ContainerCreating`
@@ -11,20 +17,24 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::time::Duration;
+
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::{
-    Involved, name, node_name, nodes, object_uid, phase, pod_volumes, pods, ready, record,
+    Involved, leases, name, node_name, nodes, object_uid, phase, pod_volumes, pods, ready, record,
     same_pod, terminated, terminating, write,
 };
-use crate::kubernetes::store::{Part, Store, set_path, str_at, time};
+use crate::kubernetes::store::{Part, Store, micro_time, set_path, str_at, time};
 use crate::world::State;
 
-/// Since when each pending pod (by uid) has had all its volumes attached.
+/// Since when each pending pod (by uid) has had all its volumes attached, and when each
+/// kubelet last renewed its node's Lease (the emulated clock).
 #[derive(Debug, Default)]
 pub(super) struct Kubelet {
     volumes_ready_ms: BTreeMap<String, u64>,
+    renewed_ms: BTreeMap<String, u64>,
 }
 
 /// Nodes whose server Nova brought up `boot_ms` ago turn Ready (the node named by the
@@ -51,9 +61,52 @@ pub(super) fn register(state: &mut State, now_ms: u64) -> u64 {
     due
 }
 
-/// One sync of every live kubelet; returns when a pod is next due to start.
+/// Nova's power state of a running guest.
+const POWER_RUNNING: u8 = 1;
+
+/// How often a kubelet renews its node's Lease (`nodeLeaseDurationSeconds` 40 × 0.25).
+pub const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The kubelets whose server runs renew their node's Lease every [`LEASE_RENEW_INTERVAL`] of
+/// the emulated clock (the first time at once); returns when the next renewal is due.
+fn renew_leases(state: &mut State, now: Timestamp, now_ms: u64) -> u64 {
+    let interval = u64::try_from(LEASE_RENEW_INTERVAL.as_millis()).unwrap_or(u64::MAX);
+    let running = |provider_id: Option<&str>| {
+        provider_id
+            .and_then(|p| p.rsplit('/').next())
+            .and_then(|server| state.cloud.server(server))
+            .is_some_and(|server| server.power_state == POWER_RUNNING)
+    };
+    let renewing: Vec<String> = state
+        .kube
+        .objects_of("nodes", None)
+        .filter(|(_, n)| ready(n) && running(str_at(n, &["spec", "providerID"])))
+        .map(|(_, n)| name(n).to_owned())
+        .collect();
+    let mut next = u64::MAX;
+    for node in renewing {
+        let last = state.controllers.kubelet.renewed_ms.get(&node).copied();
+        let due = last.map_or(now_ms, |last| last.saturating_add(interval));
+        if now_ms < due {
+            next = next.min(due);
+            continue;
+        }
+        let Some(lease) = state.kube.get("leases", Some("kube-node-lease"), &node) else {
+            continue;
+        };
+        let mut lease = lease.clone();
+        set_path(&mut lease, &["spec", "renewTime"], micro_time(now).into());
+        write(&mut state.kube, leases(), lease, Part::Main);
+        state.controllers.kubelet.renewed_ms.insert(node, now_ms);
+        next = next.min(now_ms.saturating_add(interval));
+    }
+    next
+}
+
+/// One sync of every live kubelet; returns when a pod is next due to start or a Lease to be
+/// renewed.
 pub(super) fn sync(state: &mut State, now: Timestamp, now_ms: u64) -> u64 {
-    let mut due = u64::MAX;
+    let mut due = renew_leases(state, now, now_ms);
     let live: BTreeSet<String> = state
         .kube
         .objects_of("nodes", None)

@@ -169,6 +169,10 @@ fn nodes() -> &'static Resource {
     res("", "v1", "nodes")
 }
 
+fn leases() -> &'static Resource {
+    res("coordination.k8s.io", "v1", "leases")
+}
+
 fn volume_attachments() -> &'static Resource {
     res("storage.k8s.io", "v1", "volumeattachments")
 }

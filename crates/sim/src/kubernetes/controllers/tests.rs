@@ -392,3 +392,30 @@ fn switched_off_controllers_do_nothing() {
     run(&world, 0, 1000);
     assert_eq!(pods_of(&world.lock_at(1000)).len(), 1);
 }
+
+/// The kubelet of a Ready node whose server runs renews its Lease every 10 s; the kubelet of a
+/// node whose server shut off renews nothing, though its node still shows Ready.
+#[test]
+fn a_kubelet_renews_its_lease_while_its_server_runs() {
+    let world = world("\"True\"", "", "");
+    let renewed = |world: &World, node: &str| {
+        world
+            .lock()
+            .kube
+            .get("leases", Some("kube-node-lease"), node)
+            .unwrap()["spec"]["renewTime"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+    };
+    // The first pass (at the start) renewed node-b's Lease.
+    run(&world, 0, 100);
+    let (a0, b0) = (renewed(&world, "node-a"), renewed(&world, "node-b"));
+    run(&world, 200, 9_900);
+    assert_eq!(renewed(&world, "node-b"), b0, "not again within 10 s");
+    run(&world, 10_000, 10_100);
+    assert!(renewed(&world, "node-b") > b0, "again after 10 s");
+    // node-a (SHUTOFF, still shown Ready): its kubelet is dead.
+    assert_eq!(renewed(&world, "node-a"), a0);
+}
