@@ -3,14 +3,15 @@
 //! fail in production). Their workloads run command lines and environments the binary accepts,
 //! hardened as the operator's guide promises.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use cinder_remediator::cli::{Cli, Command};
 use clap::{CommandFactory, Parser};
+use common::{Grant, grants};
 use serde_json::Value;
-
-type Grant = (String, String, String);
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests")
@@ -45,27 +46,6 @@ fn named<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
         .iter()
         .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
         .unwrap_or_else(|| panic!("no {kind} {name} in the base"))
-}
-
-fn grants(rules: &Value) -> BTreeSet<Grant> {
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .expect("a list")
-            .iter()
-            .map(|s| s.as_str().expect("a string").to_owned())
-            .collect()
-    };
-    let mut granted = BTreeSet::new();
-    for rule in rules.as_array().expect("rules") {
-        for group in strings(&rule["apiGroups"]) {
-            for resource in strings(&rule["resources"]) {
-                for verb in strings(&rule["verbs"]) {
-                    granted.insert((group.clone(), resource.clone(), verb));
-                }
-            }
-        }
-    }
-    granted
 }
 
 fn declared(permissions: &[(&str, &str, &[&str])]) -> BTreeSet<Grant> {

@@ -8,6 +8,8 @@
 //! `run --dry-run`, and a verb taken from the role fails the step that needs it, with the API
 //! server's refusal in the request log.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -21,15 +23,13 @@ use cinder_remediator::oneshot::{self, Mode, Output};
 use cinder_remediator::openstack::config::load;
 use cinder_remediator::openstack::session::{ConnectOptions, connect_with};
 use cinder_remediator::{demo, execute};
+use common::{Grant, grants};
 use fencing::plan::{Action, DeadHost, Policy, Strategy};
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use sim::scenario::{Readiness, Service as Emulator};
 use sim::{RequestRecord, Running, Scenario};
-
-/// (API group, resource, verb).
-type Grant = (String, String, String);
 
 /// The remediator's user name, as the API server authenticates its ServiceAccount.
 const USER: &str = "system:serviceaccount:kube-system:cinder-remediator";
@@ -100,29 +100,6 @@ async fn remediate(setup: &Setup, policy: &Policy) -> bool {
     )
     .await
     .unwrap()
-}
-
-/// The (API group, resource, verb) a role's rules grant.
-fn grants(rules: &Value) -> BTreeSet<Grant> {
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect()
-    };
-    let mut granted = BTreeSet::new();
-    for rule in rules.as_array().expect("rules") {
-        for group in strings(&rule["apiGroups"]) {
-            for resource in strings(&rule["resources"]) {
-                for verb in strings(&rule["verbs"]) {
-                    granted.insert((group.clone(), resource.clone(), verb));
-                }
-            }
-        }
-    }
-    granted
 }
 
 /// The shipped roles of `kind` (as the demo and these tests apply them).
