@@ -179,6 +179,15 @@ impl Replica {
     }
 }
 
+/// Whether a request is a page of the cloud-side watch (`changes-since`).
+fn cloud_poll(record: &RequestRecord) -> bool {
+    record.service == Emulator::Nova
+        && record
+            .query
+            .as_deref()
+            .is_some_and(|q| q.contains("changes-since"))
+}
+
 /// Whether the exposition has this sample line, exactly.
 fn has_sample(metrics: &str, line: &str) -> bool {
     metrics.lines().any(|l| l == line)
@@ -612,15 +621,7 @@ async fn a_server_shut_off_while_its_node_stays_ready_is_remediated_from_the_clo
         .any(|c| c["type"] == "Ready" && c["status"] == "True");
     assert!(ready, "node-2 is still Ready");
     // One list per interval, not one read per server.
-    let polls = log
-        .iter()
-        .filter(|r| {
-            r.service == Emulator::Nova
-                && r.query
-                    .as_deref()
-                    .is_some_and(|q| q.contains("changes-since"))
-        })
-        .count();
+    let polls = log.iter().filter(|r| cloud_poll(r)).count();
     assert!((2..=12).contains(&polls), "{polls} polls");
     // Counted once the look has ended (its Kubernetes-side steps follow the release).
     let counted = "cinder_remediator_remediations_total{outcome=\"done\",source=\"cloud\"} 1";
@@ -646,13 +647,7 @@ async fn a_host_down_or_a_reboot_is_no_proof_from_the_cloud_side() {
     let replica = Replica::watching_the_cloud(&running).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     let log = running.requests();
-    assert!(
-        log.iter().any(|r| r.service == Emulator::Nova
-            && r.query
-                .as_deref()
-                .is_some_and(|q| q.contains("changes-since"))),
-        "the cloud was not watched"
-    );
+    assert!(log.iter().any(cloud_poll), "the cloud was not watched");
     assert_eq!(cloud_writes(&log), Vec::<String>::new());
     assert_eq!(kube_writes(&log), Vec::<String>::new());
     assert_eq!(volume_status(&running, VOLUME_3), "in-use");
@@ -744,12 +739,7 @@ async fn a_flood_of_changes_is_read_in_pages_and_held_by_the_storm_guard() {
     let log = running.requests();
     let pages = log
         .iter()
-        .filter(|r| {
-            r.service == Emulator::Nova
-                && r.query
-                    .as_deref()
-                    .is_some_and(|q| q.contains("changes-since") && q.contains("marker="))
-        })
+        .filter(|r| cloud_poll(r) && r.query.as_deref().is_some_and(|q| q.contains("marker=")))
         .count();
     assert!(pages >= COUNT / 200 - 1, "{pages} follow-up pages");
     assert_eq!(cloud_writes(&log), Vec::<String>::new());
@@ -793,13 +783,7 @@ async fn only_the_leader_watches_the_cloud() {
     let polls = running
         .requests()
         .iter()
-        .filter(|r| {
-            r.at_ms >= from
-                && r.service == Emulator::Nova
-                && r.query
-                    .as_deref()
-                    .is_some_and(|q| q.contains("changes-since"))
-        })
+        .filter(|r| r.at_ms >= from && cloud_poll(r))
         .count();
     assert!((5..=11).contains(&polls), "{polls} polls in 4 s");
     for replica in replicas {
